@@ -1,0 +1,99 @@
+"""How a task, its attempts and the verifier's feedback become model inputs.
+
+Token layout (one sequence per task):
+
+    <|start|> <|task|> PROMPT <|code|> CODE_0 <|end|> <|feedback|> FEEDBACK_0 <|code|> CODE_1 <|end|> ...
+
+Every token also carries a retry-step id (the learned retry-step embedding): the
+start/task/prompt tokens are step 0, and attempt k's tokens (the <|feedback|> and
+feedback text before it, its <|code|>, its code and its <|end|>) are step k, capped at
+MAX_STEP. The model only ever *writes* code and <|end|>; everything else is written by
+the agent, so the training loss is masked to code + <|end|> tokens.
+
+The agent uses the incremental pieces (``prompt_prefix``, ``feedback_extension``,
+``code_piece``); the trainer uses ``build_transcript`` for whole sequences. Both go
+through the same pieces, so training and inference sequences agree token for token.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sut.tokenizer import CodeTokenizer
+
+MAX_STEP = 15  # retry-step embedding has 16 rows: steps 0..15
+
+
+def step_id(attempt: int) -> int:
+    """Retry-step id for attempt ``attempt`` (0-based), capped at MAX_STEP."""
+    return min(attempt, MAX_STEP)
+
+
+@dataclass
+class Piece:
+    """A run of tokens with their retry-step ids and loss mask (1 = model output)."""
+
+    ids: list[int] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    mask: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def extend(self, other: "Piece") -> "Piece":
+        self.ids += other.ids
+        self.steps += other.steps
+        self.mask += other.mask
+        return self
+
+
+def prompt_prefix(tok: CodeTokenizer, prompt: str) -> Piece:
+    """``<|start|> <|task|> PROMPT <|code|>``: everything attempt 0 is conditioned on."""
+    ids = [tok.start_id, tok.task_id, *tok.encode(prompt), tok.code_id]
+    return Piece(ids, [0] * len(ids), [0] * len(ids))
+
+
+def feedback_extension(tok: CodeTokenizer, feedback: str, attempt: int) -> Piece:
+    """``<|feedback|> FEEDBACK <|code|>`` appended before attempt ``attempt`` (>= 1)."""
+    ids = [tok.feedback_id, *tok.encode(feedback), tok.code_id]
+    return Piece(ids, [step_id(attempt)] * len(ids), [0] * len(ids))
+
+
+def code_piece(tok: CodeTokenizer, code: str, attempt: int, train: bool = True) -> Piece:
+    """``CODE <|end|>`` of attempt ``attempt``; ``train`` puts it under the loss."""
+    ids = [*tok.encode(code), tok.end_id]
+    return Piece(ids, [step_id(attempt)] * len(ids), [int(train)] * len(ids))
+
+
+def build_transcript(
+    tok: CodeTokenizer,
+    prompt: str,
+    attempts: Sequence[str],
+    feedbacks: Sequence[str],
+    train_attempts: Sequence[bool] | None = None,
+) -> Piece:
+    """A whole transcript: ``attempts[k]`` is followed by ``feedbacks[k]`` when k < last.
+
+    ``train_attempts[k]`` says whether attempt k's code is under the loss (default: only
+    the last one, the correct answer; the wrong attempts are context, not targets, so
+    the model is never taught to write the mistake).
+    """
+    if len(feedbacks) != len(attempts) - 1:
+        raise ValueError(f"{len(attempts)} attempts need {len(attempts) - 1} feedbacks, got {len(feedbacks)}")
+    if train_attempts is None:
+        train_attempts = [k == len(attempts) - 1 for k in range(len(attempts))]
+    seq = prompt_prefix(tok, prompt)
+    for k, code in enumerate(attempts):
+        if k > 0:
+            seq.extend(feedback_extension(tok, feedbacks[k - 1], k))
+        seq.extend(code_piece(tok, code, k, train_attempts[k]))
+    return seq
+
+
+def training_arrays(seq: Piece) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(inputs, steps, targets, target_mask) for next-token prediction on ``seq``.
+
+    Position t predicts token t+1; the target is under the loss iff token t+1 is model
+    output. The step ids are those of the input tokens.
+    """
+    return seq.ids[:-1], seq.steps[:-1], seq.ids[1:], seq.mask[1:]
