@@ -1,0 +1,137 @@
+"""Save and load a checkpoint directory: weights, config and tokenizer, never pickle.
+
+    DIR/model.safetensors   weights (safetensors; the tied LM head is stored once, as wte)
+    DIR/config.json         {"format", "model": GPTConfig, "train": {...}, "tokenizer_sha256",
+                             "commit", "n_params"}
+    DIR/tokenizer.json      the `tokenizers` file; its sha256 must equal config's
+    DIR/metrics.json        optional: the training report's figures
+
+Every failure is a ``CheckpointError`` whose message is one line naming the file and
+the fix, so ``python -m sut.evaluate --checkpoint BAD`` fails readably.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from sut.model import GPTConfig, NanoCodeGen
+from sut.tokenizer import CodeTokenizer, TokenizerError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "reference"
+WEIGHTS, CONFIG, TOKENIZER, METRICS = "model.safetensors", "config.json", "tokenizer.json", "metrics.json"
+_TIED = "lm_head.weight"  # same tensor as wte.weight; not stored twice
+_RETRAIN = "retrain it with `python -m sut.train --out DIR` or use the shipped checkpoints/reference"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint directory that cannot be used; the message says which file and how to fix it."""
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str | None:
+    """HEAD's hash (with '-dirty' if the tree has changes), or None outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def save_checkpoint(out_dir: str | Path, model: NanoCodeGen, tokenizer: CodeTokenizer, model_config: GPTConfig,
+                    train_config: dict[str, Any] | None = None, report: dict[str, Any] | None = None) -> Path:
+    """Write the checkpoint directory (created if needed); returns its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous()
+             for k, v in model.state_dict().items() if k != _TIED}
+    save_file(state, str(out / WEIGHTS), metadata={"format": str(FORMAT_VERSION)})
+    tokenizer.save(out / TOKENIZER)
+    config = {
+        "format": FORMAT_VERSION,
+        "model": model_config.to_dict(),
+        "train": train_config or {},
+        "tokenizer_sha256": tokenizer.sha256(),
+        "commit": git_commit(),
+        "n_params": model.num_params(),
+    }
+    (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if report is not None:
+        (out / METRICS).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        GPTConfig(**config["model"])
+        config["tokenizer_sha256"]
+        return config
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; {_RETRAIN}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e}); {_RETRAIN}") from None
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: missing or unknown field {e}; {_RETRAIN}") from None
+
+
+def load_checkpoint(ckpt_dir: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu"
+                    ) -> tuple[NanoCodeGen, CodeTokenizer, dict[str, Any]]:
+    """(model in eval mode on ``device``, tokenizer, config.json contents)."""
+    d = Path(ckpt_dir)
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: checkpoint directory not found; {_RETRAIN}")
+    config = _read_config(d / CONFIG)
+
+    tok_path = d / TOKENIZER
+    if not tok_path.is_file():
+        raise CheckpointError(f"{tok_path}: missing; copy the tokenizer.json saved with these weights, or {_RETRAIN}")
+    text = tok_path.read_text(encoding="utf-8", errors="replace")
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != config["tokenizer_sha256"]:
+        raise CheckpointError(f"{tok_path}: tokenizer does not match the checkpoint (sha256 differs from "
+                              f"{CONFIG}); restore the tokenizer.json saved with these weights, or {_RETRAIN}")
+    try:
+        tokenizer = CodeTokenizer.from_str(text)
+    except TokenizerError as e:
+        raise CheckpointError(f"{tok_path}: {e}") from None
+
+    mcfg = GPTConfig(**config["model"])
+    if tokenizer.vocab_size != mcfg.vocab_size:
+        raise CheckpointError(f"{tok_path}: vocabulary of {tokenizer.vocab_size} tokens, but {CONFIG} says "
+                              f"{mcfg.vocab_size}; {_RETRAIN}")
+    w_path = d / WEIGHTS
+    if not w_path.is_file():
+        raise CheckpointError(f"{w_path}: missing; {_RETRAIN}")
+    try:
+        state = load_file(str(w_path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{w_path}: corrupt safetensors file ({str(e).splitlines()[0]}); {_RETRAIN}") from None
+
+    model = NanoCodeGen(mcfg)
+    expected = {k: v.shape for k, v in model.state_dict().items() if k != _TIED}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{w_path}: tensors do not fit {CONFIG} (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]}); {_RETRAIN}")
+    for k, shape in expected.items():
+        if state[k].shape != shape:
+            raise CheckpointError(f"{w_path}: tensor {k} has shape {tuple(state[k].shape)} but {CONFIG} implies "
+                                  f"{tuple(shape)}; {_RETRAIN}")
+    model.load_state_dict(state, strict=False)  # lm_head.weight is tied to wte.weight
+    model.to(device).eval()
+    log.info("loaded %s: %d params, tokenizer %s", d, model.num_params(), config["tokenizer_sha256"][:12])
+    return model, tokenizer, config
