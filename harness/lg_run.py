@@ -1,0 +1,108 @@
+"""One LoadGen run in this process: ``python -m harness.lg_run ...`` (spawned by harness/run.py).
+
+Each run gets its own process because ``TestSettings.FromConfig`` may be called once per
+process (a second call skips LoadGen's built-in mlperf.conf). This module wires QSL,
+SUT, engine and verifier pool together, runs LoadGen, and writes beside LoadGen's logs
+the agent's per-attempt records (``agent_records.jsonl``) and the SUT's counters
+(``sut_stats.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import mlperf_loadgen as lg
+from tqdm import tqdm
+
+from harness.qsl import TaskQSL
+from harness.user_conf import MODEL
+from sut.engine_factory import EngineOptions, build_engine
+from sut.loadgen_sut import CodegenSUT, SUTStats
+from sut.tasks import load_eval_tasks
+
+log = logging.getLogger("harness.lg_run")
+
+SCENARIOS = {"SingleStream": lg.TestScenario.SingleStream, "Offline": lg.TestScenario.Offline,
+             "Server": lg.TestScenario.Server}
+MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.AccuracyOnly}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--scenario", required=True, choices=list(SCENARIOS))
+    p.add_argument("--mode", required=True, choices=list(MODES))
+    p.add_argument("--conf", required=True, type=Path, help="effective conf file (validated by harness/run.py)")
+    p.add_argument("--outdir", required=True, type=Path)
+    p.add_argument("--count", type=int, default=None, help="use only the first N evaluation tasks")
+    p.add_argument("--audit-config", type=Path, default=None, help="audit.config to copy into --outdir (cwd)")
+    p.add_argument("--no-progress", action="store_true")
+    EngineOptions.add_arguments(p)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        filename=str(args.outdir / "harness.log"))
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    tasks = load_eval_tasks()
+    if args.count is not None:
+        tasks = tasks[: args.count]
+
+    settings = lg.TestSettings()
+    settings.FromConfig(str(args.conf), MODEL, args.scenario)  # once per process
+    settings.scenario = SCENARIOS[args.scenario]
+    settings.mode = MODES[args.mode]
+
+    log_out = lg.LogOutputSettings()
+    log_out.outdir = str(args.outdir)
+    log_out.copy_summary_to_stdout = False
+    log_settings = lg.LogSettings()
+    log_settings.log_output = log_out
+    log_settings.enable_trace = False
+
+    # LoadGen reads audit.config from the current working directory.
+    os.chdir(args.outdir)
+    if args.audit_config is not None:
+        (args.outdir / "audit.config").write_text(Path(args.audit_config).read_text())
+
+    engine = build_engine(EngineOptions.from_args(args))
+    qsl = TaskQSL(tasks)
+    bar = tqdm(desc=f"{args.scenario} {args.mode}", unit="sample", disable=args.no_progress, file=sys.stderr,
+               mininterval=0.5)
+
+    def progress(stats: SUTStats) -> None:
+        elapsed = max(time.perf_counter() - stats.started, 1e-9)
+        bar.update(stats.completed - bar.n)
+        bar.set_postfix(attempts=stats.attempts, tok_s=f"{stats.tokens / elapsed:.0f}",
+                        smp_s=f"{stats.completed / elapsed:.2f}", errors=stats.errors, refresh=False)
+
+    sut = CodegenSUT(qsl.__getitem__, engine, first_token=args.scenario != "Offline", on_progress=progress)
+    engine.start()
+    t0 = time.perf_counter()
+    try:
+        lg.StartTestWithLogSettings(sut.sut, qsl.qsl, settings, log_settings, "audit.config" if args.audit_config else "")
+    finally:
+        wall = time.perf_counter() - t0
+        bar.close()
+        engine.stop()
+        with open(args.outdir / "agent_records.jsonl", "w") as f:
+            for rec in sorted(sut.records, key=lambda r: (r["qsl_idx"], r["task_id"])):
+                f.write(json.dumps(rec) + "\n")
+        stats = {**asdict(sut.stats), "wall_s": wall, "unanswered": sut.unanswered,
+                 "isolation": getattr(engine, "isolation", "")}
+        stats.pop("started")
+        (args.outdir / "sut_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+        sut.destroy()
+        qsl.destroy()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

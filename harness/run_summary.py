@@ -1,0 +1,114 @@
+"""After the LoadGen runs: the accuracy pass, the run's metadata files, and the closing block."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from argparse import Namespace
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harness.mlperf_log import LogError, read_detail
+from harness.results import ScenarioPaths
+from harness.system_info import describe_system
+from sut.engine_factory import EngineOptions
+from sut.tasks import EVAL_PATH
+
+ACCURACY_FRACTION = 0.99  # closed-division rule: at least 99% of the reference's pass@final
+_METRIC = re.compile(r"([A-Za-z_@0-9]+)=([-+0-9.eE]+)")
+
+
+def parse_accuracy_txt(path: Path) -> dict[str, float]:
+    """The metrics on accuracy.txt's first line, e.g. {'pass@final': 0.91, ...}."""
+    first = Path(path).read_text().splitlines()[0]
+    return {k: float(v) for k, v in _METRIC.findall(first)}
+
+
+def write_accuracy(accuracy_dir: Path, checkpoint: Path) -> dict[str, float]:
+    """Run the verifier's accuracy pass (a separate post-processing step, as in MLPerf)."""
+    out = accuracy_dir / "accuracy.txt"
+    cmd = [sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file",
+           str(accuracy_dir / "mlperf_log_accuracy.json"), "--tasks", str(EVAL_PATH), "--output", str(out)]
+    rc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent).returncode
+    if rc != 0 or not out.is_file():
+        raise RuntimeError(f"the accuracy pass failed (exit {rc}): {' '.join(cmd)}")
+    return parse_accuracy_txt(out)
+
+
+def accuracy_target(checkpoint: Path) -> float | None:
+    """99% of the reference checkpoint's recorded pass@final, if the checkpoint records it."""
+    try:
+        metrics = json.loads((Path(checkpoint) / "metrics.json").read_text())
+        ref = metrics["eval"]["pass@final"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return ACCURACY_FRACTION * float(ref)
+
+
+def _isolation(paths: ScenarioPaths, modes: list[str]) -> str:
+    for d in paths.run_dirs(modes):
+        try:
+            return json.loads((d / "sut_stats.json").read_text()).get("isolation", "")
+        except (OSError, ValueError):
+            continue
+    return ""
+
+
+def write_run_metadata(paths: ScenarioPaths, opts: EngineOptions, settings: dict[str, str], args: Namespace) -> None:
+    modes = ["performance", "accuracy"] if args.mode == "both" else [args.mode]
+    paths.system_json.parent.mkdir(parents=True, exist_ok=True)
+    if not paths.system_json.exists():
+        paths.system_json.write_text(json.dumps(describe_system(paths.system, opts.device, _isolation(paths, modes)),
+                                                indent=2) + "\n")
+    measurements = {
+        "benchmark": "nano-codegen-agent",
+        "scenario": paths.scenario,
+        "starting_weights_filename": str(opts.checkpoint / "model.safetensors"),
+        "weight_data_types": "fp32",
+        "input_data_types": "utf-8 text",
+        "retraining": "no",
+        "weight_transformations": "none",
+        "official": bool(args.official),
+        "count": args.count,
+        "engine": {k: str(v) for k, v in asdict(opts).items()},
+        "loadgen_settings": settings,
+    }
+    (paths.scenario_dir / "measurements.json").write_text(json.dumps(measurements, indent=2) + "\n")
+
+
+def _metric_lines(scenario: str, detail) -> list[str]:
+    v = detail.get
+    if scenario == "Offline":
+        return [f"samples/s     {float(v('result_samples_per_second', 0)):.3f}",
+                f"tokens/s      {float(v('result_tokens_per_second', 0) or 0):.1f}"]
+    if scenario == "SingleStream":
+        return [f"p90 latency   {float(v('result_90.00_percentile_latency_ns', 0)) / 1e6:.1f} ms",
+                f"p99 latency   {float(v('result_99.00_percentile_latency_ns', 0)) / 1e6:.1f} ms"]
+    return [f"completed/s   {float(v('result_completed_samples_per_sec', 0) or 0):.3f}",
+            f"p99 latency   {float(v('result_99.00_percentile_latency_ns', 0)) / 1e6:.1f} ms"
+            f" (bound {float(v('effective_target_latency_ns', 0)) / 1e6:.0f} ms)"]
+
+
+def print_block(paths: ScenarioPaths, modes: list[str], accuracy: dict[str, float] | None,
+                target: float | None, official: bool) -> None:
+    lines = [f"scenario      {paths.scenario} ({'official' if official else 'quick'} settings)"]
+    if "performance" in modes:
+        try:
+            detail = read_detail(paths.performance_dir / "mlperf_log_detail.txt")
+            lines += _metric_lines(paths.scenario, detail)
+            validity = detail.get("result_validity")
+            reason = detail.get("result_invalid_reason") or ""
+            if detail.num_errors:
+                validity, reason = "INVALID", f"{detail.num_errors} error(s) in the detail log"
+            lines.append(f"result        {validity}{(': ' + reason.strip()) if validity != 'VALID' and reason else ''}")
+        except LogError as e:
+            lines.append(f"result        UNREADABLE: {e}")
+    if accuracy is not None:
+        pf = accuracy.get("pass@final", 0.0)
+        verdict = "" if target is None else (f"  target >= {target:.4f}: " + ("MET" if pf >= target else "NOT MET"))
+        lines.append(f"accuracy      pass@1 {accuracy.get('pass@1', 0):.4f}  pass@final {pf:.4f}"
+                     f"  mean attempts {accuracy.get('mean_attempts', 0):.2f}{verdict}")
+    lines.append(f"files         {paths.scenario_dir}")
+    print("\n".join(["=" * 60, *lines, "=" * 60]))

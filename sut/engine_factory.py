@@ -1,0 +1,85 @@
+"""Engine options shared by every entry point, and the one place that builds an engine.
+
+harness/run.py parses these flags and forwards them to each LoadGen child process
+(``to_argv``); benchmarks and sut.evaluate build engines the same way, so a flag means
+the same thing everywhere.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from sut.checkpoint import DEFAULT_CHECKPOINT
+
+
+@dataclass
+class EngineOptions:
+    checkpoint: Path = DEFAULT_CHECKPOINT
+    device: str = "cpu"
+    max_attempts: int = 5
+    max_batch: int = 64
+    workers: int = 0                 # verifier sandbox workers (processes); 0: one per CPU core
+    batch_wait_ms: float = 0.0
+    no_kv_cache: bool = False
+    no_prefix_reuse: bool = False
+    seed: int = 0
+    threads: int = 0                 # torch intra-op threads; 0: leave torch's default
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint directory")
+        p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+        p.add_argument("--max-attempts", type=int, default=5, help="attempts per task (1 = no retries)")
+        p.add_argument("--max-batch", type=int, default=None, help="sequences decoded together (default: the scenario's)")
+        p.add_argument("--workers", type=int, default=None, help="verifier sandbox workers (default: the scenario's; 0 = one per core)")
+        p.add_argument("--batch-wait-ms", type=float, default=None, help="wait to gather arrivals (default: the scenario's)")
+        p.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context for every token")
+        p.add_argument("--no-prefix-reuse", action="store_true", help="re-prefill the whole transcript on every attempt")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+
+    @classmethod
+    def from_args(cls, a: argparse.Namespace) -> "EngineOptions":
+        opts = cls()
+        for f in fields(cls):
+            value = getattr(a, f.name, None)
+            if value is not None:
+                setattr(opts, f.name, value)
+        return opts
+
+    def to_argv(self) -> list[str]:
+        argv: list[str] = []
+        for f in fields(self):
+            value, flag = getattr(self, f.name), "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                argv += [flag] if value else []
+            else:
+                argv += [flag, str(value)]
+        return argv
+
+    def validate(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"--max-attempts must be at least 1, got {self.max_attempts}")
+        if self.max_batch < 1 or self.workers < 0:
+            raise ValueError("--max-batch must be at least 1 and --workers at least 0")
+
+
+def build_engine(opts: EngineOptions):
+    """Load the checkpoint, start a sandbox pool and return an engine (not yet started)."""
+    import torch
+
+    from sut.agent import AgentConfig
+    from sut.checkpoint import load_checkpoint
+    from verifier.pool import SandboxPool
+
+    opts.validate()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    model, tokenizer, _meta = load_checkpoint(opts.checkpoint, device=opts.device)
+    pool = SandboxPool(workers=opts.workers or None)
+    cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed)
+    from sut.engine import Engine
+
+    return Engine(model, tokenizer, pool, cfg, max_batch=opts.max_batch, batch_wait_ms=opts.batch_wait_ms,
+                  use_kv_cache=not opts.no_kv_cache, prefix_reuse=not opts.no_prefix_reuse, device=opts.device)
