@@ -1,0 +1,104 @@
+"""Run the agent loop over the frozen evaluation tasks and print pass rates.
+
+    python -m sut.evaluate                         # shipped checkpoint, all 1,024 tasks
+    python -m sut.evaluate --count 100 --json      # a quick look, machine-readable
+
+pass@1 counts tasks solved by the first (greedy) attempt; pass@final counts tasks solved
+by any attempt within --max-attempts. This is the in-loop verdict: the official
+accuracy figure comes from the post-hoc accuracy pass over LoadGen's log.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from sut.agent import AgentConfig, AgentResult, run_agent
+from sut.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from sut.model import NanoCodeGen
+from sut.tokenizer import CodeTokenizer
+
+log = logging.getLogger("sut.evaluate")
+
+
+def summarize(results: Sequence[AgentResult], wall_s: float) -> dict[str, Any]:
+    n = max(len(results), 1)
+    return {
+        "tasks": len(results),
+        "pass@1": sum(bool(r.attempts) and r.attempts[0].status == "passed" for r in results) / n,
+        "pass@final": sum(r.passed for r in results) / n,
+        "mean_attempts": sum(len(r.attempts) for r in results) / n,
+        "mean_tokens": sum(r.n_tokens for r in results) / n,
+        "mean_ms": wall_s * 1e3 / n,
+        "truncated_tasks": sum(any(a.truncated for a in r.attempts) for r in results),
+        "errors": sum(r.error is not None for r in results),
+    }
+
+
+def evaluate_tasks(model: NanoCodeGen, tok: CodeTokenizer, pool: Any, tasks: Sequence[Any], cfg: AgentConfig,
+                   device: str = "cpu", desc: str = "evaluate", results: list[AgentResult] | None = None
+                   ) -> dict[str, Any]:
+    """Run the agent on each task (one sequence at a time) and summarize; ``results`` collects them."""
+    out = results if results is not None else []
+    t0 = time.perf_counter()
+    cache = model.new_cache(1)
+    bar = tqdm(tasks, desc=desc, unit="task", dynamic_ncols=True)
+    for task in bar:
+        out.append(run_agent(task, model, tok, pool, cfg, device, cache=cache))
+        if len(out) % 16 == 0:
+            bar.set_postfix(final=f"{sum(r.passed for r in out) / len(out):.3f}")
+    return summarize(out, time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sut.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--count", type=int, default=None, help="first N evaluation tasks (default: all)")
+    p.add_argument("--max-attempts", type=int, default=AgentConfig.max_attempts)
+    p.add_argument("--seed", type=int, default=AgentConfig.seed)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the sandbox workers use the other cores)")
+    p.add_argument("--workers", type=int, default=2, help="sandbox workers")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--results", type=Path, default=None, help="also write every AgentResult as JSONL here")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    if a.max_attempts < 1 or (a.count is not None and a.count < 1):
+        p.error("--max-attempts and --count must be positive")
+    torch.set_num_threads(a.threads)
+
+    from sut.tasks import load_eval_tasks  # noqa: PLC0415 - keeps --help fast
+    from verifier.pool import SandboxPool  # noqa: PLC0415
+    try:
+        model, tok, _ = load_checkpoint(a.checkpoint, a.device)
+        tasks = load_eval_tasks()
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tasks = tasks[: a.count] if a.count else tasks
+    results: list[AgentResult] = []
+    with SandboxPool(workers=a.workers, timeout_s=2.0) as pool:
+        s = evaluate_tasks(model, tok, pool, tasks, AgentConfig(max_attempts=a.max_attempts, seed=a.seed), a.device,
+                           results=results)
+    s["checkpoint"] = str(a.checkpoint)
+    if a.results:
+        a.results.write_text("".join(json.dumps(r.to_json()) + "\n" for r in results), encoding="utf-8")
+    if a.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"tasks {s['tasks']}  pass@1 {s['pass@1']:.3f}  pass@final {s['pass@final']:.3f}  "
+              f"mean attempts {s['mean_attempts']:.2f}  mean tokens {s['mean_tokens']:.1f}  "
+              f"mean ms/task {s['mean_ms']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Train Nano-CodeGen from scratch: tokenizer, then model, then a validation run of the agent.
+
+    python -m sut.train --out checkpoints/reference          # the shipped recipe
+    python -m sut.train --out /tmp/smoke --smoke             # < 60 s, for tests
+
+Steps: draw training tasks; draft mistakes and verify them with the real sandbox pool
+(the feedback the model learns to read is the verifier's own); learn the BPE; train
+with AdamW and a warmup + cosine schedule on length-bucketed batches, loss only on
+the correct attempt's code; run the agent loop on validation tasks; write the
+checkpoint directory with report.md, loss.png and metrics.json.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from sut import train_data
+from sut.agent import AgentConfig
+from sut.checkpoint import git_commit, save_checkpoint
+from sut.evaluate import evaluate_tasks
+from sut.model import GPTConfig, NanoCodeGen
+from sut.tasks import generate_tasks
+from sut.tokenizer import train_tokenizer
+from sut.train_report import write_report
+from verifier.pool import SandboxPool
+
+log = logging.getLogger("sut.train")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 48
+    lr: float = 2e-3
+    min_lr_frac: float = 0.1
+    warmup: int = 150
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    train_tasks: int = 24000
+    mistakes_per_task: int = 3
+    vocab_size: int = 1536
+    tokenizer_tasks: int = 6000     # examples whose texts the BPE is learnt from
+    val_tasks: int = 128            # agent run on validation tasks for pass@1 / pass@final
+    val_loss_tasks: int = 256
+    eval_every: int = 250
+    threads: int = 2
+    device: str = "cpu"
+    verify_workers: int = 2
+
+
+SMOKE = dict(steps=30, batch_size=16, train_tasks=300, mistakes_per_task=1, tokenizer_tasks=300, vocab_size=512,
+             val_tasks=4, val_loss_tasks=32, eval_every=15, warmup=5)
+SMOKE_MODEL = dict(n_layer=2, n_head=2, n_embd=64)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to ``min_lr_frac`` of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@torch.no_grad()
+def masked_loss(model: NanoCodeGen, batches: list[train_data.Batch], device: str) -> float:
+    model.eval()
+    total = count = 0.0
+    for idx, steps, targets, mask in batches:
+        _, loss = model(idx.to(device), steps.to(device), targets.to(device), mask.to(device))
+        n = float(mask.sum())
+        total, count = total + float(loss) * n, count + n
+    model.train()
+    return total / max(count, 1.0)
+
+
+def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
+    t_start = time.perf_counter()
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    log.info("torch threads: %d (the machine's cores are shared with the sandbox workers)", cfg.threads)
+    rng = random.Random(cfg.seed)
+
+    tasks = train_data.take_train_tasks(cfg.train_tasks, cfg.seed)
+    val = generate_tasks("val", max(cfg.val_tasks, cfg.val_loss_tasks), cfg.seed)
+    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0) as pool:
+        examples = train_data.build_examples(tasks, pool, cfg.mistakes_per_task, cfg.seed)
+        val_examples = train_data.build_examples(val[:cfg.val_loss_tasks], pool, 2, cfg.seed + 1)
+    t_data = time.perf_counter()
+
+    tok = train_tokenizer(train_data.tokenizer_corpus(examples[:cfg.tokenizer_tasks]), cfg.vocab_size)
+    mcfg.vocab_size = tok.vocab_size
+    log.info("tokenizer: %d tokens", tok.vocab_size)
+
+    model = NanoCodeGen(mcfg).to(cfg.device)
+    log.info("model: %d parameters, %s", model.num_params(), mcfg)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    val_batches = train_data.make_batches(
+        train_data.draw_transcripts(tok, val_examples, random.Random(cfg.seed), block_size=mcfg.block_size),
+        cfg.batch_size, tok.pad_id, random.Random(0), mcfg.block_size)
+
+    curve: list[tuple[int, float]] = []
+    val_curve: list[tuple[int, float]] = []
+    tokens_seen = loss_tokens = 0
+    batches: list[train_data.Batch] = []
+    model.train()
+    bar = tqdm(range(cfg.steps), desc="train", unit="step", dynamic_ncols=True)
+    ema = None
+    for step in bar:
+        if not batches:  # a new pass: redraw how many mistakes each example shows
+            seqs = train_data.draw_transcripts(tok, examples, rng, block_size=mcfg.block_size)
+            batches = train_data.make_batches(seqs, cfg.batch_size, tok.pad_id, rng, mcfg.block_size)
+        idx, steps, targets, mask = (t.to(cfg.device) for t in batches.pop())
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        _, loss = model(idx, steps, targets, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        tokens_seen += idx.numel()
+        loss_tokens += int(mask.sum())
+        ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
+        curve.append((step, float(loss)))
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            val_curve.append((step + 1, masked_loss(model, val_batches, cfg.device)))
+            bar.set_postfix(loss=f"{ema:.3f}", val=f"{val_curve[-1][1]:.3f}")
+        elif step % 10 == 0:
+            bar.set_postfix(loss=f"{ema:.3f}")
+    bar.close()
+    t_train = time.perf_counter()
+
+    model.eval()
+    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0) as pool:
+        summary = evaluate_tasks(model, tok, pool, val[:cfg.val_tasks], AgentConfig(seed=cfg.seed), cfg.device,
+                                 desc="validate")
+    t_end = time.perf_counter()
+    metrics = {
+        "val_pass@1": summary["pass@1"], "val_pass@final": summary["pass@final"],
+        "val_mean_attempts": summary["mean_attempts"], "val_tasks": cfg.val_tasks,
+        "final_train_loss": ema, "final_val_loss": val_curve[-1][1] if val_curve else None,
+        "tokens_seen": tokens_seen, "loss_tokens": loss_tokens, "n_params": model.num_params(),
+        "wall_s": round(t_end - t_start, 1), "data_s": round(t_data - t_start, 1),
+        "train_s": round(t_train - t_data, 1), "validate_s": round(t_end - t_train, 1),
+        "threads": cfg.threads, "cpu": _cpu_model(), "commit": git_commit(),
+        "command": "python -m sut.train " + " ".join(sys.argv[1:]),
+    }
+    save_checkpoint(out, model, tok, mcfg, asdict(cfg), metrics)
+    write_report(out, metrics, curve, val_curve, asdict(cfg), mcfg.to_dict())
+    return metrics
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or "unknown"
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTConfig]:
+    p = argparse.ArgumentParser(prog="python -m sut.train", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    p.add_argument("--smoke", action="store_true", help="tiny run (< 60 s) that still writes a loadable checkpoint")
+    for f in fields(TrainConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    for f in fields(GPTConfig):
+        if f.name not in ("vocab_size", "max_retries"):
+            p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    a = p.parse_args(argv)
+    cfg = TrainConfig(**(SMOKE if a.smoke else {}))
+    mcfg = GPTConfig(**(SMOKE_MODEL if a.smoke else {}))
+    for obj in (cfg, mcfg):
+        for f in fields(obj):
+            v = getattr(a, f.name, None)
+            if v is not None:
+                setattr(obj, f.name, v)
+    if mcfg.n_embd % mcfg.n_head:
+        p.error(f"--n-embd {mcfg.n_embd} must be a multiple of --n-head {mcfg.n_head}")
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.train_tasks < 1:
+        p.error("--steps, --batch-size and --train-tasks must be positive")
+    return a.out, cfg, mcfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    out, cfg, mcfg = parse_args(argv)
+    metrics = train(out, cfg, mcfg)
+    print(f"wrote {out}: val pass@1 {metrics['val_pass@1']:.3f}, pass@final {metrics['val_pass@final']:.3f}, "
+          f"wall {metrics['wall_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
