@@ -58,6 +58,7 @@ class AttemptRecord:
     truncated: bool         # older attempts were dropped to fit the context window
     code: str
     feedback: str           # what the verifier said ("" when passed)
+    token_ids: list[int] = field(default_factory=list)  # the generated ids (what a batched engine must match)
 
 
 @dataclass
@@ -213,7 +214,7 @@ def _run(task: Any, model: NanoCodeGen, tok: CodeTokenizer, pool: _Pool, cfg: Ag
             reused_tokens=reused, prefilled_tokens=prompt_tokens - reused,
             prefill_ms=(t1 - t0) * 1e3, decode_ms=(t2 - t1) * 1e3, verify_ms=(t3 - t2) * 1e3,
             status=verdict.status.value, kv_bytes=model.kv_bytes(len(seq)), truncated=truncated,
-            code=code, feedback=verdict.feedback))
+            code=code, feedback=verdict.feedback, token_ids=out))
         result.n_tokens += len(out)
         if verdict.passed:
             result.passed = True

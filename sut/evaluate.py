@@ -75,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--max-attempts and --count must be positive")
     torch.set_num_threads(a.threads)
 
-    from sut.tasks import load_eval_tasks  # noqa: PLC0415 - keeps --help fast
+    from sut.tasks import EvalSetError, load_eval_tasks  # noqa: PLC0415 - keeps --help fast
     from verifier.pool import SandboxPool  # noqa: PLC0415
     try:
         model, tok, _ = load_checkpoint(a.checkpoint, a.device)
         tasks = load_eval_tasks()
-    except (CheckpointError, ValueError, OSError) as e:
+    except (CheckpointError, EvalSetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     tasks = tasks[: a.count] if a.count else tasks

@@ -28,7 +28,7 @@ from torch import Tensor
 @dataclass
 class GPTConfig:
     vocab_size: int = 1536
-    block_size: int = 1024    # context window in tokens; a 5-attempt transcript must fit (docs/model.md)
+    block_size: int = 512     # context window in tokens; a 5-attempt transcript must fit (docs/model.md)
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128

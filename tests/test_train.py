@@ -1,0 +1,39 @@
+"""`python -m sut.train --smoke` writes a checkpoint that loads and runs, with its report."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from sut.checkpoint import load_checkpoint
+from sut.train import TrainConfig, lr_at, parse_args
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_smoke_run_writes_loadable_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "smoke"
+    proc = subprocess.run([sys.executable, "-m", "sut.train", "--out", str(out), "--smoke", "--threads", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {"model.safetensors", "config.json", "tokenizer.json", "report.md", "loss.png", "metrics.json"} <= {
+        p.name for p in out.iterdir()}
+    model, tok, meta = load_checkpoint(out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tokens_seen"] > 0 and 0 <= metrics["val_pass@final"] <= 1 and metrics["wall_s"] < 60
+    assert meta["train"]["steps"] == 30 and meta["tokenizer_sha256"] == tok.sha256()
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    idx = torch.tensor([[tok.start_id, tok.task_id, *tok.encode("Return 2 plus 3."), tok.code_id]])
+    logits, _ = model(idx, torch.zeros_like(idx))
+    assert torch.isfinite(logits).all()
+
+
+def test_schedule_and_flags() -> None:
+    cfg = TrainConfig(steps=100, warmup=10, lr=1e-3, min_lr_frac=0.1)
+    assert lr_at(0, cfg) < lr_at(9, cfg) == 1e-3
+    assert abs(lr_at(99, cfg) - 1e-4) < 2e-5
+    _, c, m = parse_args(["--out", "x", "--smoke", "--steps", "7", "--n-embd", "96", "--n-head", "3"])
+    assert c.steps == 7 and m.n_embd == 96 and m.n_head == 3 and m.n_layer == 2
