@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--official", action="store_true",
                    help="ignore user.conf duration/query-count/seed overrides: MLPerf's 600 s minimum and official seeds")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--audit", default=None, choices=["TEST01", "TEST04", "TEST06", "TEST07", "TEST09"],
+                   help="audit this scenario's existing performance and accuracy runs (docs/audits.md)")
     EngineOptions.add_arguments(p)
     return p.parse_args(argv)
 
@@ -93,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             raise RunError(f"--count must be between 1 and 1024, got {args.count}")
         paths = ScenarioPaths(args.results_dir.resolve(), args.system_name or default_system_name(opts.device),
                               scenario.name)
+        if args.audit:  # an extra run against the existing results (harness/audits.py)
+            from harness.audits import run_audit  # noqa: PLC0415
+
+            return run_audit(args.audit, paths, args.no_progress)
         modes = ["performance", "accuracy"] if args.mode == "both" else [args.mode]
         paths.claim(paths.run_dirs(modes))
     except (ScenarioError, UserConfError, ResultsExistError, RunError, ValueError) as e:

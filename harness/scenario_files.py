@@ -1,0 +1,154 @@
+"""The non-LoadGen files of a scenario folder, read once for the checker, the audits and the report.
+
+LoadGen's own logs are parsed by harness/mlperf_log.py; this module reads what the harness
+writes beside them (measurements.json, agent_records.jsonl, sut_stats.json, accuracy.txt),
+decodes logged responses, and knows the reference checkpoint's recorded figures, which
+set the accuracy target (99% of its pass@final) and the TEST09 output-length band.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.mlperf_log import AccuracyEntry
+from verifier.response_format import Response, decode_hex
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE_CHECKPOINT = REPO / "checkpoints" / "reference"   # sut.checkpoint.DEFAULT_CHECKPOINT, without torch
+ACCURACY_FRACTION = 0.99       # closed-division rule: at least 99% of the reference's pass@final
+EVAL_SIZE = 1024               # sut.tasks.EVAL_SIZE: an official run covers every evaluation task
+
+
+class FileProblem(ValueError):
+    """A harness-written file that is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference checkpoint's figures from its own accuracy run (metrics.json["eval"])."""
+    path: Path
+    pass_final: float
+    mean_attempts: float | None
+    tokens_per_sample: float | None
+
+    @property
+    def accuracy_target(self) -> float:
+        return ACCURACY_FRACTION * self.pass_final
+
+
+def load_reference(checkpoint: Path = REFERENCE_CHECKPOINT) -> Reference:
+    path = Path(checkpoint) / "metrics.json"
+    try:
+        ev = json.loads(path.read_text())["eval"]
+        tokens = ev.get("tokens_per_sample", ev.get("mean_tokens"))
+        return Reference(path, float(ev["pass@final"]), None if ev.get("mean_attempts") is None
+                         else float(ev["mean_attempts"]), None if tokens is None else float(tokens))
+    except OSError as e:
+        raise FileProblem(f"{path}: cannot read the reference figures ({e.strerror}); "
+                          "pass --reference DIR holding the reference checkpoint") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise FileProblem(f"{path}: no eval.pass@final figure ({e.__class__.__name__}: {e})") from None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(Path(path).read_text())
+    except OSError:
+        raise FileProblem(f"{path}: missing") from None
+    except ValueError as e:
+        raise FileProblem(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise FileProblem(f"{path}: expected a JSON object")
+    return obj
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """agent_records.jsonl: one object per completed sample (qsl_idx, task_id, attempts, passed, n_tokens, error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileProblem(f"{path}: missing")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            int(rec["qsl_idx"]), str(rec["task_id"]), int(rec["n_tokens"])
+            if not isinstance(rec["attempts"], list):
+                raise TypeError("attempts is not a list")
+        except (ValueError, KeyError, TypeError) as e:
+            raise FileProblem(f"{path}:{n}: malformed record ({e.__class__.__name__}: {e})") from None
+        out.append(rec)
+    return out
+
+
+def read_accuracy_txt(path: Path) -> tuple[dict[str, float], str]:
+    """accuracy.txt's metrics (first line) and its ``hash=`` value ('' when absent)."""
+    from harness.run_summary import parse_accuracy_txt  # noqa: PLC0415 - the one parser of accuracy.txt
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileProblem(f"{path}: missing")
+    try:
+        metrics = parse_accuracy_txt(path)
+    except (IndexError, ValueError) as e:
+        raise FileProblem(f"{path}: unreadable first line ({e})") from None
+    if "pass@final" not in metrics:
+        raise FileProblem(f"{path}: no pass@final= figure on its first line")
+    hashes = [ln.split("=", 1)[1].strip() for ln in path.read_text().splitlines() if ln.startswith("hash=")]
+    return metrics, (hashes[0] if hashes else "")
+
+
+def decode_entries(entries: list[AccuracyEntry]) -> list[Response | str]:
+    """Each logged response decoded (format v1), or the reason it does not decode."""
+    out: list[Response | str] = []
+    for e in entries:
+        try:
+            out.append(decode_hex(e.data))
+        except ValueError as err:
+            out.append(str(err))
+    return out
+
+
+def engine_settings(measurements: dict[str, Any]) -> dict[str, str]:
+    eng = measurements.get("engine")
+    return eng if isinstance(eng, dict) else {}
+
+
+def max_attempts(measurements: dict[str, Any]) -> int | None:
+    try:
+        return int(engine_settings(measurements)["max_attempts"])
+    except (KeyError, ValueError):
+        return None
+
+
+def subset_figures(responses: list[Response]) -> dict[str, float]:
+    """Mean attempts and generated tokens per sample of decoded responses (the TEST09 figures)."""
+    n = max(len(responses), 1)
+    return {"mean_attempts": sum(r.n_attempts for r in responses) / n,
+            "tokens_per_sample": sum(r.n_tokens for r in responses) / n}
+
+
+def accuracy_pass(log_path: Path, out: Path) -> dict[str, float]:
+    """Run the verifier's accuracy pass on ``log_path``, writing ``out`` (accuracy.txt format); its figures."""
+    from harness.run_summary import parse_accuracy_txt  # noqa: PLC0415 - run_summary imports torch via sut
+    from sut.tasks import EVAL_PATH  # noqa: PLC0415
+
+    cmd = [sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log_path),
+           "--tasks", str(EVAL_PATH), "--output", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0 or not Path(out).is_file():
+        raise RuntimeError(f"the accuracy pass on {log_path} failed (exit {proc.returncode}): "
+                           f"{proc.stderr.strip()[-300:]}")
+    return parse_accuracy_txt(out)
+
+
+def rescore_log(log_path: Path) -> dict[str, float]:
+    """The accuracy pass again on ``log_path``, in a scratch folder: the figures, nothing written."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return accuracy_pass(log_path, Path(tmp) / "accuracy.txt")
