@@ -11,6 +11,7 @@ Splits (docs/tasks.md):
 Usage:
     python -m sut.tasks --write-eval       # regenerate the frozen file, print its sha256
     python -m sut.tasks --show 5           # print sample tasks (--split train|val|eval)
+    python -m sut.tasks --families         # the families as a markdown table (docs/tasks.md)
 """
 from __future__ import annotations
 
@@ -227,17 +228,37 @@ def generate_tasks(split: str, n: int, seed: int = 0, eval_path: Path = EVAL_PAT
     return list(itertools.islice(_iter_val_tasks(seed, _eval_prompts(Path(eval_path))), n))
 
 
+def families_table() -> str:
+    """A markdown table of the families with one example per level (docs/tasks.md)."""
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+    rows = ["| family | category | difficulty | example prompt | example solution (⏎ = newline) |",
+            "|---|---|---|---|---|"]
+    for fam in FAMILIES:
+        rng = random.Random(f"doc:{fam.name}")
+        for level in fam.levels:
+            d = fam.generate(rng, level)
+            code = esc(d.solution.replace("\n", " ⏎ "))
+            rows.append(f"| {fam.name} | {fam.category} | {level} | {esc(d.prompt)} | `{code}` |")
+    return "\n".join(rows)
+
+
 # ---- CLI --------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sut.tasks", description="Code-task suite: show tasks, regenerate the eval set.")
     ap.add_argument("--write-eval", action="store_true", help=f"regenerate {_shown(EVAL_PATH)} and print its sha256")
     ap.add_argument("--show", type=int, metavar="N", help="print N sample tasks")
+    ap.add_argument("--families", action="store_true", help="print the families as a markdown table")
     ap.add_argument("--split", choices=("train", "val", "eval"), default="train", help="split for --show")
     ap.add_argument("--seed", type=int, default=0, help="seed for --show")
     args = ap.parse_args(argv)
-    if not args.write_eval and args.show is None:
-        ap.error("give --write-eval or --show N")
+    if not args.write_eval and args.show is None and not args.families:
+        ap.error("give --write-eval, --show N or --families")
+    if args.show is not None and args.show < 0:
+        ap.error(f"--show needs N >= 0, got {args.show}")
+    if args.families:
+        print(families_table())
     try:
         if args.write_eval:
             sha = write_eval()
