@@ -1,0 +1,118 @@
+"""What the forked child does with one request: run the program under a check protocol.
+
+Runs inside the sandbox, in a process of its own that dies right after (the zygote forks
+a fresh one per execution). It returns a *report*: plain data that the zygote passes to
+the parent unchanged. The report never says "passed" for value or call checks: it only
+carries the observed values, and the parent, which alone holds the expected ones, judges.
+
+Shipped into the sandbox as source: standard library plus ``verifier.plaindata`` only, and
+no ``from __future__`` import.
+"""
+import builtins
+
+from verifier.plaindata import NotPlain, TooLarge, decode, encode
+
+CODE_FILE = "<code>"   # filename of the submitted program in tracebacks
+TEST_FILE = "<test>"   # filename of a TestCheck's test code
+MESSAGE_CHARS = 300
+
+
+def exception_info(e: BaseException, workdir: str) -> dict:
+    """Type, message and the line in the submitted code (and in the test code) of an exception."""
+    line = test_line = None
+    tb = e.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename == CODE_FILE:
+            line = tb.tb_lineno
+        elif filename == TEST_FILE:
+            test_line = tb.tb_lineno
+        tb = tb.tb_next
+    if isinstance(e, SyntaxError) and e.filename == CODE_FILE:
+        line = e.lineno
+    try:
+        message = e.msg if isinstance(e, SyntaxError) else str(e)
+        message = message if type(message) is str else ""
+    except BaseException:  # a hostile __str__
+        message = ""
+    message = message[:MESSAGE_CHARS].replace(workdir + "/", "").replace(workdir, ".")
+    return {"type": type(e).__name__, "message": message, "line": line, "test_line": test_line}
+
+
+def _fresh_globals() -> dict:
+    return {"__name__": "__main__", "__builtins__": builtins}
+
+
+def _encode_or_report(value: object) -> dict:
+    try:
+        return {"value": encode(value)}
+    except NotPlain as e:
+        return {"not_plain": e.type_name[:60]}
+    except TooLarge:
+        return {"too_large": True}
+
+
+def run_value(code: str, workdir: str) -> dict:
+    g = _fresh_globals()
+    try:
+        exec(compile(code, CODE_FILE, "exec"), g)
+    except BaseException as e:
+        return {"error": exception_info(e, workdir)}
+    if "result" not in g:
+        return {"no_result": True}
+    return _encode_or_report(g["result"])
+
+
+def run_call(code: str, entry_point: str, inputs: str, workdir: str) -> dict:
+    g = _fresh_globals()
+    try:
+        exec(compile(code, CODE_FILE, "exec"), g)
+    except BaseException as e:
+        return {"error": exception_info(e, workdir)}
+    fn = g.get(entry_point)
+    if not callable(fn):
+        return {"no_function": True}
+    calls = []
+    for args in decode(inputs):  # decoded again per call: no call sees another's mutations
+        try:
+            out = fn(*args)
+        except BaseException as e:
+            calls.append({"error": exception_info(e, workdir)})
+            break
+        report = _encode_or_report(out)
+        calls.append(report)
+        if "value" not in report:
+            break
+    return {"calls": calls}
+
+
+def run_test(code: str, test: str, entry_point: str, workdir: str) -> dict:
+    g = _fresh_globals()
+    try:
+        exec(compile(code, CODE_FILE, "exec"), g)
+    except BaseException as e:
+        return {"error": exception_info(e, workdir)}
+    try:
+        exec(compile(test, TEST_FILE, "exec"), g)
+        check = g["check"]
+    except BaseException as e:
+        return {"bad_test": exception_info(e, workdir)}
+    if not callable(g.get(entry_point)):
+        return {"no_function": True}
+    try:
+        check(g[entry_point])
+    except BaseException as e:
+        return {"error": exception_info(e, workdir)}
+    return {"completed": True}
+
+
+def run(request: dict, workdir: str) -> dict:
+    """Dispatch one request ({"mode": "value"|"call"|"test", "code", ...}) to its protocol."""
+    mode = request["mode"]
+    if mode == "value":
+        return run_value(request["code"], workdir)
+    if mode == "call":
+        return run_call(request["code"], request["entry_point"], request["inputs"], workdir)
+    if mode == "test":
+        return run_test(request["code"], request["test"], request["entry_point"], workdir)
+    return {"bad_request": mode}

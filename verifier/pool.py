@@ -1,0 +1,147 @@
+"""SandboxPool: N sandboxed zygotes behind a thread-safe submit() that returns Futures of Verdicts.
+
+One parent thread per worker takes jobs from a shared queue, compiles the code (syntax
+errors never reach a sandbox), sends the request, and judges the reply. A worker that dies
+or stops answering is killed and replaced; the execution it held gets SANDBOX_ERROR, never
+a hang and never a pass. Every Verdict records the isolation level it ran under.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tqdm import tqdm
+
+from verifier import plaindata
+from verifier.checks import Check
+from verifier.judge import Limits, judge_reply, precheck, request_for
+from verifier.sandbox import probe
+from verifier.verdict import Status, Verdict, cap
+from verifier.worker import SandboxWorker, WorkerDied
+
+log = logging.getLogger(__name__)
+
+GRACE_S = 5.0   # beyond timeout_s, how long the parent waits for a zygote's reply before killing it
+
+
+class SandboxPool:
+    """A warm pool of sandboxed workers; each execution is forked fresh from a clean zygote."""
+
+    def __init__(self, workers: int | None = None, timeout_s: float = 2.0, memory_mb: int = 512,
+                 output_limit_bytes: int = 64_000, isolation: str = "auto") -> None:
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if workers < 1 or timeout_s <= 0 or memory_mb < 64 or output_limit_bytes < 1:
+            raise ValueError(f"bad pool settings: workers={workers} (>= 1), timeout_s={timeout_s} (> 0), "
+                             f"memory_mb={memory_mb} (>= 64), output_limit_bytes={output_limit_bytes} (>= 1)")
+        if isolation not in ("auto", "bwrap", "process"):
+            raise ValueError(f"isolation={isolation!r}: choose auto, bwrap or process")
+        self.level = probe(isolation)
+        self.isolation: str = self.level.label
+        self.limits = Limits(float(timeout_s), int(memory_mb), int(output_limit_bytes))
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()
+        started = [threading.Event() for _ in range(workers)]
+        self._threads = [threading.Thread(target=self._serve, args=(SandboxWorker(self.level), ev), daemon=True,
+                                          name=f"verifier-worker-{i}") for i, ev in enumerate(started)]
+        for t in self._threads:
+            t.start()
+        for ev in started:  # warm: every zygote is up (or has failed and will retry) before the first job
+            ev.wait(30)
+
+    def submit(self, code: str, check: Check) -> concurrent.futures.Future[Verdict]:
+        """Queue one execution; thread-safe. The Future always resolves to a Verdict."""
+        fut: concurrent.futures.Future[Verdict] = concurrent.futures.Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("SandboxPool is closed")
+            self._jobs.put((code, check, fut))
+        return fut
+
+    def verify(self, code: str, check: Check) -> Verdict:
+        return self.submit(code, check).result()
+
+    def verify_many(self, items: Sequence[tuple[str, Check]], progress: bool = False) -> list[Verdict]:
+        """Verify all items in parallel; verdicts in input order."""
+        futures = [self.submit(code, check) for code, check in items]
+        if progress:
+            for _ in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="verify", unit="exec"):
+                pass
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Finish queued work, then stop every worker and its sandbox."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for _ in self._threads:
+                self._jobs.put(None)
+        for t in self._threads:
+            t.join()
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _serve(self, worker: SandboxWorker, started: threading.Event) -> None:
+        try:
+            worker.start()
+        except WorkerDied as e:
+            log.warning("verifier: a worker failed to start (will retry on its first job): %s", e)
+        started.set()
+        try:
+            while (job := self._jobs.get()) is not None:
+                code, check, fut = job
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                try:
+                    verdict = self._run(worker, code, check)
+                except Exception:  # a bug of ours must still resolve the Future
+                    log.exception("verifier: internal error")
+                    verdict = Verdict(Status.SANDBOX_ERROR, "sandbox_error: internal error", isolation=self.isolation)
+                fut.set_result(verdict)
+        finally:
+            worker.close(graceful=True)
+
+    def _run(self, worker: SandboxWorker, code: str, check: Check) -> Verdict:
+        t0 = time.perf_counter()
+        early, parse_ms, notes = precheck(code, check)
+        if early is None:
+            try:
+                request = request_for(code, check, self.limits)
+            except (plaindata.NotPlain, plaindata.TooLarge) as e:
+                what = e.type_name if isinstance(e, plaindata.NotPlain) else "too large"
+                early = Verdict(Status.SANDBOX_ERROR, cap(f"sandbox_error: the check's values are not plain data ({what})"))
+        if early is None:
+            try:
+                reply = worker.run(request, self.limits.timeout_s + GRACE_S)
+            except WorkerDied as e:
+                log.warning("verifier: %s; replacing it", e)
+                verdict = Verdict(Status.SANDBOX_ERROR, "sandbox_error: the sandbox worker died", message=cap(str(e), 300))
+            else:
+                verdict = judge_reply(check, reply, self.limits)
+        else:
+            verdict = early
+        verdict.parse_ms = parse_ms
+        verdict.isolation = self.isolation
+        if notes:
+            verdict.extra["lint"] = notes
+        verdict.total_ms = (time.perf_counter() - t0) * 1000
+        return verdict
+
+
+def verify(code: str, check: Check, **pool_kwargs: Any) -> Verdict:
+    """One-shot convenience: start a one-worker pool, verify, close it."""
+    pool_kwargs.setdefault("workers", 1)
+    with SandboxPool(**pool_kwargs) as pool:
+        return pool.verify(code, check)

@@ -1,0 +1,184 @@
+"""Isolation levels: how a zygote is started, and a start-up probe that picks the strongest one.
+
+Strongest first:
+
+1. ``bwrap`` with user, network, pid, ipc, uts and mount namespaces, no capabilities, a
+   read-only view of only the system and Python directories, its own /tmp tmpfs with a
+   size cap, a clean environment, and a *real* unprivileged uid. Run as root, that needs
+   two bubblewraps: a privileged outer one only builds the file-system view (so the
+   Python prefix is reachable even if it lives under /root) and drops to uid 65534 with
+   ``setpriv``; an unprivileged inner one then makes all the namespaces. Run as a normal
+   user, the inner one alone does it, as that user.
+2. ``bwrap`` as root with ``--uid 65534`` in a user namespace whose 65534 is root outside
+   (when unprivileged user namespaces or setpriv are unavailable): same namespaces, but
+   RLIMIT_NPROC is not enforced for root, so a fork bomb is bounded only by the wall clock.
+3. A plain process with rlimits (and setuid 65534 in each child when run as root): no
+   network, pid or mount isolation. Used only where bubblewrap is missing or refused.
+
+``probe`` tries them in that order by starting a real zygote, once per process, and warns
+on stderr once when it had to settle for less than level 1.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+NOBODY = 65534
+TMPFS_BYTES = 64 << 20          # size of the sandbox's /tmp (level 1 and 2)
+START_TIMEOUT_S = 15.0
+NAMESPACES = "user,net,pid,ipc,uts,mount"
+ZYGOTE_MODULES = ("plaindata", "child", "zygote")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+
+@dataclass(frozen=True)
+class Level:
+    """One way to start a zygote: the command before ``python``, and what the zygote may assume."""
+
+    label: str                   # recorded in every verdict, e.g. "bwrap(user,net,pid,ipc,uts,mount,uid=65534)+rlimits"
+    prefix: tuple[str, ...]      # argv before the interpreter
+    zygote_cfg: dict = field(default_factory=dict)
+    env: dict | None = None      # environment of the started process (bwrap clears it inside anyway)
+
+    def argv(self) -> list[str]:
+        return [*self.prefix, python_binary(), "-I", "-S", "-c", zygote_program(), json.dumps(self.zygote_cfg)]
+
+
+def python_binary() -> str:
+    """The real interpreter behind sys.executable (a venv's python is a symlink to it)."""
+    return os.path.realpath(sys.executable)
+
+
+def zygote_program() -> str:
+    """Source of the zygote as one ``-c`` program: plaindata, child and zygote registered as modules."""
+    here = Path(__file__).parent
+    sources = [(f"verifier.{m}", (here / f"{m}.py").read_text()) for m in ZYGOTE_MODULES]
+    return (
+        "import sys, types\n"
+        "pkg = types.ModuleType('verifier'); pkg.__path__ = []; sys.modules['verifier'] = pkg\n"
+        f"for name, src in {sources!r}:\n"
+        "    mod = types.ModuleType(name); sys.modules[name] = mod; setattr(pkg, name.split('.')[1], mod)\n"
+        "    exec(compile(src, name, 'exec'), mod.__dict__)\n"
+        "sys.modules['verifier.zygote'].main()\n"
+    )
+
+
+def _view_args(make_parents: bool) -> list[str]:
+    """bwrap arguments for a read-only view of the system directories and the Python prefix."""
+    args: list[str] = []
+    for d in SYSTEM_DIRS:
+        if os.path.islink(d):
+            args += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            args += ["--ro-bind", d, d]
+    if os.path.exists("/etc/ld.so.cache"):
+        args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    covered = [os.path.realpath(d) for d in SYSTEM_DIRS if os.path.exists(d)]
+    for prefix in sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix, os.path.dirname(os.path.dirname(python_binary())))}):
+        if any(prefix == c or prefix.startswith(c + "/") for c in covered):
+            continue
+        if make_parents:  # bwrap would create missing parents 0700 as root: unreadable to uid 65534
+            parts = Path(prefix).parts[1:-1]
+            for i in range(len(parts)):
+                args += ["--perms", "0755", "--dir", "/" + "/".join(parts[: i + 1])]
+        args += ["--ro-bind", prefix, prefix]
+        covered.append(prefix)
+    return args
+
+
+def _pdeathsig(setpriv: str) -> list[str]:
+    """setpriv's uid change clears the parent-death signal; set it again so the sandbox dies with the pool."""
+    try:
+        usage = subprocess.run([setpriv, "--help"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return ["--pdeathsig=SIGKILL"] if "--pdeathsig" in usage else []
+
+
+def _inner_args(view: list[str]) -> list[str]:
+    """The bubblewrap that makes every namespace (no further user namespaces) over ``view``, private /tmp."""
+    return ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--clearenv",
+            "--setenv", "PATH", "/usr/bin:/bin", *view, "--proc", "/proc", "--dev", "/dev",
+            "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--hostname", "sandbox", "--chdir", "/"]
+
+
+SANDBOXED = {"kill_all": True, "private_tmp": True, "tmp_root": "/tmp"}
+
+
+def candidate_levels(mode: str = "auto") -> list[Level]:
+    """The levels worth trying on this machine, strongest first (``mode``: auto, bwrap or process)."""
+    levels: list[Level] = []
+    bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
+    if bwrap and mode in ("auto", "bwrap"):
+        rlimits = "+rlimits(cpu,as,fsize,nproc,nofile)"
+        if os.geteuid() == 0 and setpriv:
+            outer = [bwrap, "--die-with-parent", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                     "--cap-add", "CAP_SETPCAP", *_view_args(make_parents=True), "--dir", "/tmp", "--bind", "/proc", "/proc",
+                     "--dev", "/dev"]
+            drop = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
+                    "--bounding-set=-all", "--no-new-privs", *_pdeathsig(setpriv), "--"]
+            levels.append(Level(f"bwrap({NAMESPACES},uid={NOBODY})" + rlimits,
+                                (*outer, *drop, bwrap, *_inner_args(["--ro-bind", "/", "/"])), SANDBOXED))
+        if os.geteuid() != 0:
+            levels.append(Level(f"bwrap({NAMESPACES},uid={os.geteuid()})" + rlimits,
+                                (bwrap, *_inner_args(_view_args(make_parents=False))), SANDBOXED))
+        else:
+            levels.append(Level(f"bwrap({NAMESPACES},uid={NOBODY} mapped to root)" + rlimits.replace("nproc,", "")
+                                + " (RLIMIT_NPROC not enforced for root)",
+                                (bwrap, "--uid", str(NOBODY), "--gid", str(NOBODY), *_inner_args(_view_args(make_parents=True))),
+                                SANDBOXED))
+    if mode in ("auto", "process"):
+        root = os.geteuid() == 0
+        why = "" if mode == "process" else (" (bubblewrap missing)" if not bwrap else " (bubblewrap refused to start)")
+        cfg = {"kill_all": False, "private_tmp": False, "tmp_root": tempfile.gettempdir(), "drop_uid": NOBODY if root else None}
+        levels.append(Level(("process+setuid(65534)" if root else "process") + "+rlimits(cpu,as,fsize,nproc,nofile)" + why,
+                            (), cfg, env={"PATH": "/usr/bin:/bin"}))
+    return levels
+
+
+def start_zygote(level: Level) -> subprocess.Popen:
+    """Start one zygote at ``level`` (unbuffered pipes, its own session, stderr to a temp file)."""
+    errfile = tempfile.TemporaryFile()
+    proc = subprocess.Popen(level.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errfile,
+                            bufsize=0, start_new_session=True, close_fds=True, env=level.env or {})
+    proc.errfile = errfile  # type: ignore[attr-defined]  # read when it fails to start
+    return proc
+
+
+_chosen: dict[str, Level] = {}
+_lock = threading.Lock()
+
+
+def probe(mode: str = "auto") -> Level:
+    """The strongest level that starts a working zygote here; cached per process; warns once if weak."""
+    from verifier.worker import SandboxWorker, WorkerDied
+
+    with _lock:
+        if mode in _chosen:
+            return _chosen[mode]
+        failures = []
+        for level in candidate_levels(mode):
+            worker = SandboxWorker(level)
+            try:
+                worker.start()
+            except WorkerDied as e:
+                failures.append(f"{level.label}: {e}")
+                continue
+            finally:
+                worker.close()
+            weak = not level.label.startswith("bwrap(") or "mapped to root" in level.label
+            if mode != "process" and (failures or weak):
+                log.warning("verifier sandbox: using %s; stronger levels failed: %s", level.label, "; ".join(failures) or "none available")
+            _chosen[mode] = level
+            return level
+        raise RuntimeError(f"no sandbox level works for isolation={mode!r}: " + "; ".join(failures or ["none available (is bubblewrap installed?)"]))

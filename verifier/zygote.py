@@ -1,0 +1,292 @@
+"""The pre-started process inside the sandbox that forks one child per execution.
+
+Started once per pool worker (``python -I -S -c <source>``, see ``sandbox.zygote_program``),
+it imports what programs commonly need, then loops: read a request frame from the parent,
+fork, let the child run it (``verifier.child``) under rlimits, in its own session, in a
+fresh working directory, with stdin closed and stdout/stderr on a capped pipe; enforce the
+wall-clock limit; then kill every process the execution left behind and wipe its files.
+The zygote itself never runs submitted code, so each execution starts from the same clean
+interpreter state, copied by fork.
+
+Frames are a 4-byte big-endian length and UTF-8 JSON. Shipped into the sandbox as source:
+standard library and ``verifier.child`` only, no ``from __future__`` import.
+"""
+import gc
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+from verifier import child
+
+REPORT_MAX = 4_000_000      # bytes of report a child may send
+FILE_LIMIT = 16 << 20       # RLIMIT_FSIZE: largest file a program may write
+NOFILE = 64                 # RLIMIT_NOFILE
+NPROC = 32                  # RLIMIT_NPROC: processes of the sandbox user
+PRELOAD = (
+    "abc array bisect collections contextlib copy dataclasses datetime decimal enum fractions "
+    "functools hashlib heapq io itertools json math numbers operator random re statistics "
+    "string textwrap time typing unicodedata"
+).split()
+REPORT_FD = 3
+
+
+def read_frame(fd: int):
+    """Read one frame; None at end of file."""
+    header = _read_exact(fd, 4)
+    if header is None:
+        return None
+    body = _read_exact(fd, int.from_bytes(header, "big"))
+    return None if body is None else json.loads(body)
+
+
+def write_frame(fd: int, obj: object) -> None:
+    body = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    data = memoryview(len(body).to_bytes(4, "big") + body)
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _read_exact(fd: int, n: int):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _prctl(option: int, arg: int) -> bool:
+    try:
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0) == 0
+    except (OSError, AttributeError, ImportError):
+        return False
+
+
+class Zygote:
+    def __init__(self, cfg: dict) -> None:
+        self.kill_all = bool(cfg["kill_all"])        # alone in a pid namespace: kill(-1) reaches only the execution
+        self.private_tmp = bool(cfg["private_tmp"])  # /tmp is this sandbox's own tmpfs
+        self.tmp_root = cfg["tmp_root"]
+        self.drop_uid = cfg.get("drop_uid")          # fallback without namespaces, started as root
+        self._reaped: dict = {}                      # pid -> wait status, of this execution's processes
+
+    def execute(self, req: dict) -> dict:
+        self._reaped = {}
+        out_r, out_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        workdir = self._make_workdir()
+        t0 = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            try:
+                self._child(req, out_w, rep_w, workdir)
+            finally:
+                os._exit(70)
+        os.close(out_w)
+        os.close(rep_w)
+        try:
+            outcome, status, out, rep = self._watch(pid, out_r, rep_r, t0 + float(req["timeout_s"]), int(req["output_limit"]))
+        finally:
+            exec_ms = (time.monotonic() - t0) * 1000.0
+            self._kill_and_reap(pid)
+            os.close(out_r)
+            os.close(rep_r)
+            self._wipe(workdir)
+        if status is None:
+            status = self._reaped.get(pid, 0)
+        reply = {"outcome": outcome, "exit_code": None, "signal": None, "exec_ms": exec_ms,
+                 "report": rep.decode("utf-8", "replace"), "output": out.decode("utf-8", "replace")}
+        if os.WIFEXITED(status):
+            reply["exit_code"] = os.WEXITSTATUS(status)
+        elif os.WIFSIGNALED(status):
+            reply["signal"] = os.WTERMSIG(status)
+        return reply
+
+    def _watch(self, pid: int, out_r: int, rep_r: int, deadline: float, output_limit: int):
+        """Collect output and report until the child exits, the clock runs out or a cap is hit."""
+        for fd in (out_r, rep_r):
+            os.set_blocking(fd, False)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # Linux < 5.3: poll the child every 5 ms instead
+            pidfd = None
+        poller = select.poll()
+        for fd in (out_r, rep_r) + ((pidfd,) if pidfd is not None else ()):
+            poller.register(fd, select.POLLIN)
+        out, rep = bytearray(), bytearray()
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return "timeout", None, out, rep
+                events = poller.poll(remaining * 1000 if pidfd is not None else min(remaining * 1000, 5))
+                status = None
+                for fd, _ in events:
+                    if fd != pidfd:
+                        self._drain(fd, out if fd == out_r else rep, poller)
+                if pidfd is None or any(fd == pidfd for fd, _ in events):
+                    done, st = os.waitpid(pid, os.WNOHANG)
+                    if done == pid:
+                        status = self._reaped[pid] = st
+                        self._drain(out_r, out, None)
+                        self._drain(rep_r, rep, None)
+                if len(out) > output_limit:
+                    return "output_limit", status, out[:output_limit], rep
+                if len(rep) > REPORT_MAX:
+                    return "report_too_large", status, out, rep[:0]
+                if status is not None:
+                    return "exited", status, out, rep
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+    @staticmethod
+    def _drain(fd: int, buf: bytearray, poller) -> None:
+        """Read what is there without blocking (stop past the caps); unregister at end of file."""
+        while len(buf) <= REPORT_MAX:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return
+            if not chunk:
+                if poller is not None:
+                    poller.unregister(fd)
+                return
+            buf += chunk
+
+    def _kill_and_reap(self, pid: int) -> None:
+        """Kill every process this execution started, including setsid'd ones ignoring signals."""
+        while True:
+            if self.kill_all:
+                try:
+                    os.kill(-1, signal.SIGKILL)  # everyone in this pid namespace but pid 1 and us
+                except ProcessLookupError:
+                    pass
+            else:
+                self._kill_descendants(pid)
+            try:
+                dead, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+            self._reaped.setdefault(dead, status)
+
+    @staticmethod
+    def _kill_descendants(pid: int) -> None:
+        """Without a pid namespace: the child's process group, then every child of ours (a subreaper)."""
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        me = str(os.getpid())
+        try:
+            tids = os.listdir(f"/proc/{me}/task")
+            kids = set()
+            for tid in tids:
+                with open(f"/proc/{me}/task/{tid}/children") as f:
+                    kids.update(int(p) for p in f.read().split())
+        except OSError:
+            kids = set()
+        for kid in kids:
+            try:
+                os.kill(kid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _make_workdir(self) -> str:
+        if self.private_tmp:
+            workdir = os.path.join(self.tmp_root, "work")
+            os.mkdir(workdir, 0o700)
+        else:
+            workdir = tempfile.mkdtemp(prefix="verifier-", dir=self.tmp_root)
+            if self.drop_uid is not None:
+                os.chown(workdir, self.drop_uid, self.drop_uid)
+        return workdir
+
+    def _wipe(self, workdir: str) -> None:
+        """Remove the working directory; with a private /tmp, everything the execution left there."""
+        if not self.private_tmp:
+            shutil.rmtree(workdir, ignore_errors=True)
+            return
+        for entry in os.scandir(self.tmp_root):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+
+    def _child(self, req: dict, out_w: int, rep_w: int, workdir: str) -> None:
+        os.setsid()
+        if self.drop_uid is not None:
+            os.setgroups([])
+            os.setresgid(self.drop_uid, self.drop_uid, self.drop_uid)
+            os.setresuid(self.drop_uid, self.drop_uid, self.drop_uid)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+        os.dup2(rep_w, REPORT_FD)
+        os.closerange(REPORT_FD + 1, 1 << 16)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        cpu = int(float(req["timeout_s"])) + 1
+        memory = int(req["memory_mb"]) << 20
+        for limit, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (memory, memory)),
+                             (resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT)), (resource.RLIMIT_NPROC, (NPROC, NPROC)),
+                             (resource.RLIMIT_NOFILE, (NOFILE, NOFILE)), (resource.RLIMIT_CORE, (0, 0))):
+            resource.setrlimit(limit, value)
+        os.chdir(workdir)
+        report = child.run(req, workdir)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        data = memoryview(json.dumps(report).encode("utf-8"))
+        while data:
+            data = data[os.write(REPORT_FD, data):]
+        os._exit(0)
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    rfd, wfd = os.dup(0), os.dup(1)  # the protocol pipes move off 0/1, out of every child's reach
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    subreaper = _prctl(36, 1)   # PR_SET_CHILD_SUBREAPER: setsid'd orphans come back to us to be reaped
+    nondumpable = _prctl(4, 0)  # PR_SET_DUMPABLE 0: a child of the same uid cannot ptrace us or open our fds
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    os.chdir("/")
+    gc.collect()
+    gc.freeze()
+    zygote = Zygote(cfg)
+    write_frame(wfd, {"ready": True, "uid": os.getuid(), "pid": os.getpid(), "subreaper": subreaper,
+                      "nondumpable": nondumpable})
+    while True:
+        req = read_frame(rfd)
+        if req is None:
+            return
+        try:
+            reply = zygote.execute(req)
+        except Exception as e:  # a zygote bug or exhausted resource: say so, keep serving
+            reply = {"outcome": "zygote_error", "message": f"{type(e).__name__}: {e}"[:300]}
+        write_frame(wfd, reply)
+
+
+if __name__ == "__main__":
+    main()
