@@ -1,0 +1,430 @@
+"""Continuous-batching engine: many agent retry loops decoded together over one slot KV cache.
+
+One engine thread drives the model. Each turn of its loop it
+
+1. collects the verdicts that arrived (the verifier's workers are other processes): a pass
+   or the last attempt completes the task; a failure appends the feedback to the same
+   transcript (``sut.agent._append_feedback``, so the layout and truncation rule are the
+   agent's) and the sequence goes back to prefill;
+2. admits queued tasks into free cache slots (up to ``max_batch``);
+3. prefills what is new for each sequence starting an attempt: the whole prompt for a new
+   task, only the feedback tokens for a retry (prefix reuse), everything again after a
+   truncation (the cache is rebuilt once, recorded in the attempt) or with prefix reuse off;
+4. runs one batched decode step (one token for every decoding sequence, rows at different
+   positions) and samples each row with its own per-(seed, task, attempt) generator.
+   An attempt that ends (``<|end|>`` or budget) is handed to ``pool.submit`` and its
+   sequence parks; it never stalls the others.
+
+Every submitted task gets exactly one ``on_done``: a model or tokenizer error fails only
+its task (a batched decode error fails the rows of that step), a SANDBOX_ERROR verdict
+(dead verifier worker) fails the task with ``error="verifier: ..."``, and an exception in
+the loop itself fails every task in flight while the engine keeps serving new ones.
+The generated tokens equal ``sut.agent.run_agent``'s and do not depend on batch size,
+composition or arrival order (sut/engine_batch.py says why; docs/engine.md).
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from sut import transcript as tr
+from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, make_generator, sample_next
+from sut.engine_batch import ROW_ALIGN, BatchModel, round_up
+from sut.model import NanoCodeGen
+from sut.tokenizer import CodeTokenizer
+from verifier.verdict import Status
+
+log = logging.getLogger(__name__)
+
+OnDone = Callable[[AgentResult], None]
+OnFirstToken = Callable[[int], None]
+PREFILL, DECODE, PARKED = "prefill", "decode", "parked"
+
+
+def _one_line(prefix: str, e: BaseException) -> str:
+    return f"{prefix}{type(e).__name__}: {e}".splitlines()[0]
+
+
+class _Seq:
+    """One task in flight: its transcript, its slot, the attempt underway and its timings."""
+
+    def __init__(self, task: Any, on_done: OnDone, on_first: OnFirstToken | None, slot: int) -> None:
+        self.task, self.on_done, self.on_first, self.slot = task, on_done, on_first, slot
+        self.result = AgentResult(task.id)
+        self.ids: list[int] = []
+        self.steps: list[int] = []
+        self.cached = 0                 # tokens of ids[] whose keys/values are in the slot
+        self.prefix = tr.Piece()
+        self.state = PREFILL
+        self.attempt = 0
+        self.truncated = False          # the current attempt's transcript was cut (cache rebuilt)
+        self.out: list[int] = []        # tokens generated in the current attempt
+        self.step = self.budget = self.prompt_tokens = self.reused = 0
+        self.temperature = 0.0
+        self.gen: torch.Generator | None = None
+        self.prefill_ms = self.t_decode = self.t_submit = self.t_verdict = 0.0
+        self.code = ""
+        self.future: Any = None
+        self.done = False
+
+    # the interface sut.agent._append_feedback works on
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def reset(self, piece: tr.Piece) -> None:
+        self.ids, self.steps, self.cached = list(piece.ids), list(piece.steps), 0
+
+    def append(self, piece: tr.Piece) -> None:
+        self.ids += piece.ids
+        self.steps += piece.steps
+
+
+class Engine:
+    """Batched, continuously batched agent loops; see the module docstring."""
+
+    def __init__(self, model: NanoCodeGen, tokenizer: CodeTokenizer, pool: Any, cfg: AgentConfig = AgentConfig(),
+                 max_batch: int = 64, batch_wait_ms: float = 0.0, use_kv_cache: bool = True,
+                 prefix_reuse: bool = True, device: str = "cpu") -> None:
+        if max_batch < 1 or batch_wait_ms < 0 or cfg.max_attempts < 1 or cfg.max_new_tokens < 1:
+            raise ValueError(f"bad engine settings: max_batch={max_batch} (>= 1), batch_wait_ms={batch_wait_ms} (>= 0), "
+                             f"max_attempts={cfg.max_attempts} (>= 1), max_new_tokens={cfg.max_new_tokens} (>= 1)")
+        self.model = model.to(torch.device(device)).eval()
+        self.tok, self.pool, self.cfg = tokenizer, pool, cfg
+        self.max_batch, self.batch_wait_s = max_batch, batch_wait_ms / 1e3
+        self.use_kv_cache, self.prefix_reuse = use_kv_cache, prefix_reuse and use_kv_cache
+        self.isolation: str = getattr(pool, "isolation", "unknown")
+        self.window = model.config.block_size
+        self.bm = BatchModel(self.model, max_batch, use_kv_cache)
+        self._cv = threading.Condition()
+        self._queue: deque[tuple[Any, OnDone, OnFirstToken | None, float]] = deque()
+        self._ready: deque[_Seq] = deque()     # parked sequences whose verdict has arrived
+        self._free = list(range(max_batch))   # a heap: the lowest free slot first keeps decode rows few
+        self._active: dict[int, _Seq] = {}     # slot -> sequence (engine thread only)
+        self._thread: threading.Thread | None = None
+        self._stopping = self._closed = False
+        self._drain = True
+        self._n = dict(submitted=0, done=0, errors=0, passed=0, attempts=0, tokens=0, reused=0, prefilled=0,
+                       rebuilds=0, decode_steps=0, decode_rows=0, rows_computed=0, decode_flops=0, loop_errors=0)
+        self._t = dict(prefill_s=0.0, decode_s=0.0)
+
+    # -- public API -------------------------------------------------------------------------
+    def submit(self, task: Any, on_done: OnDone, on_first_token: OnFirstToken | None = None) -> None:
+        """Queue ``task``; returns at once. ``on_done`` runs exactly once (on the engine thread,
+        or right here if the engine is stopped); ``on_first_token`` once, at attempt 0's first token."""
+        with self._cv:
+            if not self._closed:
+                self._queue.append((task, on_done, on_first_token, time.perf_counter()))
+                self._n["submitted"] += 1
+                self._cv.notify()
+                return
+        _call(on_done, AgentResult(getattr(task, "id", "?"), error="engine: stopped; the task was not run"))
+
+    def start(self) -> None:
+        """Start the engine thread (idempotent)."""
+        with self._cv:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+            self._thread.start()
+
+    def stop(self, drain: bool = True) -> None:
+        """Finish (``drain``) or fail everything queued and in flight, join the thread, close the pool."""
+        self.start()
+        with self._cv:
+            self._stopping, self._drain = True, drain
+            self._cv.notify_all()
+        assert self._thread is not None
+        self._thread.join()
+        close = getattr(self.pool, "close", None)
+        if close is not None:
+            close()
+
+    def run(self, tasks: Sequence[Any], progress: bool = False) -> list[AgentResult]:
+        """Submit every task, wait for all, return the results in input order (starts the engine)."""
+        results: list[AgentResult | None] = [None] * len(tasks)
+        left = [len(tasks)]
+        all_done = threading.Event()
+        bar = tqdm(total=len(tasks), desc="agent", unit="task", disable=not progress)
+
+        def done(i: int, r: AgentResult) -> None:
+            results[i] = r
+            bar.update(1)
+            with self._cv:
+                left[0] -= 1
+                if left[0] == 0:
+                    all_done.set()
+
+        self.start()
+        for i, task in enumerate(tasks):
+            self.submit(task, lambda r, i=i: done(i, r))
+        if tasks:
+            all_done.wait()
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since construction (a snapshot; safe to call from any thread)."""
+        n, t = dict(self._n), dict(self._t)
+        steps = max(n["decode_steps"], 1)
+        seen = n["reused"] + n["prefilled"]
+        return {
+            "tasks_submitted": n["submitted"], "tasks_done": n["done"], "tasks_passed": n["passed"],
+            "tasks_failed_with_error": n["errors"], "attempts": n["attempts"], "tokens_generated": n["tokens"],
+            "reused_tokens": n["reused"], "prefilled_tokens": n["prefilled"],
+            "prefix_reuse_hit_rate": n["reused"] / seen if seen else 0.0, "cache_rebuilds": n["rebuilds"],
+            "decode_steps": n["decode_steps"], "mean_decode_rows": n["decode_rows"] / steps,
+            "mean_batch_occupancy": n["decode_rows"] / steps / self.max_batch,
+            "rows_computed": n["rows_computed"], "decode_flops": n["decode_flops"],
+            "prefill_s": t["prefill_s"], "decode_s": t["decode_s"], "loop_errors": n["loop_errors"],
+            "max_batch": self.max_batch, "use_kv_cache": self.use_kv_cache, "prefix_reuse": self.prefix_reuse,
+            "isolation": self.isolation,
+        }
+
+    # -- the engine thread -------------------------------------------------------------------
+    def _loop(self) -> None:
+        with torch.inference_mode():
+            while self._wait_for_work():
+                try:
+                    self._collect_verdicts()
+                    self._admit()
+                    self._prefill_new()
+                    self._decode_step()
+                except Exception as e:  # a bug of ours: fail what is in flight, keep serving
+                    log.exception("engine loop failed; failing %d tasks in flight", len(self._active))
+                    self._n["loop_errors"] += 1
+                    self._fail_all(_one_line("engine: ", e))
+            self._fail_all("engine: stopped before the task finished")
+            with self._cv:
+                self._closed = True
+                queued, self._queue = list(self._queue), deque()
+        for task, on_done, _, _ in queued:
+            self._n["done"] += 1
+            self._n["errors"] += 1
+            _call(on_done, AgentResult(task.id, error="engine: stopped before the task started"))
+
+    def _wait_for_work(self) -> bool:
+        """Block until there is something to do; False when the engine should exit."""
+        with self._cv:
+            while True:
+                if self._stopping and (not self._drain or (not self._active and not self._queue)):
+                    return False
+                busy = any(s.state != PARKED for s in self._active.values())
+                if busy or self._ready or (self._queue and self._free):
+                    return True
+                self._cv.wait(0.5)
+
+    def _admit(self) -> None:
+        with self._cv:
+            if self.batch_wait_s > 0 and not self._active and self._queue and not self._stopping:
+                deadline = self._queue[0][3] + self.batch_wait_s   # Server: gather arrivals into a batch
+                while len(self._queue) < len(self._free) and not self._stopping:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
+            taken = []
+            while self._queue and self._free:
+                taken.append((self._queue.popleft(), heapq.heappop(self._free)))
+        for (task, on_done, on_first, _), slot in taken:
+            seq = self._active[slot] = _Seq(task, on_done, on_first, slot)
+            try:
+                seq.prefix = tr.prompt_prefix(self.tok, task.prompt)
+                if len(seq.prefix) + 1 >= self.window:
+                    raise ValueError(f"prompt is {len(seq.prefix)} tokens: the context window is {self.window}")
+                seq.reset(seq.prefix)
+            except Exception as e:
+                log.warning("task %s rejected: %s", seq.task.id, e)
+                self._finish(seq, _one_line("", e))
+
+    def _prefill_new(self) -> None:
+        for seq in sorted((s for s in self._active.values() if s.state == PREFILL), key=lambda s: s.slot):
+            try:
+                self._start_attempt(seq)
+            except Exception as e:
+                log.warning("task %s failed in prefill: %s", seq.task.id, e)
+                self._finish(seq, _one_line("", e))
+
+    def _start_attempt(self, seq: _Seq) -> None:
+        k, cfg = seq.attempt, self.cfg
+        budget = min(cfg.max_new_tokens, self.window - len(seq) - 1)   # room for a closing <|end|>
+        if budget < 1:
+            raise ValueError(f"attempt {k} starts at {len(seq)} tokens: no room left in the {self.window}-token window")
+        if not self.prefix_reuse:
+            seq.cached = 0
+        seq.prompt_tokens, seq.reused = len(seq), seq.cached
+        t0 = time.perf_counter()
+        logits = self.bm.prefill(seq.ids[seq.cached:], seq.steps[seq.cached:], seq.slot, seq.cached)
+        seq.cached = len(seq) if self.use_kv_cache else 0
+        t1 = time.perf_counter()
+        seq.prefill_ms, seq.t_decode = (t1 - t0) * 1e3, t1
+        self._t["prefill_s"] += t1 - t0
+        self._n["reused"] += seq.reused
+        self._n["prefilled"] += seq.prompt_tokens - seq.reused
+        self._n["rebuilds"] += seq.truncated
+        seq.gen = make_generator(cfg.seed, seq.task.id, k, logits.device) if k > 0 else None
+        seq.temperature = cfg.temperature if k > 0 else 0.0
+        seq.step, seq.budget, seq.out, seq.state = tr.step_id(k), budget, [], DECODE
+        first = sample_next(logits, seq.temperature, cfg.top_k, seq.gen)
+        if k == 0 and seq.on_first is not None:
+            _call(seq.on_first, first)
+        self._take(seq, first)
+
+    def _take(self, seq: _Seq, token: int) -> None:
+        """Append a sampled token; end the attempt at <|end|> or the budget."""
+        seq.out.append(token)
+        seq.ids.append(token)
+        seq.steps.append(seq.step)
+        if token == self.tok.end_id or len(seq.out) >= seq.budget:
+            self._end_attempt(seq)
+
+    def _end_attempt(self, seq: _Seq) -> None:
+        if seq.out[-1] != self.tok.end_id:  # cut at the budget: close the attempt (not counted as generated)
+            seq.append(tr.Piece([self.tok.end_id], [seq.step], [0]))
+        seq.code = self.tok.decode(seq.out)
+        seq.t_submit = time.perf_counter()
+        seq.state = PARKED
+        try:
+            seq.future = self.pool.submit(seq.code, seq.task.check)
+        except Exception as e:
+            seq.future = None
+            self._record(seq, None)
+            self._finish(seq, _one_line("verifier: ", e))
+            return
+        seq.future.add_done_callback(lambda _f, seq=seq: self._verdict_arrived(seq))
+
+    def _verdict_arrived(self, seq: _Seq) -> None:  # any thread (the pool's)
+        seq.t_verdict = time.perf_counter()
+        with self._cv:
+            self._ready.append(seq)
+            self._cv.notify()
+
+    def _collect_verdicts(self) -> None:
+        with self._cv:
+            ready, self._ready = list(self._ready), deque()
+        for seq in ready:
+            if seq.done:
+                continue
+            try:
+                self._next_attempt(seq)
+            except Exception as e:
+                log.warning("task %s failed after its verdict: %s", seq.task.id, e)
+                self._finish(seq, _one_line("", e))
+
+    def _next_attempt(self, seq: _Seq) -> None:
+        try:
+            verdict = seq.future.result()
+        except Exception as e:  # the pool promises a Verdict; anything else is its failure
+            self._record(seq, None)
+            self._finish(seq, _one_line("verifier: ", e))
+            return
+        self._record(seq, verdict)
+        k = seq.attempt
+        if verdict.status is Status.SANDBOX_ERROR:  # the verifier failed, not the code: never a silent fail
+            self._finish(seq, f"verifier: {verdict.feedback or verdict.message or 'sandbox error'}".splitlines()[0])
+        elif verdict.passed:
+            seq.result.passed = True
+            self._finish(seq)
+        elif k + 1 >= self.cfg.max_attempts:
+            self._finish(seq)
+        else:
+            seq.attempt = k + 1
+            seq.truncated = _append_feedback(seq, self.tok, seq.prefix, (seq.code, verdict.feedback), k + 1,
+                                             self.cfg.max_new_tokens, self.window)
+            seq.state = PREFILL
+
+    def _record(self, seq: _Seq, verdict: Any) -> None:
+        now = seq.t_verdict or time.perf_counter()
+        seq.result.attempts.append(AttemptRecord(
+            attempt=seq.attempt, context_len=len(seq), prompt_tokens=seq.prompt_tokens, gen_tokens=len(seq.out),
+            reused_tokens=seq.reused, prefilled_tokens=seq.prompt_tokens - seq.reused, prefill_ms=seq.prefill_ms,
+            decode_ms=(seq.t_submit - seq.t_decode) * 1e3, verify_ms=(now - seq.t_submit) * 1e3,
+            status=(verdict.status if verdict is not None else Status.SANDBOX_ERROR).value,
+            kv_bytes=self.model.kv_bytes(len(seq)), truncated=seq.truncated, code=seq.code,
+            feedback=verdict.feedback if verdict is not None else "", token_ids=list(seq.out)))
+        seq.result.n_tokens += len(seq.out)
+        seq.t_verdict = 0.0
+        self._n["attempts"] += 1
+        self._n["tokens"] += len(seq.out)
+
+    def _decode_step(self) -> None:
+        rows = [s for s in sorted(self._active.values(), key=lambda s: s.slot) if s.state == DECODE]
+        if not rows:
+            return
+        t0 = time.perf_counter()
+        try:
+            if self.use_kv_cache:
+                logits = self._batched_logits(rows)
+            else:  # the reference's way: the whole context through the full forward, row by row
+                logits = torch.stack([self.bm.full_logits(s.ids, s.steps) for s in rows])
+        except Exception as e:
+            log.exception("decode step failed; failing its %d rows", len(rows))
+            for s in rows:
+                self._finish(s, _one_line("model: ", e))
+            return
+        greedy = [i for i, s in enumerate(rows) if s.temperature <= 0]
+        tokens: dict[int, int] = {}
+        if greedy:  # argmax is row-local: the same ids as sample_next row by row
+            tokens = dict(zip(greedy, logits[greedy].argmax(-1).tolist()))
+        self._n["decode_steps"] += 1
+        self._n["decode_rows"] += len(rows)
+        self._n["decode_flops"] += sum(self.bm.token_flops(len(s.ids)) for s in rows)
+        for i, s in enumerate(rows):
+            try:
+                if self.use_kv_cache:
+                    s.cached += 1
+                tok = tokens[i] if i in tokens else sample_next(logits[i], s.temperature, self.cfg.top_k, s.gen)
+                self._take(s, tok)
+            except Exception as e:
+                self._finish(s, _one_line("", e))
+        self._t["decode_s"] += time.perf_counter() - t0
+
+    def _batched_logits(self, rows: list[_Seq]) -> torch.Tensor:
+        R = round_up(rows[-1].slot + 1, ROW_ALIGN)
+        tokens, steps, pos = [0] * R, [0] * R, [0] * R
+        for slot, s in self._active.items():
+            if slot >= R:
+                continue
+            if s.state == DECODE:
+                tokens[slot], steps[slot], pos[slot] = s.ids[-1], s.steps[-1], s.cached
+            else:  # dummy row: write at a position the slot does not need (overwritten before it is read)
+                pos[slot] = min(s.cached, self.window - 1)
+        self._n["rows_computed"] += R
+        return self.bm.decode(tokens, steps, pos, [s.slot for s in rows])
+
+    def _finish(self, seq: _Seq, error: str | None = None) -> None:
+        """Complete a task exactly once: free its slot and call its on_done."""
+        if seq.done:
+            return
+        seq.done = True
+        if self._active.get(seq.slot) is seq:
+            del self._active[seq.slot]
+            heapq.heappush(self._free, seq.slot)
+        if seq.future is not None and not seq.future.done():
+            seq.future.cancel()
+        seq.result.error = error
+        self._n["done"] += 1
+        self._n["errors"] += error is not None
+        self._n["passed"] += seq.result.passed
+        _call(seq.on_done, seq.result)
+
+    def _fail_all(self, error: str) -> None:
+        for seq in list(self._active.values()):
+            self._finish(seq, error)
+        self._active.clear()
+        self._free = list(range(self.max_batch))
+
+
+def _call(fn: Callable[..., None], *args: Any) -> None:
+    """Run a user callback; its exception is logged, never allowed to break the engine."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("engine callback %r raised", fn)

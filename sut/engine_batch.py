@@ -1,0 +1,112 @@
+"""The engine's model calls: per-sequence prefill and a batch-invariant batched decode step.
+
+Decode runs one token for every cache slot in ``[0, R)`` at once (R a multiple of
+ROW_ALIGN): rows that are not decoding (a sequence parked on its verifier, a free slot)
+ride along as dummy rows whose outputs are dropped. That keeps the attention inputs
+plain views of the slot cache (no gather copy of every row's keys and values) at the
+price of a few wasted rows.
+
+Batch invariance (a task's tokens never depend on what else is in the batch) is built
+in, not hoped for. Two kernels on CPU change their floating-point reduction order with
+the shape of the call, measured on this machine (docs/engine.md):
+
+- GEMM: rows computed in a full group of 4 by the BLAS micro-kernel differ in the last
+  bits from tail rows and from the M=1 (GEMV) path. So every decode and LM-head matmul
+  gets a row count padded to a multiple of ROW_ALIGN: each row always goes through the
+  same micro-kernel, whatever the batch size.
+- Attention: the softmax over keys depends on the key length's tail. So the key length
+  is padded to a multiple of KEY_ALIGN (masked), which gives identical results for any
+  padded length, any batch composition and strided cache views.
+
+LayerNorm, GELU, embedding lookups, argmax and the row-wise sampling are row-local.
+tests/test_engine.py checks the result bitwise. (On CUDA, cuBLAS picks algorithms by
+shape: the padding still helps, but bitwise invariance there is not claimed.)
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sut.model import KVCache, NanoCodeGen
+
+ROW_ALIGN = 8
+KEY_ALIGN = 64
+
+
+def round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+class BatchModel:
+    """A model plus a slot KV cache of ``n_slots`` sequences (rounded up to ROW_ALIGN)."""
+
+    def __init__(self, model: NanoCodeGen, n_slots: int, use_kv_cache: bool = True) -> None:
+        self.model = model
+        cfg = model.config
+        self.device = model.wte.weight.device
+        self.window = cfg.block_size
+        self.n_slots = round_up(max(1, n_slots), ROW_ALIGN)
+        self.nh, self.hd = cfg.n_head, cfg.n_embd // cfg.n_head
+        self.use_kv_cache = use_kv_cache
+        self.cache: KVCache | None = model.new_cache(self.n_slots) if use_kv_cache else None
+        self._key_pos = torch.arange(self.window, device=self.device)
+        self._rows = torch.arange(self.n_slots, device=self.device)
+        # FLOPs of one token through the matmuls (embedding lookups excluded, LM head included)
+        self.matmul_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+    def token_flops(self, context: int) -> int:
+        """Model FLOPs to produce one token at ``context`` keys: 2 per matmul weight + QK^T and PV."""
+        cfg = self.model.config
+        return 2 * self.matmul_params + 4 * cfg.n_layer * cfg.n_embd * context
+
+    # -- prefill: one sequence, exactly the single-sequence agent's call -------------------
+    def prefill(self, ids: list[int], steps: list[int], slot: int, start: int) -> Tensor:
+        """Run ``ids`` (positions start..) into ``slot``; logits after the last token (V,)."""
+        dev = self.device
+        idx = torch.tensor([ids], device=dev)
+        st = torch.tensor([steps], device=dev)
+        if self.cache is None:  # no cache: the whole context through the full forward
+            logits, _ = self.model(idx, st)
+            return logits[0, -1]
+        out = self.model.forward_cached(idx, st, torch.tensor([slot], device=dev),
+                                        torch.tensor([start], device=dev), self.cache)
+        return out[0]
+
+    def full_logits(self, ids: list[int], steps: list[int]) -> Tensor:
+        """The reference's way: recompute the whole context for one token; logits (V,)."""
+        logits, _ = self.model(torch.tensor([ids], device=self.device), torch.tensor([steps], device=self.device))
+        return logits[0, -1]
+
+    # -- decode: one token for each slot in [0, R) --------------------------------------
+    def decode(self, tokens: list[int], steps: list[int], pos: list[int], head_rows: list[int]) -> Tensor:
+        """Feed ``tokens[r]`` at position ``pos[r]`` of slot r for r < R = len(tokens) (a multiple
+        of ROW_ALIGN); return logits (len(head_rows), V) for the rows that need them.
+
+        Dummy rows must carry a position whose cache entry is not needed (at or beyond the
+        slot's cached length): their keys/values are written there and overwritten later.
+        """
+        assert self.cache is not None
+        m, cache = self.model, self.cache
+        R, dev, nh, hd = len(tokens), self.device, self.nh, self.hd
+        meta = torch.tensor([tokens, steps, pos], device=dev)                   # (3, R)
+        tok_t, step_t, pos_t = meta[0], meta[1], meta[2]
+        keys = min(round_up(max(pos) + 1, KEY_ALIGN), cache.max_seq)
+        mask = (self._key_pos[:keys] <= pos_t[:, None])[:, None, None, :]       # (R, 1, 1, keys)
+        rows = self._rows[:R]
+        x = m.wte(tok_t) + m.wpe(pos_t) + m.wse(step_t)                         # (R, C), as model._embed
+        for i, blk in enumerate(m.blocks):
+            att = blk.attn
+            qkv = att.c_attn(blk.ln_1(x)).view(R, 3, nh, hd)
+            q, k, v = qkv.unbind(1)                                             # each (R, nh, hd)
+            kc, vc = cache.k[i], cache.v[i]                                     # (S, nh, L, hd)
+            kc[rows, :, pos_t] = k
+            vc[rows, :, pos_t] = v
+            y = F.scaled_dot_product_attention(q[:, :, None], kc[:R, :, :keys], vc[:R, :, :keys],
+                                               attn_mask=mask)                  # (R, nh, 1, hd)
+            x = x + att.c_proj(y.view(R, nh * hd))
+            x = x + blk.mlp(blk.ln_2(x))
+        n = len(head_rows)
+        padded = head_rows + [head_rows[0]] * (round_up(n, ROW_ALIGN) - n)
+        h = x[torch.tensor(padded, device=dev)]
+        return m.lm_head(m.ln_f(h))[:n]                                         # (n, V)
