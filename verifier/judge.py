@@ -101,6 +101,8 @@ def _error(info: Any, limits: Limits, test: str | None = None, prefix: str = "")
         lines = test.splitlines()
         message = lines[test_line - 1].strip() if 0 < test_line <= len(lines) else ""
     status = Status.RUNTIME_ERROR
+    if etype == "AssertionError" and test_line and not line:  # the test's own assert: a wrong answer
+        status = Status.WRONG_OUTPUT
     if etype == "MemoryError":
         status, message = Status.MEMORY_LIMIT, f"over the {limits.memory_mb} MB limit"
     head = f"{prefix}{etype}: {message}" if message else f"{prefix}{etype}"

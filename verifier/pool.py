@@ -49,8 +49,9 @@ class SandboxPool:
         self._closed = False
         self._lock = threading.Lock()
         started = [threading.Event() for _ in range(workers)]
-        self._threads = [threading.Thread(target=self._serve, args=(SandboxWorker(self.level), ev), daemon=True,
-                                          name=f"verifier-worker-{i}") for i, ev in enumerate(started)]
+        self._workers = [SandboxWorker(self.level) for _ in range(workers)]
+        self._threads = [threading.Thread(target=self._serve, args=(w, ev), daemon=True, name=f"verifier-worker-{i}")
+                         for i, (w, ev) in enumerate(zip(self._workers, started))]
         for t in self._threads:
             t.start()
         for ev in started:  # warm: every zygote is up (or has failed and will retry) before the first job
@@ -75,6 +76,10 @@ class SandboxPool:
             for _ in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="verify", unit="exec"):
                 pass
         return [f.result() for f in futures]
+
+    def worker_pids(self) -> list[int]:
+        """Host pids of the workers' outermost processes (killing one's group kills its sandbox), for monitoring."""
+        return [w.proc.pid for w in self._workers if w.proc is not None]
 
     def close(self) -> None:
         """Finish queued work, then stop every worker and its sandbox."""

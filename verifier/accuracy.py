@@ -1,0 +1,178 @@
+"""The accuracy pass: re-execute what the SUT returned, judge it, write accuracy.txt.
+
+    python -m verifier.accuracy --mlperf-accuracy-file mlperf_log_accuracy.json \\
+        --tasks sut/data/eval_tasks.jsonl --output accuracy.txt [--json]
+
+LoadGen logs each completed sample as ``{"seq_id", "qsl_idx", "data": HEX, ...}``; ``qsl_idx``
+indexes the task file's lines in order, ``data`` is the hex of ``response_format.encode``.
+A qsl_idx logged more than once is counted once (its first entry). The SUT's own verdicts
+in the response are ignored: the first attempt's code (pass@1) and the final attempt's code
+(pass@final) are run again, through one SandboxPool, against the task's hidden check. A
+response the SUT marked with an error, or one with no attempts, or one that does not decode,
+counts as failed for both and as a ``sut_error``.
+
+accuracy.txt holds two lines a regex can read:
+
+    pass@1=0.8120 pass@final=0.9140 mean_attempts=1.52 tokens_per_sample=63.1 samples=1024 sut_errors=0
+    hash=<sha256 of the accuracy log file>
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from verifier.checks import Check, check_from_json
+from verifier.pool import SandboxPool
+from verifier.response_format import Response, decode_hex
+
+log = logging.getLogger(__name__)
+
+
+def load_tasks(tasks_path: Path) -> list[dict]:
+    """Task rows in file order, each with a parsed ``check``; ValueError names the bad line."""
+    rows = []
+    with open(tasks_path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                row["check"] = check_from_json(row)
+            except (ValueError, TypeError, KeyError) as e:
+                raise ValueError(f"{tasks_path} line {n}: {e}") from e
+            rows.append(row)
+    return rows
+
+
+def load_accuracy_log(path: Path) -> list[dict]:
+    """Entries of mlperf_log_accuracy.json, first entry per qsl_idx only, in log order."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not JSON ({e.msg} at line {e.lineno}): is it LoadGen's mlperf_log_accuracy.json?") from e
+    if not isinstance(entries, list):
+        raise ValueError(f"{path} must hold a JSON list of LoadGen accuracy entries")
+    seen: set[int] = set()
+    unique = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("qsl_idx"), int) or not isinstance(e.get("data"), str):
+            raise ValueError(f"{path} entry {i}: need integer 'qsl_idx' and hex string 'data'")
+        if e["qsl_idx"] not in seen:
+            seen.add(e["qsl_idx"])
+            unique.append(e)
+    return unique
+
+
+def _decode(entry: dict, task_id: str) -> tuple[Response | None, str | None]:
+    """The response, or None with the reason it counts as a SUT error."""
+    try:
+        resp = decode_hex(entry["data"])
+    except ValueError as e:
+        return None, f"undecodable response: {e}"
+    if resp.error:
+        return resp, f"SUT error: {resp.error}"
+    if resp.task_id != task_id:
+        return resp, f"response is for task {resp.task_id!r}, not {task_id!r}"
+    if not resp.attempts:
+        return resp, "no attempts"
+    return resp, None
+
+
+def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool | None = None,
+                       progress: bool = False) -> dict[str, Any]:
+    """Judge every logged response again; return the metrics, per-family rates and per-sample results."""
+    tasks = load_tasks(Path(tasks_path))
+    entries = load_accuracy_log(Path(accuracy_log))
+    if not entries:
+        raise ValueError(f"{accuracy_log} has no entries: was the LoadGen run in AccuracyOnly mode?")
+    samples: list[dict[str, Any]] = []
+    jobs: dict[tuple[int, str], int] = {}   # (task index, code) -> job index: each distinct program runs once
+    job_items: list[tuple[str, Check]] = []
+    for e in entries:
+        idx = e["qsl_idx"]
+        if not 0 <= idx < len(tasks):
+            raise ValueError(f"qsl_idx {idx} is outside the task file ({len(tasks)} tasks): wrong --tasks file?")
+        task = tasks[idx]
+        resp, error = _decode(e, str(task["id"]))
+        s: dict[str, Any] = {"qsl_idx": idx, "task_id": task["id"], "family": task.get("family", "?"), "error": error,
+                             "attempts": resp.n_attempts if resp else 0, "n_tokens": resp.n_tokens if resp else 0}
+        if error is None and resp is not None:
+            for which, attempt in (("first", resp.attempts[0]), ("final", resp.attempts[-1])):
+                key = (idx, attempt.code)
+                if key not in jobs:
+                    jobs[key] = len(job_items)
+                    job_items.append((attempt.code, task["check"]))
+                s[which] = jobs[key]
+        samples.append(s)
+    own_pool = pool is None
+    pool = pool or SandboxPool()
+    try:
+        verdicts = pool.verify_many(job_items, progress=progress)
+    finally:
+        if own_pool:
+            pool.close()
+    by_family: dict[str, list[dict]] = defaultdict(list)
+    for s in samples:
+        for which in ("first", "final"):
+            v = verdicts[s.pop(which)] if which in s else None
+            s[f"{which}_status"] = v.status.value if v else "sut_error"
+            s[f"pass_{which}"] = bool(v and v.passed)
+        by_family[s["family"]].append(s)
+    n = len(samples)
+    return {
+        "pass@1": sum(s["pass_first"] for s in samples) / n,
+        "pass@final": sum(s["pass_final"] for s in samples) / n,
+        "mean_attempts": sum(s["attempts"] for s in samples) / n,
+        "tokens_per_sample": sum(s["n_tokens"] for s in samples) / n,
+        "samples": n,
+        "sut_errors": sum(s["error"] is not None for s in samples),
+        "executions": len(job_items),
+        "per_family": {fam: {"samples": len(ss), "pass@1": sum(s["pass_first"] for s in ss) / len(ss),
+                             "pass@final": sum(s["pass_final"] for s in ss) / len(ss)} for fam, ss in sorted(by_family.items())},
+        "hash": hashlib.sha256(Path(accuracy_log).read_bytes()).hexdigest(),
+        "isolation": pool.isolation,
+        "per_sample": samples,
+    }
+
+
+def format_accuracy_txt(result: dict[str, Any]) -> str:
+    """The two lines of accuracy.txt."""
+    return (f"pass@1={result['pass@1']:.4f} pass@final={result['pass@final']:.4f} "
+            f"mean_attempts={result['mean_attempts']:.2f} tokens_per_sample={result['tokens_per_sample']:.1f} "
+            f"samples={result['samples']} sut_errors={result['sut_errors']}\nhash={result['hash']}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verifier.accuracy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mlperf-accuracy-file", required=True, type=Path, help="LoadGen's mlperf_log_accuracy.json")
+    parser.add_argument("--tasks", required=True, type=Path, help="task file the QSL was built from (JSONL, qsl_idx = line)")
+    parser.add_argument("--output", type=Path, default=Path("accuracy.txt"))
+    parser.add_argument("--json", action="store_true", help="also print every metric, per family and per sample, as JSON")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=2.0, help="wall-clock limit per execution, seconds")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for p in (args.mlperf_accuracy_file, args.tasks):
+        if not p.is_file():
+            print(f"error: {p} does not exist", file=sys.stderr)
+            return 2
+    try:
+        with SandboxPool(workers=args.workers, timeout_s=args.timeout) as pool:
+            result = score_accuracy_log(args.mlperf_accuracy_file, args.tasks, pool, progress=sys.stderr.isatty())
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = format_accuracy_txt(result)
+    args.output.write_text(text, encoding="utf-8")
+    print(json.dumps(result, indent=1) if args.json else text, end="" if not args.json else "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

