@@ -58,9 +58,9 @@ class _Src:
         """Index of the bracket closing the one at token ``i``."""
         depth = 0
         for j in range(i, len(self.toks)):
-            if self.s(j) in "([{" and self.toks[j].type == tokenize.OP:
+            if self.s(j) in ("(", "[", "{") and self.toks[j].type == tokenize.OP:
                 depth += 1
-            elif self.s(j) in ")]}" and self.toks[j].type == tokenize.OP:
+            elif self.s(j) in (")", "]", "}") and self.toks[j].type == tokenize.OP:
                 depth -= 1
                 if depth == 0:
                     return j
@@ -86,16 +86,24 @@ def _unary(c: _Src, i: int) -> bool:
                                      or keyword.iskeyword(prev.string))
 
 
+def _is_subscript(c: _Src, i: int) -> bool:
+    """Is the ``[`` at token ``i`` a subscript (``xs[1]``) rather than a list display?"""
+    prev = c.toks[i - 1] if i else None
+    return prev is not None and (prev.string in (")", "]", "}") or prev.type == tokenize.STRING or (
+        prev.type == tokenize.NAME and not keyword.iskeyword(prev.string)))
+
+
 def _in_display(c: _Src) -> list[bool]:
-    """Per token: is it inside a list/dict/set literal (data rather than an operation)?"""
-    out, stack = [], []
+    """Per token: is it data inside a list/dict/set literal (rather than part of an operation)?"""
+    out: list[bool] = []
+    stack: list[bool] = []
     for i, t in enumerate(c.toks):
-        if t.string in ("[", "{", "(") and t.type == tokenize.OP:
-            prev = c.toks[i - 1] if i else None
-            sub = prev is not None and (prev.string in (")", "]") or prev.type in (tokenize.STRING, tokenize.NAME)
-                                        and not keyword.iskeyword(prev.string))
-            stack.append(t.string != "(" and not sub or (t.string == "(" and bool(stack) and stack[-1]))
-        elif t.string in (")", "]", "}") and t.type == tokenize.OP and stack:
+        if t.type == tokenize.OP and t.string in ("(", "[", "{"):
+            if t.string == "(" or (t.string == "[" and _is_subscript(c, i)):
+                stack.append(bool(stack) and stack[-1])  # a call, group or subscript inherits
+            else:  # a literal is data; a comprehension is code
+                stack.append(not c.top_level(i, c.close(i), "for"))
+        elif t.type == tokenize.OP and t.string in (")", "]", "}") and stack:
             stack.pop()
         out.append(bool(stack) and stack[-1])
     return out
@@ -118,7 +126,7 @@ def _operator(c: _Src, rng: random.Random) -> list[Edit]:
             edits.append((a, a, "not "))  # `x in s` -> `x not in s`
         if t.string == "sorted" and c.s(i + 1) == "(":
             j = c.close(i + 1)
-            rev = [k for k in c.top_level(i + 1, j, "reverse")]
+            rev = c.top_level(i + 1, j, "reverse")
             if rev:
                 edits.append((c.span[rev[0] - 1][0], c.span[rev[0] + 2][1], ""))  # drop `, reverse=True`
             else:
@@ -175,10 +183,7 @@ def _name_typo(c: _Src, rng: random.Random) -> list[Edit]:
 def _slice(c: _Src, rng: random.Random) -> list[Edit]:
     edits: list[Edit] = []
     for i, t in enumerate(c.toks):
-        prev = c.toks[i - 1] if i else None
-        is_subscript = prev is not None and (prev.string in (")", "]") or prev.type == tokenize.STRING or (
-            prev.type == tokenize.NAME and not keyword.iskeyword(prev.string)))
-        if t.string != "[" or not is_subscript:
+        if t.string != "[" or not _is_subscript(c, i):
             continue  # a list display, not a subscript
         j = c.close(i)
         if not c.top_level(i, j, ":"):
