@@ -80,8 +80,8 @@ def prepare(test: str, paths: ScenarioPaths) -> tuple[Path, str]:
     n = int(perf.get("qsl_reported_total_count", 0) or 0)
     same_index, note = 0, f"{n} samples"
     if test == "TEST04":
-        q, note = choose_test04_sample(read_records(paths.performance_dir / "agent_records.jsonl"), paths.scenario)
-        loaded = perf.get("loaded_qsl_set") or []
+        choice = choose_test04_sample(read_records(paths.performance_dir / "agent_records.jsonl"), paths.scenario)
+        q, note, loaded = choice.qsl_idx, choice.note, perf.get("loaded_qsl_set") or []
         if q not in loaded:
             raise AuditError(f"sample {q} is not in the performance run's loaded_qsl_set; rerun the performance run")
         same_index = loaded.index(q)   # LoadGen repeats loaded_qsl_set[performance_issue_same_index]

@@ -102,7 +102,7 @@ def check_scenario(folder: Path, reference: Path = REFERENCE_CHECKPOINT, rescore
             c.fail("task-count", acc_dir / "mlperf_log_detail.txt",
                    f"the accuracy run's QSL held {ta} tasks but the performance run's {tp}: run both with the same --count")
     _check_audits(c, ref, rescore)
-    _classify(c, perf, measurements or {})
+    _classify(c, perf, measurements or {}, Path(reference))
     return c
 
 
@@ -265,6 +265,10 @@ def _check_accuracy(c: ScenarioCheck, acc_dir: Path, detail: DetailLog, ref: Ref
     for key, value in derived.items():
         if key in metrics and abs(metrics[key] - value) > 1e-3 * max(1.0, abs(value)):
             c.fail("accuracy-figures", txt, f"{key}={metrics[key]} but the accuracy log gives {value:.4f}")
+    inloop = sum(any(a.status == "passed" for a in r.attempts) for r in good) / n
+    if abs(c.accuracy - inloop) > max(0.02, 2 / n):   # a cheap guard on an edited pass@final; --rescore is exact
+        c.fail("accuracy-figures", txt, f"pass@final={c.accuracy:.4f} but the logged responses' own verdicts give "
+                                        f"{inloop:.4f}; confirm with --rescore")
     _check_records_acc(c, acc_dir / "agent_records.jsonl", entries, responses)
     if rescore:
         _rescore(c, log_path, txt, metrics)
@@ -324,7 +328,7 @@ def _check_audits(c: ScenarioCheck, ref: Reference | None, rescore: bool) -> Non
             c.fail(f"audit-{test}", vfile, f"TEST FAIL: {verdict.reason}")
 
 
-def _classify(c: ScenarioCheck, perf: DetailLog | None, measurements: dict) -> None:
+def _classify(c: ScenarioCheck, perf: DetailLog | None, measurements: dict, reference: Path) -> None:
     """official / quick / invalid, from the logs; an --official claim that the logs do not bear out fails."""
     if perf is None or not c.passed:
         c.run_class = "invalid"
@@ -340,8 +344,8 @@ def _classify(c: ScenarioCheck, perf: DetailLog | None, measurements: dict) -> N
     if c.scenario == "Server" and abs(float(v("effective_target_latency_ns", 0) or 0) - SERVER_TARGET_LATENCY_MS * 1e6) > 1:
         why.append(f"Server target_latency is not the benchmark's {SERVER_TARGET_LATENCY_MS} ms")
     ckpt = str((measurements.get("engine") or {}).get("checkpoint", ""))
-    if not ckpt or Path(ckpt).resolve() != REFERENCE_CHECKPOINT.resolve():
-        why.append(f"checkpoint {ckpt or '?'} is not the reference {REFERENCE_CHECKPOINT}")
+    if not ckpt or Path(ckpt).resolve() != reference.resolve():
+        why.append(f"checkpoint {ckpt or '?'} is not the reference {reference}")
     missing = [t for t, s in c.audits.items() if s != "PASS"]
     if missing:
         why.append(f"audits not passed: {', '.join(missing)}")
