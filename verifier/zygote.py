@@ -62,10 +62,15 @@ def _read_exact(fd: int, n: int):
     return bytes(buf)
 
 
+_libc = []
+
+
 def _prctl(option: int, arg: int) -> bool:
     try:
-        import ctypes
-        return ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0) == 0
+        if not _libc:
+            import ctypes
+            _libc.append(ctypes.CDLL(None, use_errno=True))
+        return _libc[0].prctl(option, arg, 0, 0, 0) == 0
     except (OSError, AttributeError, ImportError):
         return False
 
@@ -245,7 +250,11 @@ class Zygote:
                              (resource.RLIMIT_NOFILE, (NOFILE, NOFILE)), (resource.RLIMIT_CORE, (0, 0))):
             resource.setrlimit(limit, value)
         os.chdir(workdir)
+        _prctl(4, 1)  # dumpable again: the program may use its own /proc/self; the zygote stays protected
+        me = os.getpid()
         report = child.run(req, workdir)
+        if os.getpid() != me:  # a process the program forked fell back into us: it has nothing to report
+            os._exit(0)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
