@@ -1,0 +1,120 @@
+"""Pool robustness: a killed worker is replaced, a flood leaves nothing behind, the fallback level works."""
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from verifier import SandboxPool, Status, ValueCheck
+
+
+def descendants(root: int) -> list[int]:
+    """Host pids below ``root`` in the process tree (zombies included)."""
+    parent: dict[int, int] = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                parent[int(pid)] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = [], [root]
+    while frontier:
+        kids = [p for p, pp in parent.items() if pp in frontier]
+        found += kids
+        frontier = kids
+    return found
+
+
+def named(marker: str) -> list[int]:
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == marker:
+                out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+LITTER = (
+    "import os, time\n"
+    "open('here.txt', 'w').write('x')\n"
+    "open('/tmp/litter-{i}.txt', 'w').write('x')\n"
+    "if {i} % 10 == 0 and os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    open('/proc/self/comm', 'w').write('{marker}')\n"
+    "    time.sleep(60)\n"
+    "result = {i}\n"
+)
+
+
+@pytest.mark.parametrize("isolation", ["auto", "process"])
+def test_flood_leaves_no_process_and_no_file(isolation):
+    marker = "vfy" + uuid.uuid4().hex[:10]
+    tmp = Path(tempfile.gettempdir())
+    before = set(tmp.iterdir())
+    n = 300 if isolation == "auto" else 60
+    with SandboxPool(workers=2, timeout_s=2.0, isolation=isolation) as pool:
+        items = [(LITTER.format(i=i, marker=marker), ValueCheck(i)) for i in range(n)]
+        verdicts = pool.verify_many(items)
+        assert all(v.passed for v in verdicts), {v.feedback for v in verdicts if not v.passed}
+        assert named(marker) == []
+    assert descendants(os.getpid()) == []
+    left = {p for p in set(tmp.iterdir()) - before if p.name.startswith(("verifier-", "litter-"))}
+    if isolation == "process":  # without a mount namespace the program can write to the host's /tmp ...
+        for p in {p for p in left if p.name.startswith("litter-")}:
+            p.unlink()
+            left.discard(p)
+    assert left == set()  # ... but its working directory is gone
+
+
+def test_killed_worker_is_detected_and_replaced():
+    with SandboxPool(workers=1, timeout_s=5.0) as pool:
+        fut = pool.submit("while True:\n    pass", ValueCheck(1))
+        time.sleep(0.5)
+        os.killpg(pool.worker_pids()[0], signal.SIGKILL)
+        t0 = time.monotonic()
+        v = fut.result(timeout=10)
+        assert v.status in (Status.SANDBOX_ERROR, Status.CRASHED)
+        assert time.monotonic() - t0 < 2.0
+        assert pool.verify("result = 7", ValueCheck(7)).passed
+
+
+def test_program_killing_its_zygote_gets_no_pass():
+    with SandboxPool(workers=1) as pool:
+        v = pool.verify("import os, signal\nresult = 1\nos.kill(os.getppid(), signal.SIGKILL)", ValueCheck(1))
+        assert v.status in (Status.SANDBOX_ERROR, Status.CRASHED)
+        assert pool.verify("result = 1", ValueCheck(1)).passed
+
+
+def test_process_fallback_kills_setsid_grandchildren():
+    marker = "vfy" + uuid.uuid4().hex[:10]
+    code = ("import os, signal, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            f"    open('/proc/self/comm', 'w').write({marker!r})\n"
+            "    time.sleep(60)\n"
+            "while True:\n"
+            "    pass\n")
+    with SandboxPool(workers=1, timeout_s=0.5, isolation="process") as pool:
+        assert pool.isolation.startswith("process")
+        v = pool.verify(code, ValueCheck(1))
+        assert v.status is Status.TIMEOUT and v.isolation == pool.isolation
+        assert named(marker) == []
+
+
+def test_closed_pool_refuses_work_and_bad_settings_are_named():
+    pool = SandboxPool(workers=1)
+    pool.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit("result = 1", ValueCheck(1))
+    with pytest.raises(ValueError, match="timeout_s=0"):
+        SandboxPool(workers=1, timeout_s=0)
+    with pytest.raises(ValueError, match="isolation"):
+        SandboxPool(workers=1, isolation="docker")
