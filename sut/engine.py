@@ -135,17 +135,17 @@ class Engine:
             self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
             self._thread.start()
 
-    def stop(self, drain: bool = True) -> None:
-        """Finish (``drain``) or fail everything queued and in flight, join the thread, close the pool."""
+    def stop(self, drain: bool = True, close_pool: bool = True) -> None:
+        """Finish (``drain``) or fail everything queued and in flight, join the thread, close the pool
+        (``close_pool=False`` leaves a pool shared with others open)."""
         self.start()
         with self._cv:
             self._stopping, self._drain = True, drain
             self._cv.notify_all()
         assert self._thread is not None
         self._thread.join()
-        close = getattr(self.pool, "close", None)
-        if close is not None:
-            close()
+        if close_pool and hasattr(self.pool, "close"):
+            self.pool.close()
 
     def run(self, tasks: Sequence[Any], progress: bool = False) -> list[AgentResult]:
         """Submit every task, wait for all, return the results in input order (starts the engine)."""

@@ -1,0 +1,348 @@
+"""The batched engine: same tokens as the one-sequence agent under every batch size, arrival
+order and ablation switch; bitwise batch-invariant decoding; exactly one on_done per task
+under real faults (a killed sandbox worker, a model that raises, a loop bug)."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from sut import transcript as tr
+from sut.agent import AgentConfig, AgentResult, run_agent
+from sut.engine import Engine
+from sut.engine_batch import BatchModel
+from sut.model import GPTConfig, NanoCodeGen
+from sut.tasks import Task, load_eval_tasks
+from sut.tokenizer import CodeTokenizer, train_tokenizer
+from verifier.checks import ValueCheck
+from verifier.pool import SandboxPool
+
+torch.set_num_threads(1)
+CFG = AgentConfig(max_attempts=4, max_new_tokens=30)
+
+
+@pytest.fixture(scope="module")
+def tasks() -> list[Task]:
+    return load_eval_tasks()[:30]
+
+
+@pytest.fixture(scope="module")
+def tok() -> CodeTokenizer:
+    rows = load_eval_tasks()[:300]
+    return train_tokenizer([t.prompt for t in rows] + [t.solution for t in rows], vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with SandboxPool(workers=2, timeout_s=2.0) as p:
+        yield p
+
+
+def random_model(tok: CodeTokenizer, block_size: int = 160, seed: int = 0, n_layer: int = 2) -> NanoCodeGen:
+    """Untrained, with sharp logits: it fails every task, so retries, feedback and truncation all run."""
+    torch.manual_seed(seed)
+    m = NanoCodeGen(GPTConfig(vocab_size=tok.vocab_size, block_size=block_size, n_layer=n_layer, n_embd=64, n_head=2))
+    with torch.no_grad():
+        m.wte.weight.normal_(0, 1.0)
+        m.wse.weight.normal_(0, 1.0)
+    return m.eval()
+
+
+def tokens(results: list[AgentResult]) -> list[list[tuple]]:
+    return [[(a.token_ids, a.code, a.status, a.truncated, a.context_len) for a in r.attempts] for r in results]
+
+
+@pytest.fixture(scope="module")
+def reference(tok, pool, tasks):
+    model = random_model(tok)
+    return model, [run_agent(t, model, tok, pool, CFG) for t in tasks]
+
+
+def run_shuffled(engine: Engine, tasks: list[Task], seed: int) -> list[AgentResult]:
+    order = list(range(len(tasks)))
+    random.Random(seed).shuffle(order)
+    got = engine.run([tasks[i] for i in order])
+    out: list[AgentResult] = [None] * len(tasks)  # type: ignore[list-item]
+    for j, i in enumerate(order):
+        out[i] = got[j]
+    return out
+
+
+@pytest.mark.parametrize("max_batch", [1, 7, 64])
+def test_same_tokens_as_run_agent_any_batch_and_order(tok, pool, tasks, reference, max_batch) -> None:
+    model, ref = reference
+    engine = Engine(model, tok, pool, CFG, max_batch=max_batch)
+    got = run_shuffled(engine, tasks, seed=max_batch)
+    engine.stop(close_pool=False)
+    assert tokens(got) == tokens(ref)
+    assert any(a.truncated for r in ref for a in r.attempts)           # the truncation path ran too
+    s = engine.stats()
+    recs = [a for r in got for a in r.attempts]
+    assert s["tasks_done"] == len(tasks) and s["attempts"] == len(recs) and s["tasks_failed_with_error"] == 0
+    assert s["reused_tokens"] == sum(a.reused_tokens for a in recs) > 0
+    assert s["prefilled_tokens"] == sum(a.prefilled_tokens for a in recs)
+    assert s["prefix_reuse_hit_rate"] == pytest.approx(s["reused_tokens"] / (s["reused_tokens"] + s["prefilled_tokens"]))
+    assert s["cache_rebuilds"] == sum(a.truncated for a in recs)
+    assert s["tokens_generated"] == sum(r.n_tokens for r in got)
+    for r, x in zip(got, ref):
+        for a, b in zip(r.attempts, x.attempts):   # the cache bookkeeping is the agent's, attempt by attempt
+            assert (a.reused_tokens, a.prefilled_tokens, a.prompt_tokens, a.kv_bytes) == \
+                   (b.reused_tokens, b.prefilled_tokens, b.prompt_tokens, b.kv_bytes)
+            if a.truncated:
+                assert a.reused_tokens == 0 and a.prefilled_tokens == a.prompt_tokens
+    if max_batch == 64:
+        assert s["mean_decode_rows"] > 8                              # continuous batching really batched
+
+
+@pytest.mark.parametrize("switch", ["no_kv_cache", "no_prefix_reuse"])
+def test_ablation_switches_give_the_same_outputs(tok, pool, tasks, reference, switch) -> None:
+    model, ref = reference
+    n = 10 if switch == "no_kv_cache" else len(tasks)   # the no-cache path is the slow reference way
+    engine = Engine(model, tok, pool, CFG, max_batch=8, use_kv_cache=switch != "no_kv_cache",
+                    prefix_reuse=switch != "no_prefix_reuse")
+    got = engine.run(tasks[:n])
+    engine.stop(close_pool=False)
+    assert tokens(got) == tokens(ref[:n])
+    assert all(a.reused_tokens == 0 and a.prefilled_tokens == a.prompt_tokens for r in got for a in r.attempts)
+    assert engine.stats()["prefix_reuse_hit_rate"] == 0.0
+
+
+def test_decode_rows_are_bitwise_batch_invariant(tok) -> None:
+    """A row's logits do not change with the batch around it (size, neighbours, their lengths)."""
+    model = random_model(tok, block_size=512, n_layer=3)
+    bm = BatchModel(model, 24)
+    g = torch.Generator().manual_seed(0)
+    lengths = [int(x) for x in torch.randint(5, 400, (20,), generator=g)]
+    seqs = [torch.randint(6, tok.vocab_size, (n,), generator=g).tolist() for n in lengths]
+    with torch.inference_mode():
+        for slot, ids in enumerate(seqs):
+            bm.prefill(ids, [0] * len(ids), slot, 0)
+
+        def decode_row(target: int, others: list[int], token: int) -> torch.Tensor:
+            live = sorted({target, *others})
+            R = -(-(live[-1] + 1) // 8) * 8
+            toks, steps, pos = [0] * R, [0] * R, [min(lengths[r] if r < len(lengths) else 0, 511) for r in range(R)]
+            for r in live:
+                toks[r], steps[r] = (token if r == target else 7 + r), 1
+            out = bm.decode(toks, steps, pos, live)
+            return out[live.index(target)].clone()
+
+        for target in (0, 3, 13):
+            alone = decode_row(target, [], 9)
+            assert torch.equal(alone, decode_row(target, [1, 2, 5], 9))
+            assert torch.equal(alone, decode_row(target, list(range(20)), 9))
+            assert torch.equal(alone, decode_row(target, [19], 9))
+            assert not torch.equal(alone, decode_row(target, [], 10))     # the row's own input does matter
+
+
+# -- faults: every task gets exactly one on_done -------------------------------------------------
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done: Counter[str] = Counter()
+        self.results: dict[str, AgentResult] = {}
+        self.first: dict[str, list[tuple[int, float]]] = {}
+        self.all_done = threading.Event()
+        self.expected = 0
+
+    def submit(self, engine: Engine, task: Task) -> None:
+        with self.lock:
+            self.expected += 1
+            self.all_done.clear()
+        engine.submit(task, lambda r, t=task.id: self._done(t, r),
+                      lambda tok, t=task.id: self.first.setdefault(t, []).append((tok, time.perf_counter())))
+
+    def _done(self, task_id: str, r: AgentResult) -> None:
+        with self.lock:
+            self.done[task_id] += 1
+            self.results[task_id] = r
+            if sum(self.done.values()) >= self.expected:
+                self.all_done.set()
+
+    def wait(self, timeout: float = 60) -> None:
+        assert self.all_done.wait(timeout), f"only {sum(self.done.values())} of {self.expected} tasks completed"
+
+
+class FlakyModel(NanoCodeGen):
+    """A real model whose cached forward (prefill) raises on chosen calls."""
+
+    fail_on: set[int] = set()
+
+    def forward_cached(self, *args, **kwargs):  # type: ignore[override]
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls in self.fail_on:
+            raise RuntimeError(f"injected failure on call {self.calls}")
+        return super().forward_cached(*args, **kwargs)
+
+
+class FlakyMLP(torch.nn.Module):
+    """Wraps a block's MLP (a real module) and raises on one call: a batched decode step fails."""
+
+    def __init__(self, inner: torch.nn.Module, fail_on: int) -> None:
+        super().__init__()
+        self.inner, self.fail_on, self.calls = inner, fail_on, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += x.dim() == 2             # (R, C): a batched decode step; prefill is (1, T, C)
+        if x.dim() == 2 and self.calls == self.fail_on:
+            raise RuntimeError("injected decode failure")
+        return self.inner(x)
+
+
+def test_model_faults_fail_only_their_tasks(tok, pool, tasks, reference) -> None:
+    model, ref = reference
+    flaky = FlakyModel(model.config)
+    flaky.load_state_dict(model.state_dict())
+    flaky.eval().fail_on = {3}
+    engine = Engine(flaky, tok, pool, CFG, max_batch=4)
+    engine.start()
+    rec = Recorder()
+    huge = Task("huge", "x", 1, "word " * 400, "", ValueCheck(1))   # longer than the 160-token window
+    for t in [huge, *tasks[:8]]:
+        rec.submit(engine, t)
+    rec.wait()
+    assert set(rec.done.values()) == {1} and len(rec.done) == 9
+    assert "context window" in rec.results["huge"].error and rec.results["huge"].attempts == []
+    failed = [t for t in rec.results if rec.results[t].error and t != "huge"]
+    assert len(failed) == 1 and "injected failure" in rec.results[failed[0]].error
+    for i, t in enumerate(tasks[:8]):      # the others are untouched by their neighbour's failure
+        if t.id not in failed:
+            assert tokens([rec.results[t.id]]) == tokens([ref[i]])
+
+    # a batched decode step that raises fails the rows of that step, and the engine goes on serving
+    flaky.fail_on = set()
+    flaky.blocks[0].mlp = FlakyMLP(flaky.blocks[0].mlp, fail_on=40)
+    for t in tasks[8:14]:
+        rec.submit(engine, t)
+    rec.wait()
+    errors = [rec.results[t.id].error for t in tasks[8:14]]
+    assert any(e and e.startswith("model: RuntimeError: injected decode failure") for e in errors)
+    later = Recorder()
+    later.submit(engine, tasks[20])
+    later.wait()
+    assert later.results[tasks[20].id].error is None
+    engine.stop(close_pool=False)
+    assert set(rec.done.values()) == {1}
+
+
+def scripted_model(tok: CodeTokenizer, prompt: str, program: str) -> NanoCodeGen:
+    """A real model whose weights make it write ``program`` after ``prompt`` (position-keyed): the
+    blocks are zeroed to identities and each position's embedding points at the next token."""
+    model = random_model(tok, block_size=160, seed=5)
+    out = tok.encode(program) + [tok.end_id]
+    start = len(tr.prompt_prefix(tok, prompt)) - 1
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "c_proj" in name:
+                p.zero_()
+        for i, t in enumerate(out):
+            model.wpe.weight[start + i] = 50 * model.wte.weight[t]
+    return model
+
+
+def _children_of(pid: int) -> list[int]:
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(d.name))
+    return kids
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (the sandbox: bwrap, the zygote, the running execution)."""
+    out = [pid]
+    for kid in _children_of(pid):
+        out += _tree(kid)
+    return out
+
+
+def test_killed_verifier_worker_fails_its_task_once(tok) -> None:
+    prompt = "Loop forever."
+    model = scripted_model(tok, prompt, "while True:\n    pass\n")
+    before = set(_children_of(os.getpid()))
+    with SandboxPool(workers=1, timeout_s=3.0) as own_pool:
+        workers = set(_children_of(os.getpid())) - before   # this pool's sandbox worker
+        engine = Engine(model, tok, own_pool, CFG, max_batch=4)
+        engine.start()
+        rec = Recorder()
+        rec.submit(engine, Task("loop", "x", 1, prompt, "", ValueCheck(1)))
+        deadline = time.monotonic() + 30
+        while "loop" not in rec.first and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.8)                           # the worker is now running the endless loop
+        assert workers, "no sandbox worker process found"
+        for p in [q for w in workers for q in _tree(w)]:
+            os.kill(p, signal.SIGKILL)
+        for t in load_eval_tasks()[:3]:           # served after the kill, by a replacement worker
+            rec.submit(engine, t)
+        rec.wait(60)
+        engine.stop()
+    assert set(rec.done.values()) == {1} and len(rec.done) == 4
+    r = rec.results["loop"]
+    assert r.error is not None and r.error.startswith("verifier: ") and not r.passed, [(a.status, a.feedback, a.verify_ms) for a in r.attempts]
+    assert [a.code for a in r.attempts] == ["while True:\n    pass\n"] and r.attempts[0].status == "sandbox_error"
+    assert all(rec.results[t.id].error is None for t in load_eval_tasks()[:3])
+
+
+def test_first_token_stop_and_loop_errors(tok, pool, tasks, reference) -> None:
+    model, ref = reference
+
+    class BuggyEngine(Engine):  # a bug in the scheduler loop itself, once
+        fail_at: int | None = None
+
+        def _decode_step(self) -> None:
+            if self.fail_at is not None and self._n["decode_steps"] >= self.fail_at:
+                self.fail_at = None
+                raise KeyError("scheduler bug")
+            super()._decode_step()
+
+    engine = BuggyEngine(model, tok, pool, CFG, max_batch=8, batch_wait_ms=300)
+    rec = Recorder()
+    t0 = time.perf_counter()
+    for t in tasks[:4]:
+        rec.submit(engine, t)
+        time.sleep(0.02)
+    engine.start()
+    rec.wait()
+    for i, t in enumerate(tasks[:4]):        # on_first_token: once, attempt 0's first token
+        assert [tok_id for tok_id, _ in rec.first[t.id]] == [ref[i].attempts[0].token_ids[0]]
+        assert rec.first[t.id][0][1] - t0 >= 0.25    # Server: the empty batch waited to gather arrivals
+    engine.fail_at = engine.stats()["decode_steps"] + 5
+    for t in tasks[4:8]:
+        rec.submit(engine, t)
+    rec.wait()
+    assert engine.stats()["loop_errors"] == 1
+    assert all(rec.results[t.id].error == "engine: KeyError: 'scheduler bug'" for t in tasks[4:8])
+    for t in tasks[8:10]:                   # still serving
+        rec.submit(engine, t)
+    rec.wait()
+    assert all(rec.results[t.id].error is None for t in tasks[8:10])
+    for t in tasks[10:16]:
+        rec.submit(engine, t)
+    engine.stop(drain=False, close_pool=False)
+    rec.submit(engine, tasks[16])            # after stop: answered at once, with an error
+    rec.wait(5)
+    assert set(rec.done.values()) == {1} and len(rec.done) == 17
+    assert rec.results[tasks[16].id].error.startswith("engine: stopped")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_device(tok, pool, tasks) -> None:
+    model = random_model(tok)
+    engine = Engine(model, tok, pool, CFG, max_batch=8, device="cuda")
+    got = engine.run(tasks[:8])
+    engine.stop(close_pool=False)
+    assert all(r.error is None and len(r.attempts) == CFG.max_attempts for r in got)
