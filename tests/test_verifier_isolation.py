@@ -235,3 +235,17 @@ def test_no_state_or_files_carried_between_executions(pool):
     assert pool.verify(first, ValueCheck(1)).passed
     for v in pool.verify_many([(later, ValueCheck([False, []]))] * 4):  # whichever worker runs it
         assert v.passed, v.feedback
+
+
+def test_locked_directories_and_ipc_objects_are_cleaned_up(pool):
+    if not sandboxed(pool):
+        pytest.skip("private /tmp and IPC namespace need bubblewrap")
+    litter = ("import ctypes, os\n"
+              "os.makedirs('a/b'); os.chmod('a/b', 0); os.chmod('a', 0o500)\n"
+              "os.mkdir('/tmp/x'); os.chmod('/tmp/x', 0)\n"
+              "result = ctypes.CDLL(None).shmget(4321, 4096, 0o1600)\n")
+    look = "import os\nresult = [os.listdir('.'), os.listdir('/tmp'), len(open('/proc/sysvipc/shm').readlines())]"
+    for _ in range(2):  # both workers get litter, then both are inspected
+        assert pool.verify_many([(litter, ValueCheck(-1))] * 2)[0].status is Status.WRONG_OUTPUT
+    for v in pool.verify_many([(look, ValueCheck([[], ["work"], 1]))] * 4):
+        assert v.passed, v.feedback

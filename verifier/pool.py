@@ -135,6 +135,9 @@ class SandboxPool:
                 verdict = Verdict(Status.SANDBOX_ERROR, "sandbox_error: the sandbox worker died", message=cap(str(e), 300))
             else:
                 verdict = judge_reply(check, reply, self.limits)
+                if reply.get("outcome") == "zygote_error":  # e.g. leftovers it could not wipe: start afresh
+                    log.warning("verifier: replacing a worker after: %s", reply.get("message"))
+                    worker.close()
         else:
             verdict = early
         verdict.parse_ms = parse_ms

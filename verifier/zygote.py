@@ -62,17 +62,44 @@ def _read_exact(fd: int, n: int):
     return bytes(buf)
 
 
-_libc = []
+_libc: list = []
+
+
+def _libc_handle():
+    if not _libc:
+        import ctypes
+        _libc.append(ctypes.CDLL(None, use_errno=True))
+    return _libc[0]
 
 
 def _prctl(option: int, arg: int) -> bool:
     try:
-        if not _libc:
-            import ctypes
-            _libc.append(ctypes.CDLL(None, use_errno=True))
-        return _libc[0].prctl(option, arg, 0, 0, 0) == 0
+        return _libc_handle().prctl(option, arg, 0, 0, 0) == 0
     except (OSError, AttributeError, ImportError):
         return False
+
+
+def _make_removable(path: str) -> None:
+    os.chmod(path, 0o700)
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            _make_removable(entry.path)
+
+
+def _remove_sysv_ipc() -> None:
+    """Delete the SysV shared memory, queues and semaphores an execution created in this IPC namespace."""
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                ids = [int(line.split()[1]) for line in f.read().splitlines()[1:] if line.strip()]
+        except (OSError, ValueError, IndexError):
+            continue
+        try:
+            ctl = getattr(_libc_handle(), kind + "ctl")
+        except (OSError, AttributeError, ImportError):
+            return
+        for ident in ids:
+            ctl(ident, 0, 0) if kind == "sem" else ctl(ident, 0, None)  # IPC_RMID
 
 
 class Zygote:
@@ -216,18 +243,21 @@ class Zygote:
         return workdir
 
     def _wipe(self, workdir: str) -> None:
-        """Remove the working directory; with a private /tmp, everything the execution left there."""
-        if not self.private_tmp:
-            shutil.rmtree(workdir, ignore_errors=True)
-            return
-        for entry in os.scandir(self.tmp_root):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(entry.path)
-                except OSError:
-                    pass
+        """Remove the working directory; with a private /tmp and IPC namespace, everything the execution left.
+
+        Raises if something cannot be removed: the pool then replaces this whole sandbox.
+        """
+        paths = [e.path for e in os.scandir(self.tmp_root)] if self.private_tmp else [workdir]
+        for path in paths:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+                if os.path.lexists(path):  # a directory the program made unreadable or read-only
+                    _make_removable(path)
+                    shutil.rmtree(path)
+            elif os.path.lexists(path):
+                os.unlink(path)
+        if self.private_tmp:
+            _remove_sysv_ipc()
 
     def _child(self, req: dict, out_w: int, rep_w: int, workdir: str) -> None:
         os.setsid()
