@@ -90,7 +90,7 @@ def prepare(test: str, paths: ScenarioPaths) -> tuple[Path, str]:
     return run_dir, note
 
 
-def finish(test: str, paths: ScenarioPaths) -> Verdict:
+def finish(test: str, paths: ScenarioPaths, reference: Path | None = None) -> Verdict:
     """After the audit's LoadGen run: file the logged responses, score them (TEST07), verify, write verify_*.txt."""
     audit_dir = paths.audit_dir(test)
     run_dir = audit_dir / "performance" / "run_1"
@@ -101,7 +101,7 @@ def finish(test: str, paths: ScenarioPaths) -> Verdict:
     if test == "TEST07":
         accuracy_pass(audit_dir / "accuracy" / logged.name, audit_dir / "accuracy" / "accuracy.txt")
     try:
-        ref = load_reference()
+        ref = load_reference(reference) if reference is not None else load_reference()
     except FileProblem as e:
         log.warning("%s", e)
         ref = None

@@ -257,21 +257,36 @@ def _check_accuracy(c: ScenarioCheck, acc_dir: Path, detail: DetailLog, ref: Ref
     bad = [(e.qsl_idx, r) for e, r in zip(entries, responses) if isinstance(r, str)]
     if bad:
         c.fail("accuracy-log", log_path, f"{len(bad)} response(s) do not decode, e.g. sample {bad[0][0]}: {bad[0][1]}")
-    good = [r for r in responses if not isinstance(r, str)]
-    n = max(len(good), 1)
-    derived = {"samples": float(len(entries)), "mean_attempts": sum(r.n_attempts for r in good) / n,
-               "tokens_per_sample": sum(r.n_tokens for r in good) / n,
-               "sut_errors": float(sum(r.error is not None for r in good))}
-    for key, value in derived.items():
-        if key in metrics and abs(metrics[key] - value) > 1e-3 * max(1.0, abs(value)):
-            c.fail("accuracy-figures", txt, f"{key}={metrics[key]} but the accuracy log gives {value:.4f}")
-    inloop = sum(any(a.status == "passed" for a in r.attempts) for r in good) / n
-    if abs(c.accuracy - inloop) > max(0.02, 2 / n):   # a cheap guard on an edited pass@final; --rescore is exact
-        c.fail("accuracy-figures", txt, f"pass@final={c.accuracy:.4f} but the logged responses' own verdicts give "
-                                        f"{inloop:.4f}; confirm with --rescore")
+    _check_figures(c, txt, metrics, entries, responses)
     _check_records_acc(c, acc_dir / "agent_records.jsonl", entries, responses)
     if rescore:
         _rescore(c, log_path, txt, metrics)
+
+
+def _check_figures(c: ScenarioCheck, txt: Path, metrics: dict[str, float], entries: list, responses: list) -> None:
+    """accuracy.txt's figures that follow from the log alone (as verifier/accuracy.py counts them:
+    the first entry per sample; an error, undecodable or empty response is a SUT error)."""
+    first: dict[int, object] = {}
+    for e, r in zip(entries, responses):
+        first.setdefault(e.qsl_idx, r)
+    rs = list(first.values())
+    good = [r for r in rs if not isinstance(r, str)]
+    n = max(len(rs), 1)
+    derived = {"samples": len(rs), "mean_attempts": sum(r.n_attempts for r in good) / n,
+               "tokens_per_sample": sum(r.n_tokens for r in good) / n,
+               "sut_errors": sum(isinstance(r, str) or r.error is not None or not r.attempts for r in rs)}
+    shown = dict(re.findall(r"([A-Za-z_@0-9]+)=([-+0-9.eE]+)", txt.read_text().splitlines()[0]))
+    for key, value in derived.items():
+        if key in shown:
+            decimals = len(shown[key].split(".", 1)[1]) if "." in shown[key] else 0
+            if abs(float(shown[key]) - value) > 0.5 * 10 ** -decimals + 1e-9:
+                c.fail("accuracy-figures", txt, f"{key}={shown[key]} but the accuracy log gives {value:.4f}")
+    # A cheap guard on an edited pass@final: the SUT's own verdicts on the final attempts
+    # (informational, but an honest sandbox agrees within a flaky sample or two); --rescore is exact.
+    inloop = sum(bool(r.attempts) and r.attempts[-1].status == "passed" and not r.error for r in good) / n
+    if c.accuracy is not None and abs(c.accuracy - inloop) > max(0.02, 2 / n):
+        c.fail("accuracy-figures", txt, f"pass@final={c.accuracy:.4f} but the logged responses' own verdicts give "
+                                        f"{inloop:.4f}; confirm with --rescore")
 
 
 def _check_records_acc(c: ScenarioCheck, path: Path, entries: list, responses: list) -> None:

@@ -8,13 +8,16 @@ every performance run meets the quick floor (10 s) and is VALID.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from argparse import Namespace
+from dataclasses import dataclass
 from pathlib import Path
 
+from harness.audit_verify import AUDIT_TESTS
 from harness.audits import finish, prepare
-from harness.results import ScenarioPaths
+from harness.results import BENCHMARK, ScenarioPaths
 from harness.run import effective_settings
 from harness.run_summary import write_run_metadata
 from harness.scenario_config import load_scenario
@@ -84,12 +87,62 @@ def finish_scenario(paths: ScenarioPaths, procs: list[subprocess.Popen]) -> None
     accuracy_pass(paths.accuracy_dir / "mlperf_log_accuracy.json", paths.accuracy_dir / "accuracy.txt")
 
 
-def run_audits(paths: ScenarioPaths, tests: list[str], count: int = 16, cheat: str = "") -> dict[str, bool]:
-    """Run audits one after another (TEST01/TEST04 are timed); returns test -> passed."""
-    out = {}
-    for test in tests:
+def run_audits(jobs: list[tuple[ScenarioPaths, str, str]], reference: Path, count: int = 16) -> dict[tuple[str, str], bool]:
+    """Run audits (paths, test, cheat) side by side (the tiny SUT sleeps, so timings hold);
+    returns (root name + scenario, test) -> passed."""
+    started = []
+    for paths, test, cheat in jobs:
         run_dir, _ = prepare(test, paths)
-        _wait([run_tiny(paths.scenario, "performance", paths.scenario_dir / "user.conf", run_dir, count, cheat,
-                        paths.audit_dir(test) / "audit.config")])
-        out[test] = finish(test, paths).passed
-    return out
+        started.append(run_tiny(paths.scenario, "performance", paths.scenario_dir / "user.conf", run_dir, count, cheat,
+                                paths.audit_dir(test) / "audit.config"))
+    _wait(started)
+    return {(f"{paths.root.name}/{paths.scenario}", test): finish(test, paths, reference).passed
+            for paths, test, _ in jobs}
+
+
+@dataclass
+class Trees:
+    reference: Path
+    honest: Path                        # Offline (all five audits), SingleStream (TEST04, TEST06), Server (TEST04)
+    cheats: dict[str, Path]             # cheat -> a tree whose Offline audits ran with that cheat
+    verdicts: dict[tuple[str, str], bool]
+
+    def scenario(self, root: Path, scenario: str = "Offline") -> Path:
+        return root / SYSTEM / BENCHMARK / scenario
+
+
+CHEAT_AUDITS = {"cache": ["TEST04"], "differ": ["TEST01"], "giveup": ["TEST01", "TEST06", "TEST07", "TEST09"]}
+_CACHE: dict[str, Trees] = {}
+
+
+def build_trees(base: Path) -> Trees:
+    """The honest tree and one tree per cheat (honest base runs, audits run by the cheating SUT)."""
+    ref = write_reference(base / "reference")
+    honest = base / "honest"
+    started = [start_scenario(honest, s, ref) for s in ("Offline", "SingleStream", "Server")]
+    for paths, procs in started:
+        finish_scenario(paths, procs)
+    offline, single, server = (p for p, _ in started)
+    jobs = [(offline, t, "") for t in AUDIT_TESTS] + [(single, "TEST04", ""), (single, "TEST06", ""), (server, "TEST04", "")]
+    cheats = {}
+    for cheat, tests in CHEAT_AUDITS.items():
+        root = base / f"cheat_{cheat}"
+        shutil.copytree(honest / "systems", root / "systems")
+        shutil.copytree(offline.scenario_dir, ScenarioPaths(root, SYSTEM, "Offline").scenario_dir,
+                        ignore=shutil.ignore_patterns("TEST0*"))
+        cheats[cheat] = root
+        jobs += [(ScenarioPaths(root, SYSTEM, "Offline"), t, cheat) for t in tests]
+    return Trees(ref, honest, cheats, run_audits(jobs, ref))
+
+
+def session_trees(factory) -> Trees:
+    """Build the trees once per test session (pytest's tmp_path_factory), whichever test module asks first."""
+    if "trees" not in _CACHE:
+        _CACHE["trees"] = build_trees(factory.mktemp("trees"))
+    return _CACHE["trees"]
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    """A private copy of a tree for a test to doctor."""
+    shutil.copytree(src, dst)
+    return dst
