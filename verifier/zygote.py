@@ -116,10 +116,11 @@ class Zygote:
         rep_r, rep_w = os.pipe()
         workdir = self._make_workdir()
         t0 = time.monotonic()
+        zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: never returns
             try:
-                self._child(req, out_w, rep_w, workdir)
+                self._child(req, out_w, rep_w, workdir, zygote_pid)
             finally:
                 os._exit(70)
         os.close(out_w)
@@ -259,12 +260,15 @@ class Zygote:
         if self.private_tmp:
             _remove_sysv_ipc()
 
-    def _child(self, req: dict, out_w: int, rep_w: int, workdir: str) -> None:
+    def _child(self, req: dict, out_w: int, rep_w: int, workdir: str, zygote_pid: int) -> None:
         os.setsid()
         if self.drop_uid is not None:
             os.setgroups([])
             os.setresgid(self.drop_uid, self.drop_uid, self.drop_uid)
             os.setresuid(self.drop_uid, self.drop_uid, self.drop_uid)
+        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (after the uid change, which clears it): die with the zygote
+        if os.getppid() != zygote_pid:
+            os._exit(71)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out_w, 1)
