@@ -162,14 +162,16 @@ class Zygote:
                 events = poller.poll(remaining * 1000 if pidfd is not None else min(remaining * 1000, 5))
                 status = None
                 for fd, _ in events:
-                    if fd != pidfd:
-                        self._drain(fd, out if fd == out_r else rep, poller)
+                    if fd == out_r:
+                        self._drain(fd, out, output_limit, poller)
+                    elif fd == rep_r:
+                        self._drain(fd, rep, REPORT_MAX, poller)
                 if pidfd is None or any(fd == pidfd for fd, _ in events):
                     done, st = os.waitpid(pid, os.WNOHANG)
                     if done == pid:
                         status = self._reaped[pid] = st
-                        self._drain(out_r, out, None)
-                        self._drain(rep_r, rep, None)
+                        self._drain(out_r, out, output_limit, None)
+                        self._drain(rep_r, rep, REPORT_MAX, None)
                 if len(out) > output_limit:
                     return "output_limit", status, out[:output_limit], rep
                 if len(rep) > REPORT_MAX:
@@ -181,9 +183,9 @@ class Zygote:
                 os.close(pidfd)
 
     @staticmethod
-    def _drain(fd: int, buf: bytearray, poller) -> None:
-        """Read what is there without blocking (stop past the caps); unregister at end of file."""
-        while len(buf) <= REPORT_MAX:
+    def _drain(fd: int, buf: bytearray, cap: int, poller) -> None:
+        """Read what is there without blocking, stopping once past ``cap``; unregister at end of file."""
+        while len(buf) <= cap:
             try:
                 chunk = os.read(fd, 1 << 16)
             except BlockingIOError:
