@@ -1,0 +1,116 @@
+"""The audits pass an honest SUT and fail the cheats they exist to catch.
+
+Audit runs are real LoadGen runs of tests/tiny_sut.py with the audit.config that
+harness/audits.py writes, verified by harness/audit_verify.py (trees built once per session
+by tests/tiny_tree.py). The cheating SUTs behave honestly in the accuracy run and cheat only
+when timed: ``cache`` answers a sample repeated back to back instantly, ``giveup`` stops
+retrying, ``differ`` returns different (still correct) code.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tiny_tree  # noqa: E402
+
+from harness.audit_verify import AUDIT_TESTS, VERIFY_FILES, audit_settings, choose_test04_sample  # noqa: E402
+from harness.user_conf import parse_user_conf  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def trees(tmp_path_factory) -> tiny_tree.Trees:
+    return tiny_tree.session_trees(tmp_path_factory)
+
+
+def last_line(path: Path) -> str:
+    return path.read_text().strip().splitlines()[-1]
+
+
+def test_honest_audits_pass_in_mlperf_layout(trees):
+    off = trees.scenario(trees.honest)
+    for test in AUDIT_TESTS:
+        assert trees.verdicts[("honest/Offline", test)], (off / test / VERIFY_FILES[test][0]).read_text()
+        d = off / test
+        for name in VERIFY_FILES[test]:
+            assert last_line(d / name) == "TEST PASS"
+        assert (d / "performance/run_1/mlperf_log_summary.txt").is_file()
+        assert (d / "performance/run_1/mlperf_log_detail.txt").is_file()
+        assert (d / "accuracy/mlperf_log_accuracy.json").is_file() == (test != "TEST04")
+    assert (off / "TEST07/accuracy/accuracy.txt").is_file()
+    mlperf_lines = (off / "TEST06/verify_accuracy.txt").read_text().splitlines()
+    for line in ("First token check pass: Skipped", "EOS check pass: True", "Sample length check pass: True"):
+        assert line in mlperf_lines   # what MLPerf's submission checker looks for
+    for scen, test in (("SingleStream", "TEST04"), ("SingleStream", "TEST06"), ("Server", "TEST04")):
+        assert trees.verdicts[(f"honest/{scen}", test)], (trees.scenario(trees.honest, scen) / test).iterdir()
+    assert "First token check pass: True" in (trees.scenario(trees.honest, "SingleStream") / "TEST06/verify_accuracy.txt").read_text()
+
+
+def test_audit_config_is_loadgen_format_and_was_applied(trees):
+    off = trees.scenario(trees.honest)
+    for test in AUDIT_TESTS:
+        lines = parse_user_conf(off / test / "audit.config")   # every line is one LoadGen would read
+        assert all(line.model == "*" and line.scenario == "*" for line in lines)
+        assert {line.key for line in lines} == set(audit_settings(test, 16))
+    # LoadGen itself says it read it
+    assert "Found Audit Config file" in (off / "TEST06/performance/run_1/mlperf_log_detail.txt").read_text()
+
+
+def test_caching_sut_fails_test04(trees):
+    assert not trees.verdicts[("cheat_cache/Offline", "TEST04")]
+    text = (trees.scenario(trees.cheats["cache"]) / "TEST04/verify_performance.txt").read_text()
+    # Offline: the cached answers end the run before min_duration, so LoadGen itself judges it INVALID
+    assert ("faster" in text or "INVALID" in text) and text.strip().endswith("TEST FAIL")
+
+
+def test_sut_giving_up_when_timed_fails_test01_06_07_09(trees):
+    off = trees.scenario(trees.cheats["giveup"])
+    for test in ("TEST01", "TEST06", "TEST07", "TEST09"):
+        assert not trees.verdicts[("cheat_giveup/Offline", test)], test
+    assert "EOS check pass: False" in (off / "TEST06/verify_accuracy.txt").read_text()
+    assert "Accuracy check pass: False" in (off / "TEST07/verify_accuracy.txt").read_text()
+    assert "Min check pass: False" in (off / "TEST09/verify_output_len.txt").read_text()
+    # TEST01: responses differ, and their accuracy on the same samples drops by more than 1%
+    assert (off / "TEST01/accuracy/baseline_accuracy.txt").is_file()
+    assert last_line(off / "TEST01/verify_accuracy.txt") == "TEST FAIL"
+
+
+def test_nondeterministic_but_correct_sut_passes_test01(trees):
+    """Different code when timed, equally correct: MLPerf's part III (accuracy on the same samples) passes it."""
+    off = trees.scenario(trees.cheats["differ"])
+    text = (off / "TEST01/verify_accuracy.txt").read_text()
+    assert "num_perf_log_data_mismatch = 0" not in text and "delta_pct = 0.000" in text
+    assert trees.verdicts[("cheat_differ/Offline", "TEST01")]
+
+
+def test_test04_sample_choice():
+    def rec(idx: int, ms: float) -> dict:
+        return {"qsl_idx": idx, "attempts": [{"prefill_ms": 0.0, "decode_ms": ms, "verify_ms": 0.0}]}
+
+    records = [rec(i, ms) for i, ms in enumerate([10, 10, 10, 20, 30, 50, 50, 50, 90, 100])]
+    mean = choose_test04_sample(records, "Offline")
+    assert (mean.qsl_idx, mean.target_ms) == (5, 42.0)       # nearest the mean cost, 42 ms
+    p90 = choose_test04_sample(records, "SingleStream")
+    assert (p90.qsl_idx, p90.target_ms) == (9, 100.0)        # nearest the 90th-percentile cost
+
+
+def run_py(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "harness/run.py", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_audit_refusals(trees, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")   # run.py checks a checkpoint exists before anything else
+    base = ["--scenario", "Offline", "--checkpoint", str(ckpt), "--system-name", tiny_tree.SYSTEM]
+    proc = run_py(*base, "--results-dir", str(tmp_path / "none"), "--audit", "TEST01")
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+    assert "needs the Offline performance and accuracy runs first" in proc.stderr
+    assert "python harness/run.py --scenario Offline" in proc.stderr
+    proc = run_py(*base, "--results-dir", str(trees.honest), "--audit", "TEST04")
+    assert proc.returncode == 2 and "already holds an audit" in proc.stderr
