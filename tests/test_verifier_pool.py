@@ -64,9 +64,10 @@ def test_flood_leaves_no_process_and_no_file(isolation):
         verdicts = pool.verify_many(items)
         assert all(v.passed for v in verdicts), {v.feedback for v in verdicts if not v.passed}
         assert named(marker) == []
+        sandboxed = pool.isolation.startswith("bwrap(")
     assert descendants(os.getpid()) == []
     left = {p for p in set(tmp.iterdir()) - before if p.name.startswith(("verifier-", "litter-"))}
-    if isolation == "process":  # without a mount namespace the program can write to the host's /tmp ...
+    if not sandboxed:  # without a mount namespace the program can write to the host's /tmp ...
         for p in {p for p in left if p.name.startswith("litter-")}:
             p.unlink()
             left.discard(p)
@@ -88,7 +89,7 @@ def test_killed_worker_is_detected_and_replaced():
 def test_program_killing_its_zygote_gets_no_pass():
     with SandboxPool(workers=1) as pool:
         v = pool.verify("import os, signal\nresult = 1\nos.kill(os.getppid(), signal.SIGKILL)", ValueCheck(1))
-        assert v.status in (Status.SANDBOX_ERROR, Status.CRASHED)
+        assert not v.passed  # sandbox_error where it could kill it, runtime_error (EPERM) where it could not
         assert pool.verify("result = 1", ValueCheck(1)).passed
 
 

@@ -39,6 +39,10 @@ START_TIMEOUT_S = 15.0
 NAMESPACES = "user,net,pid,ipc,uts,mount"
 ZYGOTE_MODULES = ("plaindata", "child", "zygote")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Level 3 as root: the child runs as uid 65534 and may be unable to read the stdlib (e.g. pyenv under
+# /root), so the zygote imports more up front.
+FALLBACK_PRELOAD = ("abc array contextlib dataclasses datetime decimal enum fractions hashlib io json numbers "
+                    "statistics textwrap time unicodedata").split()
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,8 @@ def candidate_levels(mode: str = "auto") -> list[Level]:
     if mode in ("auto", "process"):
         root = os.geteuid() == 0
         why = "" if mode == "process" else (" (bubblewrap missing)" if not bwrap else " (bubblewrap refused to start)")
-        cfg = {"kill_all": False, "private_tmp": False, "tmp_root": tempfile.gettempdir(), "drop_uid": NOBODY if root else None}
+        cfg = {"kill_all": False, "private_tmp": False, "tmp_root": tempfile.gettempdir(), "drop_uid": NOBODY if root else None,
+               "preload": FALLBACK_PRELOAD if root else []}
         levels.append(Level(("process+setuid(65534)" if root else "process") + "+rlimits(cpu,as,fsize,nproc,nofile)" + why,
                             (), cfg, env={"PATH": "/usr/bin:/bin"}))
     return levels

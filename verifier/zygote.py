@@ -310,7 +310,7 @@ def main() -> None:
     os.close(null)
     subreaper = _prctl(36, 1)   # PR_SET_CHILD_SUBREAPER: setsid'd orphans come back to us to be reaped
     nondumpable = _prctl(4, 0)  # PR_SET_DUMPABLE 0: a child of the same uid cannot ptrace us or open our fds
-    for name in PRELOAD:
+    for name in PRELOAD + list(cfg.get("preload", ())):
         try:
             __import__(name)
         except ImportError:
