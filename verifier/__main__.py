@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--timeout", type=float, default=2.0, help="wall-clock limit per execution, seconds")
         p.add_argument("--memory-mb", type=int, default=512, help="address-space limit per execution")
         p.add_argument("--isolation", choices=("auto", "bwrap", "process"), default="auto")
-    batch.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    batch.add_argument("--progress", action="store_true", help="progress bar on stderr even when it is not a terminal")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     with pool:
-        verdicts = pool.verify_many([(code, check) for _, code, check in items], progress=getattr(args, "progress", False))
+        verdicts = pool.verify_many([(code, check) for _, code, check in items], progress=getattr(args, "progress", False) or sys.stderr.isatty())
     for (ident, _, _), verdict in zip(items, verdicts):
         print(json.dumps({"id": ident, **verdict.to_json()}, ensure_ascii=False))
     return 0
