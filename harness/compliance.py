@@ -31,6 +31,7 @@ OFFICIAL_MIN_QUERY_COUNT = 100      # idem, SingleStream and Server (Offline iss
 OFFICIAL_SEEDS = {"qsl_rng_seed": 2085463073848966840, "sample_index_rng_seed": 2747215439041700203,
                   "schedule_rng_seed": 16159082839903944936}
 SERVER_TARGET_LATENCY_MS = 2000     # scenarios/server.yaml: the benchmark's bound on a whole task
+OFFICIAL_MAX_ATTEMPTS = 5           # the retry budget pass@final and the reference figures assume
 # user.conf key -> (detail key, scale from the conf's unit to the log's)
 _CONF_TO_DETAIL = {"min_duration": ("effective_min_duration_ms", 1), "max_duration": ("effective_max_duration_ms", 1),
                    "max_query_count": ("effective_max_query_count", 1),
@@ -358,7 +359,10 @@ def _classify(c: ScenarioCheck, perf: DetailLog | None, measurements: dict, refe
         why.append(f"{v('qsl_reported_total_count')} of the {EVAL_SIZE} evaluation tasks (--count)")
     if c.scenario == "Server" and abs(float(v("effective_target_latency_ns", 0) or 0) - SERVER_TARGET_LATENCY_MS * 1e6) > 1:
         why.append(f"Server target_latency is not the benchmark's {SERVER_TARGET_LATENCY_MS} ms")
-    ckpt = str((measurements.get("engine") or {}).get("checkpoint", ""))
+    engine = measurements.get("engine") or {}
+    if str(engine.get("max_attempts", "")) != str(OFFICIAL_MAX_ATTEMPTS):
+        why.append(f"max_attempts {engine.get('max_attempts', '?')} is not the benchmark's {OFFICIAL_MAX_ATTEMPTS}")
+    ckpt = str(engine.get("checkpoint", ""))
     if not ckpt or Path(ckpt).resolve() != reference.resolve():
         why.append(f"checkpoint {ckpt or '?'} is not the reference {reference}")
     missing = [t for t, s in c.audits.items() if s != "PASS"]
