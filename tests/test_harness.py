@@ -1,0 +1,99 @@
+"""The main job for real: harness/run.py drives real LoadGen over the real engine, model and sandbox.
+
+Tiny settings (a few tasks, a 1-2 s min_duration) keep each scenario to seconds; the
+closing checks are what a user relies on: VALID results, the MLPerf file layout, the
+accuracy pass, and one-line errors with a nonzero exit for bad input.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.mlperf_log import read_detail
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = [sys.executable, str(REPO / "harness" / "run.py")]
+
+QUICK_CONF = """\
+nano-codegen-agent.*.min_duration = 1500
+nano-codegen-agent.SingleStream.min_query_count = 64
+nano-codegen-agent.SingleStream.target_latency = 1
+nano-codegen-agent.Offline.min_query_count = 1
+nano-codegen-agent.Offline.target_qps = 40
+nano-codegen-agent.Server.min_query_count = 20
+nano-codegen-agent.Server.target_qps = 8
+nano-codegen-agent.Server.target_latency = 20000
+nano-codegen-agent.Server.ttft_latency = 20000
+nano-codegen-agent.Server.tpot_latency = 20000
+"""
+
+
+def run(args: list[str], tmp_path: Path, conf: str = QUICK_CONF) -> subprocess.CompletedProcess:
+    user_conf = tmp_path / "user.conf"
+    if not user_conf.exists():
+        user_conf.write_text(conf)
+    cmd = [*RUN, "--user-conf", str(user_conf), "--results-dir", str(tmp_path / "results"),
+           "--system-name", "testsys", "--no-progress", "--threads", "1", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+
+def scenario_dir(tmp_path: Path, scenario: str) -> Path:
+    return tmp_path / "results" / "testsys" / "nano-codegen-agent" / scenario
+
+
+@pytest.mark.parametrize("scenario, mode", [("Offline", "both"), ("SingleStream", "performance"),
+                                            ("Server", "performance")])
+def test_scenario_runs_valid_with_mlperf_layout(tmp_path, scenario, mode):
+    r = run(["--scenario", scenario, "--mode", mode, "--count", "16"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = scenario_dir(tmp_path, scenario)
+    perf = d / "performance" / "run_1"
+    for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "agent_records.jsonl", "sut_stats.json"):
+        assert (perf / name).is_file(), name
+    detail = read_detail(perf / "mlperf_log_detail.txt")
+    assert detail.get("result_validity") == "VALID", detail.get("result_invalid_reason")
+    assert detail.num_errors == 0, detail.errors
+    assert detail.get("effective_scenario") == scenario
+    stats = json.loads((perf / "sut_stats.json").read_text())
+    assert stats["completed"] == stats["issued"] > 0 and stats["unanswered"] == 0 and stats["duplicate_completions"] == 0
+    records = [json.loads(line) for line in (perf / "agent_records.jsonl").read_text().splitlines()]
+    assert len(records) == stats["completed"]
+    assert all(1 <= len(r["attempts"]) <= 5 for r in records)
+    assert (d / "user.conf").is_file() and (d / "measurements.json").is_file()
+    assert (tmp_path / "results" / "systems" / "testsys.json").is_file()
+    assert "result        VALID" in r.stdout
+    if mode == "both":
+        acc = d / "accuracy"
+        lines = (acc / "accuracy.txt").read_text().splitlines()
+        assert "pass@final=" in lines[0] and "samples=16" in lines[0]
+        import hashlib
+        assert lines[1] == "hash=" + hashlib.sha256((acc / "mlperf_log_accuracy.json").read_bytes()).hexdigest()
+        assert "pass@final" in r.stdout
+
+
+def test_second_run_never_overwrites_the_first(tmp_path):
+    first = run(["--scenario", "Offline", "--mode", "performance", "--count", "4"], tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = scenario_dir(tmp_path, "Offline") / "performance" / "run_1" / "mlperf_log_summary.txt"
+    before = summary.read_bytes()
+    second = run(["--scenario", "Offline", "--mode", "performance", "--count", "4"], tmp_path)
+    assert second.returncode == 2
+    assert "already holds a run" in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    assert summary.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, conf, fragment", [
+    (["--scenario", "Ofline"], QUICK_CONF, "unknown scenario 'Ofline'"),
+    (["--scenario", "Offline"], "nano-codegen-agent.Offline.min_duration=100\n", "spaces around '='"),
+    (["--scenario", "Offline", "--checkpoint", "/nonexistent/ckpt"], QUICK_CONF, "no checkpoint there"),
+    (["--scenario", "Offline", "--max-attempts", "0"], QUICK_CONF, "--max-attempts"),
+])
+def test_bad_input_is_one_line_and_nonzero(tmp_path, args, conf, fragment):
+    r = run(args, tmp_path, conf)
+    assert r.returncode == 2
+    assert fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("mlperf_log_*"))
