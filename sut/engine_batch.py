@@ -32,6 +32,7 @@ from sut.model import KVCache, NanoCodeGen
 
 ROW_ALIGN = 8
 KEY_ALIGN = 64
+RUN_GAP = 2
 
 
 def round_up(n: int, m: int) -> int:
@@ -49,7 +50,18 @@ class BatchModel:
         self.n_slots = round_up(max(1, n_slots), ROW_ALIGN)
         self.nh, self.hd = cfg.n_head, cfg.n_embd // cfg.n_head
         self.use_kv_cache = use_kv_cache
-        self.cache: KVCache | None = model.new_cache(self.n_slots) if use_kv_cache else None
+        self.cache: KVCache | None = None
+        if use_kv_cache:
+            # keys and values in one tensor: a decode step writes a layer's new keys and values for
+            # all rows with one index_put_; model.KVCache's k and v are views of it (the model's prefill)
+            self.kv = torch.zeros(cfg.n_layer, 2, self.n_slots, self.nh, cfg.block_size, self.hd,
+                                  device=self.device, dtype=model.wte.weight.dtype)   # (nl, 2, S, nh, L, hd)
+            self.cache = model.new_cache(1, 1)
+            self.cache.k, self.cache.v = self.kv[:, 0], self.kv[:, 1]
+            self._layers = [(b.ln_1.weight, b.ln_1.bias, b.ln_1.eps, b.attn.c_attn.weight, b.attn.c_attn.bias,
+                             b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias, b.ln_2.eps,
+                             b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
+                            for b in model.blocks]
         self._key_pos = torch.arange(self.window, device=self.device)
         self._rows = torch.arange(self.n_slots, device=self.device)
         # FLOPs of one token through the matmuls (embedding lookups excluded, LM head included)
@@ -87,26 +99,47 @@ class BatchModel:
         slot's cached length): their keys/values are written there and overwritten later.
         """
         assert self.cache is not None
-        m, cache = self.model, self.cache
+        m, L, C = self.model, self.window, self.model.config.n_embd
         R, dev, nh, hd = len(tokens), self.device, self.nh, self.hd
         meta = torch.tensor([tokens, steps, pos], device=dev)                   # (3, R)
         tok_t, step_t, pos_t = meta[0], meta[1], meta[2]
-        keys = min(round_up(max(pos) + 1, KEY_ALIGN), cache.max_seq)
-        mask = (self._key_pos[:keys] <= pos_t[:, None])[:, None, None, :]       # (R, 1, 1, keys)
+        runs = []                                                               # (lo, hi, keys, mask)
+        for lo, hi in self._runs(head_rows):
+            keys = min(round_up(max(pos[lo:hi]) + 1, KEY_ALIGN), L)
+            mask = torch.zeros(hi - lo, 1, 1, keys, device=dev, dtype=self.kv.dtype)  # additive: 0 or -inf
+            runs.append((lo, hi, keys, mask.masked_fill_(self._key_pos[:keys] > pos_t[lo:hi, None, None, None],
+                                                          float("-inf"))))
+        whole = len(runs) == 1 and runs[0][:2] == (0, R)
+        y = None if whole else torch.zeros(R, nh, 1, hd, device=dev, dtype=self.kv.dtype)
         rows = self._rows[:R]
         x = m.wte(tok_t) + m.wpe(pos_t) + m.wse(step_t)                         # (R, C), as model._embed
-        for i, blk in enumerate(m.blocks):
-            att = blk.attn
-            qkv = att.c_attn(blk.ln_1(x)).view(R, 3, nh, hd)
-            q, k, v = qkv.unbind(1)                                             # each (R, nh, hd)
-            kc, vc = cache.k[i], cache.v[i]                                     # (S, nh, L, hd)
-            kc[rows, :, pos_t] = k
-            vc[rows, :, pos_t] = v
-            y = F.scaled_dot_product_attention(q[:, :, None], kc[:R, :, :keys], vc[:R, :, :keys],
-                                               attn_mask=mask)                  # (R, nh, 1, hd)
-            x = x + att.c_proj(y.view(R, nh * hd))
-            x = x + blk.mlp(blk.ln_2(x))
+        for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wo, bo) in enumerate(self._layers):
+            qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba)           # (R, 3C)
+            kv = self.kv[i]                                                     # (2, S, nh, L, hd)
+            kv[:, rows, :, pos_t] = qkv[:, C:].view(R, 2, nh, hd)              # advanced dims first
+            q = qkv[:, :C].view(R, nh, 1, hd)
+            for lo, hi, keys, mask in runs:   # attention only where rows decode; views of the cache, no copies
+                out = F.scaled_dot_product_attention(q[lo:hi], kv[0, lo:hi, :, :keys], kv[1, lo:hi, :, :keys],
+                                                     attn_mask=mask)           # (hi-lo, nh, 1, hd)
+                if whole:
+                    y = out
+                else:
+                    y[lo:hi] = out
+            x = x + F.linear(y.view(R, C), wp, bp)
+            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf)), wo, bo)
         n = len(head_rows)
         padded = head_rows + [head_rows[0]] * (round_up(n, ROW_ALIGN) - n)
         h = x[torch.tensor(padded, device=dev)]
         return m.lm_head(m.ln_f(h))[:n]                                         # (n, V)
+
+    @staticmethod
+    def _runs(rows: list[int], gap: int = RUN_GAP) -> list[tuple[int, int]]:
+        """Slot ranges [lo, hi) covering the sorted decoding ``rows``; holes of up to ``gap``
+        non-decoding slots are bridged (one attention call costs about what two idle rows do)."""
+        runs = [[rows[0], rows[0] + 1]]
+        for r in rows[1:]:
+            if r - runs[-1][1] <= gap:
+                runs[-1][1] = r + 1
+            else:
+                runs.append([r, r + 1])
+        return [(lo, hi) for lo, hi in runs]

@@ -1,0 +1,174 @@
+"""Measurement helpers for benchmarks/engine_bench.py: machine facts, timers, sweeps, the plot."""
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sut import transcript as tr
+from sut.agent import AgentResult
+from sut.engine_batch import BatchModel
+from sut.model import GPTConfig, NanoCodeGen
+from sut.tasks import Task, load_eval_tasks
+from sut.tokenizer import CodeTokenizer, train_tokenizer
+from verifier.checks import ValueCheck
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def sync(device: str | torch.device) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: str = "cpu", n: int = 2048, reps: int = 5) -> float:
+    """Best fp32 FLOP/s of an n x n torch.mm with the current thread count (the machine's practical peak)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+def decode_rate(run: Callable[[int], float], batch: int, n_new: int, reps: int = 2) -> dict[str, float]:
+    """Decode tokens/s from wall times of whole generations of 1 and ``n_new`` tokens (prefill cancels)."""
+    t1 = min(run(1) for _ in range(reps))
+    tn = min(run(n_new) for _ in range(reps))
+    return {"decode_tok_s": batch * (n_new - 1) / max(tn - t1, 1e-9), "end_to_end_tok_s": batch * n_new / tn,
+            "t_1_s": t1, "t_n_s": tn}
+
+
+def random_model(cfg: GPTConfig, tok: CodeTokenizer, device: str, sharp: bool = False) -> NanoCodeGen:
+    """Random weights of ``cfg``'s shape. Default: <|end|> is unreachable (its tied row is zero, so its
+    logit is 0 while the best of the others is above 0), so every row decodes the full length.
+    ``sharp``: N(0, 1) embeddings (an untrained stand-in for the agent runs)."""
+    torch.manual_seed(0)
+    m = NanoCodeGen(cfg)
+    with torch.no_grad():
+        if sharp:
+            m.wte.weight.normal_(0, 1.0)
+            m.wse.weight.normal_(0, 1.0)
+        else:
+            m.wte.weight[tok.end_id] = 0
+    return m.to(device).eval()
+
+
+def quick_tokenizer() -> CodeTokenizer:
+    rows = load_eval_tasks()
+    return train_tokenizer([t.prompt for t in rows] + [t.solution for t in rows])
+
+
+def synthetic_task(tok: CodeTokenizer, prompt_tokens: int) -> tuple[Task, list[int]]:
+    """A task whose transcript prefix is at least ``prompt_tokens`` long, and that prefix's ids."""
+    words = "write a function that returns the sum of the numbers in a list of values".split()
+    text, i = "", 0
+    while len(tr.prompt_prefix(tok, text)) < prompt_tokens:
+        text += (" " if text else "") + words[i % len(words)]
+        i += 1
+    return Task("bench-0000", "bench", 1, text, "", ValueCheck(0)), tr.prompt_prefix(tok, text).ids
+
+
+@torch.inference_mode()
+def prefill_sweep(model: NanoCodeGen, device: str, new: int = 24, reps: int = 5) -> list[dict[str, float]]:
+    """Prefill ms at each context length: ``new`` tokens onto a cached prefix (prefix reuse) vs the whole context."""
+    bm = BatchModel(model, 1)
+    window = model.config.block_size
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(6, model.config.vocab_size, (window,), generator=g).tolist()
+    rows = []
+    for ctx in [c for c in (32, 64, 96, 128, 192, 256, 320, 384, 448, 512, 768, 1024) if c < window]:
+        def timed(start: int) -> float:
+            out = []
+            for _ in range(reps):
+                sync(device)
+                t0 = time.perf_counter()
+                bm.prefill(ids[start:ctx], [0] * (ctx - start), 0, start)
+                sync(device)
+                out.append(time.perf_counter() - t0)
+            return statistics.median(out) * 1e3
+        full = timed(0)
+        bm.prefill(ids[: ctx - new], [0] * (ctx - new), 0, 0)
+        rows.append({"context": ctx, "new_tokens": new, "reuse_ms": timed(ctx - new), "full_ms": full})
+    return rows
+
+
+def agent_table(reuse: list[AgentResult], noreuse: list[AgentResult]) -> list[dict[str, float]]:
+    """Per attempt index: mean context, prefilled tokens and prefill ms, with and without prefix reuse."""
+    out = []
+    for k in range(max((len(r.attempts) for r in reuse), default=0)):
+        a = [r.attempts[k] for r in reuse if len(r.attempts) > k]
+        b = [r.attempts[k] for r in noreuse if len(r.attempts) > k]
+        if not a or not b:
+            continue
+        mean = statistics.fmean
+        out.append({"attempt": k, "n": len(a), "context": mean(x.prompt_tokens for x in a),
+                    "prefilled_reuse": mean(x.prefilled_tokens for x in a), "ms_reuse": mean(x.prefill_ms for x in a),
+                    "context_noreuse": mean(x.prompt_tokens for x in b),
+                    "prefilled_noreuse": mean(x.prefilled_tokens for x in b), "ms_noreuse": mean(x.prefill_ms for x in b)})
+    return out
+
+
+@torch.inference_mode()
+def kernel_flops(model: NanoCodeGen, batch: int, prompt: int, n_new: int) -> dict[str, float]:
+    """Offline-style batched decoding through the engine's decode step: tokens/s and model FLOP/s."""
+    bm = BatchModel(model, batch)
+    dev = bm.device
+    g = torch.Generator().manual_seed(1)
+    for b in range(batch):
+        bm.prefill(torch.randint(6, model.config.vocab_size, (prompt,), generator=g).tolist(), [0] * prompt, b, 0)
+    R = bm.n_slots
+    toks, steps, pos, rows = [7] * R, [0] * R, [prompt] * R, list(range(batch))
+    flops = 0
+    sync(dev)
+    t0 = time.perf_counter()
+    for i in range(n_new):
+        nxt = bm.decode(toks, steps, pos, rows).argmax(-1).tolist()
+        flops += batch * bm.token_flops(prompt + i + 1)
+        toks[:batch] = nxt
+        pos = [p + 1 for p in pos]
+    sync(dev)
+    dt = time.perf_counter() - t0
+    return {"tok_s": batch * n_new / dt, "flops_s": flops / dt}
+
+
+def plot_prefill(sweep: list[dict[str, float]], per_attempt: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.plot([r["context"] for r in sweep], [r["full_ms"] for r in sweep], "o-", label="no prefix reuse (whole context)")
+    ax.plot([r["context"] for r in sweep], [r["reuse_ms"] for r in sweep], "s-",
+            label=f"prefix reuse ({sweep[0]['new_tokens'] if sweep else 0} new tokens)")
+    if per_attempt:
+        ax.scatter([r["context_noreuse"] for r in per_attempt], [r["ms_noreuse"] for r in per_attempt], marker="x",
+                   color="C0", label="agent run: attempt k, no reuse")
+        ax.scatter([r["context"] for r in per_attempt], [r["ms_reuse"] for r in per_attempt], marker="+", color="C1",
+                   label="agent run: attempt k, reuse")
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("prefill time (ms)")
+    ax.set_title("Per-attempt prefill against context length")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

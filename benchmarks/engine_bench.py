@@ -1,0 +1,229 @@
+"""Where the generation engine's time goes, against its peers, in one run.
+
+    python -m benchmarks.engine_bench --json results/engine_bench.json
+
+Prints side by side (and writes the same figures as JSON with --json):
+
+1. decode tokens/s at batch 1 and 32: our engine vs Hugging Face ``generate`` on a GPT-2 of
+   the same shape (random weights, KV cache on, greedy, both forced to the same length);
+   decode rate = batch * (N - 1) / (t(N new tokens) - t(1 new token)), so prefill cancels;
+2. agent throughput (tasks/s, every attempt and its verification included) over the eval
+   tasks: the full engine vs the reference's way (one task at a time, no KV cache, whole
+   context recomputed for every token), the latter on a subset when it is too slow;
+3. prefill time against context length, with and without prefix reuse (sweep + the agent
+   runs' per-attempt records; table and PNG);
+4. achieved model FLOP/s of batched decoding as a fraction of this machine's fp32 matmul
+   peak, measured in the same run with the same thread count.
+
+Needs the benchmark extra for (1): ``pip install -e '.[bench]'`` (transformers).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.bench_util import (agent_table, cpu_model, decode_rate, matmul_peak, plot_prefill, prefill_sweep,
+                                   random_model, synthetic_task)
+from sut.agent import AgentConfig, AgentResult
+from sut.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from sut.engine import Engine
+from sut.tasks import load_eval_tasks
+from verifier.pool import SandboxPool
+
+log = logging.getLogger("benchmarks.engine_bench")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.engine_bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="trained model for the agent runs")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                   help="torch intra-op threads for every measurement (default: every core this process may use)")
+    p.add_argument("--tasks", type=int, default=256, help="eval tasks for the engine's agent throughput")
+    p.add_argument("--ref-tasks", type=int, default=16, help="eval tasks for the slow reference way (a subset)")
+    p.add_argument("--max-batch", type=int, default=64, help="the full engine's max batch (Offline-style)")
+    p.add_argument("--workers", type=int, default=0, help="verifier sandbox workers (0: one per core)")
+    p.add_argument("--prompt-tokens", type=int, default=64, help="decode benchmark: prompt length")
+    p.add_argument("--new-tokens", type=int, default=128, help="decode benchmark: tokens generated per row")
+    p.add_argument("--flops-batch", type=int, default=128, help="Offline-style decode batch for the FLOP/s figure")
+    p.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
+    p.add_argument("--plot", type=Path, default=REPO / "docs" / "figures" / "prefill_vs_context.png")
+    p.add_argument("--skip-hf", action="store_true", help="skip the transformers comparison")
+    a = p.parse_args(argv)
+    for name in ("threads", "tasks", "ref_tasks", "max_batch", "prompt_tokens", "new_tokens", "flops_batch"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
+    if a.workers < 0:
+        p.error(f"--workers must be at least 0, got {a.workers}")
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {a.device}: CUDA is not available here; use --device cpu")
+    return a
+
+
+def run_engine(model: Any, tok: Any, pool: SandboxPool, tasks: list[Any], cfg: AgentConfig, device: str,
+               desc: str, **kw: Any) -> tuple[list[AgentResult], float, dict[str, Any]]:
+    engine = Engine(model, tok, pool, cfg, device=device, **kw)
+    engine.start()
+    t0 = time.perf_counter()
+    results = engine.run(tasks, progress=True)
+    wall = time.perf_counter() - t0
+    engine.stop(close_pool=False)
+    errors = [r.error for r in results if r.error]
+    if errors:
+        log.warning("%s: %d tasks ended with an error, e.g. %s", desc, len(errors), errors[0])
+    return results, wall, engine.stats()
+
+
+def bench_decode(a: argparse.Namespace, tok: Any, pool: SandboxPool, cfg_model: Any) -> dict[str, Any]:
+    """Section 1: decode tokens/s, ours vs HF generate, at batch 1 and 32."""
+    model = random_model(cfg_model, tok, a.device)
+    task, prompt_ids = synthetic_task(tok, a.prompt_tokens)
+    out: dict[str, Any] = {"prompt_tokens": len(prompt_ids), "new_tokens": a.new_tokens}
+
+    def ours(batch: int, n_new: int) -> float:
+        cfg = AgentConfig(max_attempts=1, max_new_tokens=n_new)
+        _, wall, stats = run_engine(model, tok, pool, [task] * batch, cfg, a.device, "decode", max_batch=batch)
+        assert stats["tokens_generated"] == batch * n_new, stats
+        return wall
+
+    hf = None
+    if not a.skip_hf:
+        from benchmarks.hf_baseline import build_gpt2, hf_generate_seconds
+        hf = build_gpt2(cfg_model, a.device)
+    for batch in (1, 32):
+        row = {"ours": decode_rate(lambda n: ours(batch, n), batch, a.new_tokens)}
+        if hf is not None:
+            row["hf"] = decode_rate(lambda n: hf_generate_seconds(hf, prompt_ids, batch, n, a.device), batch, a.new_tokens)
+            row["ratio"] = row["ours"]["decode_tok_s"] / row["hf"]["decode_tok_s"]
+        out[f"batch_{batch}"] = row
+    return out
+
+
+def bench_agent(a: argparse.Namespace, model: Any, tok: Any, pool: SandboxPool) -> dict[str, Any]:
+    """Sections 2 and 3b: agent throughput, engine vs the reference's way; per-attempt prefill records."""
+    tasks = load_eval_tasks()[: a.tasks]
+    sub = tasks[: a.ref_tasks]
+    cfg = AgentConfig()
+    full, full_s, full_stats = run_engine(model, tok, pool, tasks, cfg, a.device, "engine", max_batch=a.max_batch)
+    noreuse, noreuse_s, noreuse_stats = run_engine(model, tok, pool, tasks, cfg, a.device, "engine, no prefix reuse",
+                                                   max_batch=a.max_batch, prefix_reuse=False)
+    sub_eng, sub_s, _ = run_engine(model, tok, pool, sub, cfg, a.device, "engine (subset)", max_batch=a.max_batch)
+    ref, ref_s, ref_stats = run_engine(model, tok, pool, sub, cfg, a.device, "reference way (subset)", max_batch=1,
+                                       use_kv_cache=False, prefix_reuse=False)
+    same = [[x.code for x in r.attempts] for r in ref] == [[x.code for x in r.attempts] for r in sub_eng]
+    return {
+        "tasks": len(tasks), "ref_tasks": len(sub),
+        "engine_tasks_s": len(tasks) / full_s, "engine_wall_s": full_s,
+        "engine_no_prefix_reuse_tasks_s": len(tasks) / noreuse_s,
+        "engine_subset_tasks_s": len(sub) / sub_s, "reference_subset_tasks_s": len(sub) / ref_s,
+        "speedup_vs_reference": (len(tasks) / full_s) / (len(sub) / ref_s),
+        "speedup_same_subset": (len(sub) / sub_s) / (len(sub) / ref_s),
+        "reference_outputs_identical": same,
+        "pass_rate": sum(r.passed for r in full) / len(full),
+        "mean_attempts": sum(len(r.attempts) for r in full) / len(full),
+        "engine_stats": full_stats, "no_prefix_reuse_stats": noreuse_stats, "reference_stats": ref_stats,
+        "per_attempt": agent_table(full, noreuse),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(a.threads)
+    try:
+        model, tok, meta = load_checkpoint(a.checkpoint, device=a.device)
+        trained = True
+    except CheckpointError as e:
+        print(f"note: {e}; the agent runs use an untrained model (every task fails, 5 attempts each)", file=sys.stderr)
+        model, tok, meta, trained = None, None, {}, False
+    if tok is None:
+        from benchmarks.bench_util import quick_tokenizer
+        tok = quick_tokenizer()
+    from sut.model import GPTConfig
+    cfg_model = model.config if model is not None else GPTConfig(vocab_size=tok.vocab_size)
+    if model is None:
+        model = random_model(cfg_model, tok, a.device, sharp=True)
+    load0 = os.getloadavg()
+    res: dict[str, Any] = {
+        "command": " ".join(["python -m benchmarks.engine_bench", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": a.threads, "device": a.device,
+                    "torch": torch.__version__, "python": platform.python_version(), "loadavg_start": load0},
+        "model": {**cfg_model.to_dict(), "trained_checkpoint": trained, "params": model.num_params()},
+    }
+    res["matmul_peak_gflops"] = matmul_peak(a.device) / 1e9
+    with SandboxPool(workers=a.workers or None) as pool:
+        res["isolation"] = pool.isolation
+        res["decode"] = bench_decode(a, tok, pool, cfg_model)
+        res["agent"] = bench_agent(a, model, tok, pool)
+    res["prefill_sweep"] = prefill_sweep(model, a.device)
+    res["flops"] = offline_flops(a, cfg_model, tok, res)
+    res["machine"]["loadavg_end"] = os.getloadavg()
+    plot_prefill(res["prefill_sweep"], res["agent"]["per_attempt"], a.plot)
+    report(res)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(res, indent=1, default=str) + "\n")
+    return 0
+
+
+def offline_flops(a: argparse.Namespace, cfg_model: Any, tok: Any, res: dict[str, Any]) -> dict[str, Any]:
+    """Section 4: model FLOP/s of the engine's decoding, as a fraction of the matmul peak."""
+    from benchmarks.bench_util import kernel_flops
+    peak = res["matmul_peak_gflops"] * 1e9
+    st = res["agent"]["engine_stats"]
+    engine_fs = st["decode_flops"] / st["decode_s"] if st["decode_s"] else 0.0
+    kern = kernel_flops(random_model(cfg_model, tok, a.device), a.flops_batch, a.prompt_tokens, a.new_tokens)
+    return {"engine_agent_run_gflops": engine_fs / 1e9, "engine_agent_run_fraction": engine_fs / peak,
+            "decode_batch": a.flops_batch, "decode_gflops": kern["flops_s"] / 1e9,
+            "decode_fraction": kern["flops_s"] / peak, "decode_tok_s": kern["tok_s"]}
+
+
+def report(r: dict[str, Any]) -> None:
+    m, d, ag, f = r["machine"], r["decode"], r["agent"], r["flops"]
+    print(f"\nmachine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}, {m['threads']} threads, device {m['device']}, "
+          f"load average {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}")
+    print(f"model: {r['model']['params'] / 1e6:.2f}M params, trained checkpoint: {r['model']['trained_checkpoint']}; "
+          f"verifier isolation: {r['isolation']}")
+    print(f"fp32 matmul peak (torch.mm, same threads): {r['matmul_peak_gflops']:.1f} GFLOP/s\n")
+    print(f"decode tokens/s (prompt {d['prompt_tokens']}, {d['new_tokens']} new tokens, greedy, random weights)")
+    print(f"  {'batch':>6} {'ours':>10} {'HF generate':>12} {'ratio':>7}")
+    for b in (1, 32):
+        row = d[f"batch_{b}"]
+        hf = row.get("hf", {}).get("decode_tok_s")
+        print(f"  {b:>6} {row['ours']['decode_tok_s']:>10.0f} {hf or float('nan'):>12.0f} {row.get('ratio', float('nan')):>7.2f}")
+    print(f"\nagent throughput (tasks/s; pass rate {ag['pass_rate']:.3f}, {ag['mean_attempts']:.2f} attempts/task)")
+    print(f"  engine, {ag['tasks']} tasks, max batch {ag['engine_stats']['max_batch']}: {ag['engine_tasks_s']:.3f}")
+    print(f"  engine, no prefix reuse:                 {ag['engine_no_prefix_reuse_tasks_s']:.3f}")
+    print(f"  engine, first {ag['ref_tasks']} tasks:                  {ag['engine_subset_tasks_s']:.3f}")
+    print(f"  reference way, first {ag['ref_tasks']} tasks (subset):  {ag['reference_subset_tasks_s']:.3f}")
+    print(f"  speedup: {ag['speedup_vs_reference']:.1f}x (engine on {ag['tasks']} vs reference on {ag['ref_tasks']}), "
+          f"{ag['speedup_same_subset']:.1f}x on the same {ag['ref_tasks']}; identical outputs: {ag['reference_outputs_identical']}")
+    st = ag["engine_stats"]
+    print(f"  prefix-reuse hit rate {st['prefix_reuse_hit_rate']:.3f}, cache rebuilds {st['cache_rebuilds']}, "
+          f"mean decode rows {st['mean_decode_rows']:.1f}")
+    print("\nprefill ms against context (sweep: 24 new tokens on a cached prefix vs the whole context)")
+    print(f"  {'context':>8} {'reuse':>8} {'no reuse':>9}")
+    for row in r["prefill_sweep"]:
+        print(f"  {row['context']:>8} {row['reuse_ms']:>8.2f} {row['full_ms']:>9.2f}")
+    print("  per attempt in the agent runs (mean context / prefilled tokens / prefill ms)")
+    for row in ag["per_attempt"]:
+        print(f"  attempt {row['attempt']}: n={row['n']:>4}  reuse {row['context']:.0f}/{row['prefilled_reuse']:.0f}/"
+              f"{row['ms_reuse']:.2f}  no reuse {row['context_noreuse']:.0f}/{row['prefilled_noreuse']:.0f}/{row['ms_noreuse']:.2f}")
+    print(f"\nmodel FLOP/s: Offline-style decode at batch {f['decode_batch']}: {f['decode_gflops']:.1f} GFLOP/s = "
+          f"{100 * f['decode_fraction']:.1f}% of peak ({f['decode_tok_s']:.0f} tok/s); "
+          f"engine decoding in the agent run: {f['engine_agent_run_gflops']:.1f} GFLOP/s = {100 * f['engine_agent_run_fraction']:.1f}%")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
