@@ -208,3 +208,13 @@ def test_checker_cli(tree, trees, tmp_path):
         proc = subprocess.run([sys.executable, "harness/check_submission.py", str(root)], capture_output=True, text=True,
                               cwd=Path(__file__).resolve().parent.parent)
         assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1
+
+
+def test_rescore_catches_an_edited_pass_at_1(tree, trees):
+    """pass@1 follows from nothing cheap in the log: only re-running the accuracy pass catches an edit."""
+    txt = offline(tree) / "accuracy/accuracy.txt"
+    txt.write_text(re.sub(r"pass@1=[\d.]+", "pass@1=0.9000", txt.read_text()))
+    assert check_scenario(offline(tree), trees.reference).passed
+    c = check_scenario(offline(tree), trees.reference, rescore=True)
+    assert any(f.rule == "accuracy-rescore" and f.file.name == "accuracy.txt" and "pass@1=0.9" in f.message
+               for f in c.findings), c.findings
