@@ -14,7 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.mlperf_log import DetailLog, LogError, read_accuracy_log, read_detail, read_summary, sha256_file
+from harness.mlperf_log import (DetailLog, LogError, read_accuracy_log, read_detail, read_summary, sha256_file,
+                                summary_mismatches)
 from harness.scenario_files import (EVAL_SIZE, FileProblem, Reference, accuracy_pass, decode_entries, read_json,
                                     read_records, rescore_log, subset_figures)
 
@@ -138,8 +139,8 @@ def _audit_run(test: str, scenario_dir: Path, n_samples: int | None) -> tuple[De
     """The audit run's detail log, and what is wrong with the run itself (errors, settings not applied)."""
     run = scenario_dir / test / "performance" / "run_1"
     detail = read_detail(run / "mlperf_log_detail.txt")
-    read_summary(run / "mlperf_log_summary.txt")
-    problems = []
+    summary = read_summary(run / "mlperf_log_summary.txt")
+    problems = [f"{run / 'mlperf_log_summary.txt'}: {m}" for m in summary_mismatches(summary, detail)]
     if detail.scenario != scenario_dir.name:
         problems.append(f"the audit ran scenario {detail.scenario}, not {scenario_dir.name}")
     if detail.num_errors:

@@ -19,11 +19,15 @@ import shutil
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.audit_verify import AUDIT_TESTS, Verdict, audit_settings, choose_test04_sample, verify_audit
-from harness.mlperf_log import LogError, read_detail
+from harness.mlperf_log import DetailLog, LogError, read_detail
 from harness.results import ResultsExistError, ScenarioPaths
 from harness.scenario_files import FileProblem, accuracy_pass, load_reference, read_json, read_records
+
+if TYPE_CHECKING:
+    from sut.engine_factory import EngineOptions
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ def write_audit_config(path: Path, settings: dict[str, int], test: str) -> None:
     Path(path).write_text(f"# {test} audit (harness/audits.py; docs/audits.md). mode 2 = PerformanceOnly.\n" + body)
 
 
-def engine_options(measurements: dict):
+def engine_options(measurements: dict) -> "EngineOptions":
     """The EngineOptions the audited run used (measurements.json "engine", recorded as strings)."""
     from sut.engine_factory import EngineOptions  # noqa: PLC0415
 
@@ -52,7 +56,7 @@ def engine_options(measurements: dict):
     return opts
 
 
-def _prerequisites(test: str, paths: ScenarioPaths) -> tuple[dict, object]:
+def _prerequisites(test: str, paths: ScenarioPaths) -> tuple[dict, DetailLog]:
     sd, scen = paths.scenario_dir, paths.scenario
     needed = [paths.performance_dir / "mlperf_log_detail.txt", paths.performance_dir / "agent_records.jsonl",
               paths.accuracy_dir / "accuracy.txt", paths.accuracy_dir / "mlperf_log_accuracy.json",

@@ -26,7 +26,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from harness.mlperf_log import LogError, metric_of, read_detail, read_trace_latencies  # noqa: E402
+from harness.mlperf_log import DetailLog, LogError, metric_of, read_detail, read_trace_latencies  # noqa: E402
 from harness.results import BENCHMARK  # noqa: E402
 from harness.scenario_files import FileProblem, read_accuracy_txt, read_records  # noqa: E402
 
@@ -42,7 +42,7 @@ RATE_KEYS = {"Offline": ("result_samples_per_second", "result_tokens_per_second"
 @dataclass
 class ScenarioData:
     scenario: str
-    detail: object | None = None                         # performance run's DetailLog
+    detail: DetailLog | None = None                      # the performance run's detail log
     perf_records: list[dict] = field(default_factory=list)
     acc_records: list[dict] = field(default_factory=list)
     accuracy: dict[str, float] = field(default_factory=dict)
@@ -54,7 +54,7 @@ class ScenarioData:
         return float(self.detail.get(key, 0) or 0) if self.detail else 0.0
 
 
-def load_scenario(folder: Path) -> ScenarioData:
+def load_scenario_data(folder: Path) -> ScenarioData:
     """Whatever of the scenario's files can be read; what cannot is noted, not fatal."""
     d = ScenarioData(folder.name)
     perf, acc = folder / "performance" / "run_1", folder / "accuracy"
@@ -236,7 +236,7 @@ def _table(data: list[ScenarioData]) -> list[str]:
 def report_system(system_dir: Path, out: Path) -> list[str]:
     """The report section for one system; writes its PNGs into ``out``."""
     bench = system_dir / BENCHMARK
-    data = [load_scenario(bench / s) for s in SCENARIOS if (bench / s).is_dir()]
+    data = [load_scenario_data(bench / s) for s in SCENARIOS if (bench / s).is_dir()]
     name = system_dir.name
     md = [f"## {name}", "", *_table(data), ""]
     acc_source = next((d for d in data if d.acc_records), None)

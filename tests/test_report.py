@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tiny_tree  # noqa: E402
 
 from harness.mlperf_log import read_detail  # noqa: E402
-from harness.report import attempts_histogram, breakdown, load_scenario, write_report  # noqa: E402
+from harness.report import attempts_histogram, breakdown, load_scenario_data, write_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PLOTS = ("attempt_cost", "attempts", "tokens_per_attempt", "latency_cdf", "throughput", "time_breakdown")
@@ -40,7 +40,7 @@ def test_report_cli_writes_markdown_and_plots(trees, tmp_path):
 
 
 def test_where_the_time_goes(trees):
-    d = load_scenario(trees.scenario(trees.honest, "Server"))
+    d = load_scenario_data(trees.scenario(trees.honest, "Server"))
     b = breakdown(d)
     agent = sum(a["prefill_ms"] + a["decode_ms"] + a["verify_ms"] for r in d.perf_records for a in r["attempts"])
     agent /= len(d.perf_records)
