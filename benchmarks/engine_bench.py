@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,14 +41,16 @@ from verifier.pool import SandboxPool
 
 log = logging.getLogger("benchmarks.engine_bench")
 REPO = Path(__file__).resolve().parent.parent
+SECTIONS = {"decode", "agent", "prefill", "flops"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.engine_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="trained model for the agent runs")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
-    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                   help="torch intra-op threads for every measurement (default: every core this process may use)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads for every measurement, ours and HF alike (default 1: decode ops "
+                        "are small, and on a shared machine a second thread waits on a busy core; docs/engine.md)")
     p.add_argument("--tasks", type=int, default=256, help="eval tasks for the engine's agent throughput")
     p.add_argument("--ref-tasks", type=int, default=16, help="eval tasks for the slow reference way (a subset)")
     p.add_argument("--max-batch", type=int, default=64, help="the full engine's max batch (Offline-style)")
@@ -60,12 +61,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
     p.add_argument("--plot", type=Path, default=REPO / "docs" / "figures" / "prefill_vs_context.png")
     p.add_argument("--skip-hf", action="store_true", help="skip the transformers comparison")
+    p.add_argument("--sections", default="decode,agent,prefill,flops",
+                   help="comma-separated subset of decode,agent,prefill,flops to run")
     a = p.parse_args(argv)
     for name in ("threads", "tasks", "ref_tasks", "max_batch", "prompt_tokens", "new_tokens", "flops_batch"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
     if a.workers < 0:
         p.error(f"--workers must be at least 0, got {a.workers}")
+    a.sections = set(a.sections.split(","))
+    if not a.sections or a.sections - SECTIONS:
+        p.error(f"--sections takes a comma-separated subset of {','.join(sorted(SECTIONS))}, got {','.join(a.sections)}")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device {a.device}: CUDA is not available here; use --device cpu")
     return a
@@ -142,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(a.threads)
     try:
-        model, tok, meta = load_checkpoint(a.checkpoint, device=a.device)
+        model, tok, _ = load_checkpoint(a.checkpoint, device=a.device)
         trained = True
     except CheckpointError as e:
         print(f"note: {e}; the agent runs use an untrained model (every task fails, 5 attempts each)", file=sys.stderr)
-        model, tok, meta, trained = None, None, {}, False
+        model, tok, trained = None, None, False
     if tok is None:
         from benchmarks.bench_util import quick_tokenizer
         tok = quick_tokenizer()
@@ -164,12 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     res["matmul_peak_gflops"] = matmul_peak(a.device) / 1e9
     with SandboxPool(workers=a.workers or None) as pool:
         res["isolation"] = pool.isolation
-        res["decode"] = bench_decode(a, tok, pool, cfg_model)
-        res["agent"] = bench_agent(a, model, tok, pool)
-    res["prefill_sweep"] = prefill_sweep(model, a.device)
-    res["flops"] = offline_flops(a, cfg_model, tok, res)
+        if "decode" in a.sections:
+            res["decode"] = bench_decode(a, tok, pool, cfg_model)
+        if "agent" in a.sections:
+            res["agent"] = bench_agent(a, model, tok, pool)
+    if "prefill" in a.sections:
+        res["prefill_sweep"] = prefill_sweep(model, a.device)
+        plot_prefill(res["prefill_sweep"], res.get("agent", {}).get("per_attempt", []), a.plot)
+    if "flops" in a.sections:
+        res["flops"] = offline_flops(a, cfg_model, tok, res)
+    res["matmul_peak_gflops_end"] = matmul_peak(a.device) / 1e9
     res["machine"]["loadavg_end"] = os.getloadavg()
-    plot_prefill(res["prefill_sweep"], res["agent"]["per_attempt"], a.plot)
     report(res)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
@@ -181,48 +192,66 @@ def offline_flops(a: argparse.Namespace, cfg_model: Any, tok: Any, res: dict[str
     """Section 4: model FLOP/s of the engine's decoding, as a fraction of the matmul peak."""
     from benchmarks.bench_util import kernel_flops
     peak = res["matmul_peak_gflops"] * 1e9
-    st = res["agent"]["engine_stats"]
-    engine_fs = st["decode_flops"] / st["decode_s"] if st["decode_s"] else 0.0
-    kern = kernel_flops(random_model(cfg_model, tok, a.device), a.flops_batch, a.prompt_tokens, a.new_tokens)
-    return {"engine_agent_run_gflops": engine_fs / 1e9, "engine_agent_run_fraction": engine_fs / peak,
-            "decode_batch": a.flops_batch, "decode_gflops": kern["flops_s"] / 1e9,
-            "decode_fraction": kern["flops_s"] / peak, "decode_tok_s": kern["tok_s"]}
+    out: dict[str, Any] = {}
+    if "agent" in res:
+        st = res["agent"]["engine_stats"]
+        engine_fs = st["decode_flops"] / st["decode_s"] if st["decode_s"] else 0.0
+        out.update(engine_agent_run_gflops=engine_fs / 1e9, engine_agent_run_fraction=engine_fs / peak)
+    for batch in sorted({32, a.flops_batch}):
+        kern = kernel_flops(random_model(cfg_model, tok, a.device), batch, a.prompt_tokens, a.new_tokens)
+        out[f"decode_batch_{batch}"] = {"gflops": kern["flops_s"] / 1e9, "fraction": kern["flops_s"] / peak,
+                                        "tok_s": kern["tok_s"]}
+    return out
 
 
 def report(r: dict[str, Any]) -> None:
-    m, d, ag, f = r["machine"], r["decode"], r["agent"], r["flops"]
+    m = r["machine"]
     print(f"\nmachine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}, {m['threads']} threads, device {m['device']}, "
           f"load average {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}")
     print(f"model: {r['model']['params'] / 1e6:.2f}M params, trained checkpoint: {r['model']['trained_checkpoint']}; "
           f"verifier isolation: {r['isolation']}")
-    print(f"fp32 matmul peak (torch.mm, same threads): {r['matmul_peak_gflops']:.1f} GFLOP/s\n")
-    print(f"decode tokens/s (prompt {d['prompt_tokens']}, {d['new_tokens']} new tokens, greedy, random weights)")
-    print(f"  {'batch':>6} {'ours':>10} {'HF generate':>12} {'ratio':>7}")
-    for b in (1, 32):
-        row = d[f"batch_{b}"]
-        hf = row.get("hf", {}).get("decode_tok_s")
-        print(f"  {b:>6} {row['ours']['decode_tok_s']:>10.0f} {hf or float('nan'):>12.0f} {row.get('ratio', float('nan')):>7.2f}")
-    print(f"\nagent throughput (tasks/s; pass rate {ag['pass_rate']:.3f}, {ag['mean_attempts']:.2f} attempts/task)")
-    print(f"  engine, {ag['tasks']} tasks, max batch {ag['engine_stats']['max_batch']}: {ag['engine_tasks_s']:.3f}")
-    print(f"  engine, no prefix reuse:                 {ag['engine_no_prefix_reuse_tasks_s']:.3f}")
-    print(f"  engine, first {ag['ref_tasks']} tasks:                  {ag['engine_subset_tasks_s']:.3f}")
-    print(f"  reference way, first {ag['ref_tasks']} tasks (subset):  {ag['reference_subset_tasks_s']:.3f}")
-    print(f"  speedup: {ag['speedup_vs_reference']:.1f}x (engine on {ag['tasks']} vs reference on {ag['ref_tasks']}), "
-          f"{ag['speedup_same_subset']:.1f}x on the same {ag['ref_tasks']}; identical outputs: {ag['reference_outputs_identical']}")
-    st = ag["engine_stats"]
-    print(f"  prefix-reuse hit rate {st['prefix_reuse_hit_rate']:.3f}, cache rebuilds {st['cache_rebuilds']}, "
-          f"mean decode rows {st['mean_decode_rows']:.1f}")
-    print("\nprefill ms against context (sweep: 24 new tokens on a cached prefix vs the whole context)")
-    print(f"  {'context':>8} {'reuse':>8} {'no reuse':>9}")
-    for row in r["prefill_sweep"]:
-        print(f"  {row['context']:>8} {row['reuse_ms']:>8.2f} {row['full_ms']:>9.2f}")
-    print("  per attempt in the agent runs (mean context / prefilled tokens / prefill ms)")
-    for row in ag["per_attempt"]:
-        print(f"  attempt {row['attempt']}: n={row['n']:>4}  reuse {row['context']:.0f}/{row['prefilled_reuse']:.0f}/"
-              f"{row['ms_reuse']:.2f}  no reuse {row['context_noreuse']:.0f}/{row['prefilled_noreuse']:.0f}/{row['ms_noreuse']:.2f}")
-    print(f"\nmodel FLOP/s: Offline-style decode at batch {f['decode_batch']}: {f['decode_gflops']:.1f} GFLOP/s = "
-          f"{100 * f['decode_fraction']:.1f}% of peak ({f['decode_tok_s']:.0f} tok/s); "
-          f"engine decoding in the agent run: {f['engine_agent_run_gflops']:.1f} GFLOP/s = {100 * f['engine_agent_run_fraction']:.1f}%")
+    print(f"fp32 matmul peak (torch.mm 2048^3, same threads): {r['matmul_peak_gflops']:.1f} GFLOP/s "
+          f"(again at the end: {r['matmul_peak_gflops_end']:.1f})")
+    if "decode" in r:
+        d = r["decode"]
+        print(f"\ndecode tokens/s (prompt {d['prompt_tokens']}, {d['new_tokens']} new tokens, greedy, random weights)")
+        print(f"  {'batch':>6} {'ours':>10} {'HF generate':>12} {'ratio':>7}")
+        for b in (1, 32):
+            row = d[f"batch_{b}"]
+            hf = row.get("hf", {}).get("decode_tok_s", float("nan"))
+            print(f"  {b:>6} {row['ours']['decode_tok_s']:>10.0f} {hf:>12.0f} {row.get('ratio', float('nan')):>7.2f}")
+    if "agent" in r:
+        ag, st = r["agent"], r["agent"]["engine_stats"]
+        n, k = ag["tasks"], ag["ref_tasks"]
+        print(f"\nagent throughput, tasks/s (pass rate {ag['pass_rate']:.3f}, {ag['mean_attempts']:.2f} attempts/task)")
+        print(f"  engine, {n} tasks, max batch {st['max_batch']}:    {ag['engine_tasks_s']:8.3f}")
+        print(f"  engine, {n} tasks, no prefix reuse:  {ag['engine_no_prefix_reuse_tasks_s']:8.3f}")
+        print(f"  engine, first {k} tasks:             {ag['engine_subset_tasks_s']:8.3f}")
+        print(f"  reference way, first {k} tasks:      {ag['reference_subset_tasks_s']:8.3f}")
+        print(f"  speedup {ag['speedup_vs_reference']:.1f}x (engine on {n} tasks vs reference on the first {k}); "
+              f"{ag['speedup_same_subset']:.1f}x on the same {k}; identical outputs: {ag['reference_outputs_identical']}")
+        print(f"  prefix-reuse hit rate {st['prefix_reuse_hit_rate']:.3f}, cache rebuilds {st['cache_rebuilds']}, "
+              f"mean decode rows {st['mean_decode_rows']:.1f}")
+        print("  per attempt (mean context / prefilled tokens / prefill ms):")
+        for row in ag["per_attempt"]:
+            print(f"    attempt {row['attempt']} (n={row['n']}): reuse {row['context']:.0f}/{row['prefilled_reuse']:.0f}/"
+                  f"{row['ms_reuse']:.2f}   no reuse {row['context_noreuse']:.0f}/{row['prefilled_noreuse']:.0f}/"
+                  f"{row['ms_noreuse']:.2f}")
+    if "prefill_sweep" in r:
+        print("\nprefill ms against context (new tokens on a cached prefix vs the whole context)")
+        print(f"  {'context':>8} {'reuse':>8} {'no reuse':>9}")
+        for row in r["prefill_sweep"]:
+            print(f"  {row['context']:>8} {row['reuse_ms']:>8.2f} {row['full_ms']:>9.2f}")
+    if "flops" in r:
+        f = r["flops"]
+        print("\nmodel FLOP/s of batched decoding, fraction of the matmul peak")
+        for key, row in f.items():
+            if key.startswith("decode_batch_"):
+                print(f"  Offline-style decode, batch {key.rsplit('_', 1)[1]:>4}: {row['gflops']:6.1f} GFLOP/s = "
+                      f"{100 * row['fraction']:5.1f}%  ({row['tok_s']:.0f} tok/s)")
+        if "engine_agent_run_gflops" in f:
+            print(f"  engine decoding in the agent run:  {f['engine_agent_run_gflops']:6.1f} GFLOP/s = "
+                  f"{100 * f['engine_agent_run_fraction']:5.1f}%")
 
 
 if __name__ == "__main__":

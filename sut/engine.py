@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -38,61 +38,20 @@ from tqdm import tqdm
 from sut import transcript as tr
 from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, make_generator, sample_next
 from sut.engine_batch import ROW_ALIGN, BatchModel, round_up
+from sut.engine_seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line
 from sut.model import NanoCodeGen
 from sut.tokenizer import CodeTokenizer
 from verifier.verdict import Status
 
 log = logging.getLogger(__name__)
 
-OnDone = Callable[[AgentResult], None]
-OnFirstToken = Callable[[int], None]
-PREFILL, DECODE, PARKED = "prefill", "decode", "parked"
-
-
-def _one_line(prefix: str, e: BaseException) -> str:
-    return f"{prefix}{type(e).__name__}: {e}".splitlines()[0]
-
-
-class _Seq:
-    """One task in flight: its transcript, its slot, the attempt underway and its timings."""
-
-    def __init__(self, task: Any, on_done: OnDone, on_first: OnFirstToken | None, slot: int) -> None:
-        self.task, self.on_done, self.on_first, self.slot = task, on_done, on_first, slot
-        self.result = AgentResult(task.id)
-        self.ids: list[int] = []
-        self.steps: list[int] = []
-        self.cached = 0                 # tokens of ids[] whose keys/values are in the slot
-        self.prefix = tr.Piece()
-        self.state = PREFILL
-        self.attempt = 0
-        self.truncated = False          # the current attempt's transcript was cut (cache rebuilt)
-        self.out: list[int] = []        # tokens generated in the current attempt
-        self.step = self.budget = self.prompt_tokens = self.reused = 0
-        self.temperature = 0.0
-        self.gen: torch.Generator | None = None
-        self.prefill_ms = self.t_decode = self.t_submit = self.t_verdict = 0.0
-        self.code = ""
-        self.future: Any = None
-        self.done = False
-
-    # the interface sut.agent._append_feedback works on
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def reset(self, piece: tr.Piece) -> None:
-        self.ids, self.steps, self.cached = list(piece.ids), list(piece.steps), 0
-
-    def append(self, piece: tr.Piece) -> None:
-        self.ids += piece.ids
-        self.steps += piece.steps
-
-
 class Engine:
     """Batched, continuously batched agent loops; see the module docstring."""
 
-    def __init__(self, model: NanoCodeGen, tokenizer: CodeTokenizer, pool: Any, cfg: AgentConfig = AgentConfig(),
+    def __init__(self, model: NanoCodeGen, tokenizer: CodeTokenizer, pool: Any, cfg: AgentConfig | None = None,
                  max_batch: int = 64, batch_wait_ms: float = 0.0, use_kv_cache: bool = True,
                  prefix_reuse: bool = True, device: str = "cpu") -> None:
+        cfg = cfg or AgentConfig()
         if max_batch < 1 or batch_wait_ms < 0 or cfg.max_attempts < 1 or cfg.max_new_tokens < 1:
             raise ValueError(f"bad engine settings: max_batch={max_batch} (>= 1), batch_wait_ms={batch_wait_ms} (>= 0), "
                              f"max_attempts={cfg.max_attempts} (>= 1), max_new_tokens={cfg.max_new_tokens} (>= 1)")
@@ -105,9 +64,9 @@ class Engine:
         self.bm = BatchModel(self.model, max_batch, use_kv_cache)
         self._cv = threading.Condition()
         self._queue: deque[tuple[Any, OnDone, OnFirstToken | None, float]] = deque()
-        self._ready: deque[_Seq] = deque()     # parked sequences whose verdict has arrived
+        self._ready: deque[Seq] = deque()     # parked sequences whose verdict has arrived
         self._free = list(range(max_batch))   # a heap: the lowest free slot first keeps decode rows few
-        self._active: dict[int, _Seq] = {}     # slot -> sequence (engine thread only)
+        self._active: dict[int, Seq] = {}     # slot -> sequence (engine thread only)
         self._thread: threading.Thread | None = None
         self._stopping = self._closed = False
         self._drain = True
@@ -125,7 +84,7 @@ class Engine:
                 self._n["submitted"] += 1
                 self._cv.notify()
                 return
-        _call(on_done, AgentResult(getattr(task, "id", "?"), error="engine: stopped; the task was not run"))
+        call(on_done, AgentResult(getattr(task, "id", "?"), error="engine: stopped; the task was not run"))
 
     def start(self) -> None:
         """Start the engine thread (idempotent)."""
@@ -200,7 +159,7 @@ class Engine:
                 except Exception as e:  # a bug of ours: fail what is in flight, keep serving
                     log.exception("engine loop failed; failing %d tasks in flight", len(self._active))
                     self._n["loop_errors"] += 1
-                    self._fail_all(_one_line("engine: ", e))
+                    self._fail_all(one_line("engine: ", e))
             self._fail_all("engine: stopped before the task finished")
             with self._cv:
                 self._closed = True
@@ -208,7 +167,7 @@ class Engine:
         for task, on_done, _, _ in queued:
             self._n["done"] += 1
             self._n["errors"] += 1
-            _call(on_done, AgentResult(task.id, error="engine: stopped before the task started"))
+            call(on_done, AgentResult(task.id, error="engine: stopped before the task started"))
 
     def _wait_for_work(self) -> bool:
         """Block until there is something to do; False when the engine should exit."""
@@ -234,7 +193,7 @@ class Engine:
             while self._queue and self._free:
                 taken.append((self._queue.popleft(), heapq.heappop(self._free)))
         for (task, on_done, on_first, _), slot in taken:
-            seq = self._active[slot] = _Seq(task, on_done, on_first, slot)
+            seq = self._active[slot] = Seq(task, on_done, on_first, slot)
             try:
                 seq.prefix = tr.prompt_prefix(self.tok, task.prompt)
                 if len(seq.prefix) + 1 >= self.window:
@@ -242,7 +201,7 @@ class Engine:
                 seq.reset(seq.prefix)
             except Exception as e:
                 log.warning("task %s rejected: %s", seq.task.id, e)
-                self._finish(seq, _one_line("", e))
+                self._finish(seq, one_line("", e))
 
     def _prefill_new(self) -> None:
         for seq in sorted((s for s in self._active.values() if s.state == PREFILL), key=lambda s: s.slot):
@@ -250,9 +209,9 @@ class Engine:
                 self._start_attempt(seq)
             except Exception as e:
                 log.warning("task %s failed in prefill: %s", seq.task.id, e)
-                self._finish(seq, _one_line("", e))
+                self._finish(seq, one_line("", e))
 
-    def _start_attempt(self, seq: _Seq) -> None:
+    def _start_attempt(self, seq: Seq) -> None:
         k, cfg = seq.attempt, self.cfg
         budget = min(cfg.max_new_tokens, self.window - len(seq) - 1)   # room for a closing <|end|>
         if budget < 1:
@@ -274,10 +233,10 @@ class Engine:
         seq.step, seq.budget, seq.out, seq.state = tr.step_id(k), budget, [], DECODE
         first = sample_next(logits, seq.temperature, cfg.top_k, seq.gen)
         if k == 0 and seq.on_first is not None:
-            _call(seq.on_first, first)
+            call(seq.on_first, first)
         self._take(seq, first)
 
-    def _take(self, seq: _Seq, token: int) -> None:
+    def _take(self, seq: Seq, token: int) -> None:
         """Append a sampled token; end the attempt at <|end|> or the budget."""
         seq.out.append(token)
         seq.ids.append(token)
@@ -285,7 +244,7 @@ class Engine:
         if token == self.tok.end_id or len(seq.out) >= seq.budget:
             self._end_attempt(seq)
 
-    def _end_attempt(self, seq: _Seq) -> None:
+    def _end_attempt(self, seq: Seq) -> None:
         if seq.out[-1] != self.tok.end_id:  # cut at the budget: close the attempt (not counted as generated)
             seq.append(tr.Piece([self.tok.end_id], [seq.step], [0]))
         seq.code = self.tok.decode(seq.out)
@@ -296,11 +255,11 @@ class Engine:
         except Exception as e:
             seq.future = None
             self._record(seq, None)
-            self._finish(seq, _one_line("verifier: ", e))
+            self._finish(seq, one_line("verifier: ", e))
             return
         seq.future.add_done_callback(lambda _f, seq=seq: self._verdict_arrived(seq))
 
-    def _verdict_arrived(self, seq: _Seq) -> None:  # any thread (the pool's)
+    def _verdict_arrived(self, seq: Seq) -> None:  # any thread (the pool's)
         seq.t_verdict = time.perf_counter()
         with self._cv:
             self._ready.append(seq)
@@ -316,14 +275,14 @@ class Engine:
                 self._next_attempt(seq)
             except Exception as e:
                 log.warning("task %s failed after its verdict: %s", seq.task.id, e)
-                self._finish(seq, _one_line("", e))
+                self._finish(seq, one_line("", e))
 
-    def _next_attempt(self, seq: _Seq) -> None:
+    def _next_attempt(self, seq: Seq) -> None:
         try:
             verdict = seq.future.result()
         except Exception as e:  # the pool promises a Verdict; anything else is its failure
             self._record(seq, None)
-            self._finish(seq, _one_line("verifier: ", e))
+            self._finish(seq, one_line("verifier: ", e))
             return
         self._record(seq, verdict)
         k = seq.attempt
@@ -340,7 +299,7 @@ class Engine:
                                              self.cfg.max_new_tokens, self.window)
             seq.state = PREFILL
 
-    def _record(self, seq: _Seq, verdict: Any) -> None:
+    def _record(self, seq: Seq, verdict: Any) -> None:
         now = seq.t_verdict or time.perf_counter()
         seq.result.attempts.append(AttemptRecord(
             attempt=seq.attempt, context_len=len(seq), prompt_tokens=seq.prompt_tokens, gen_tokens=len(seq.out),
@@ -367,7 +326,7 @@ class Engine:
         except Exception as e:
             log.exception("decode step failed; failing its %d rows", len(rows))
             for s in rows:
-                self._finish(s, _one_line("model: ", e))
+                self._finish(s, one_line("model: ", e))
             return
         greedy = [i for i, s in enumerate(rows) if s.temperature <= 0]
         tokens: dict[int, int] = {}
@@ -383,10 +342,10 @@ class Engine:
                 tok = tokens[i] if i in tokens else sample_next(logits[i], s.temperature, self.cfg.top_k, s.gen)
                 self._take(s, tok)
             except Exception as e:
-                self._finish(s, _one_line("", e))
+                self._finish(s, one_line("", e))
         self._t["decode_s"] += time.perf_counter() - t0
 
-    def _batched_logits(self, rows: list[_Seq]) -> torch.Tensor:
+    def _batched_logits(self, rows: list[Seq]) -> torch.Tensor:
         R = round_up(rows[-1].slot + 1, ROW_ALIGN)
         tokens, steps, pos = [0] * R, [0] * R, [0] * R
         for slot, s in self._active.items():
@@ -399,7 +358,7 @@ class Engine:
         self._n["rows_computed"] += R
         return self.bm.decode(tokens, steps, pos, [s.slot for s in rows])
 
-    def _finish(self, seq: _Seq, error: str | None = None) -> None:
+    def _finish(self, seq: Seq, error: str | None = None) -> None:
         """Complete a task exactly once: free its slot and call its on_done."""
         if seq.done:
             return
@@ -413,18 +372,10 @@ class Engine:
         self._n["done"] += 1
         self._n["errors"] += error is not None
         self._n["passed"] += seq.result.passed
-        _call(seq.on_done, seq.result)
+        call(seq.on_done, seq.result)
 
     def _fail_all(self, error: str) -> None:
         for seq in list(self._active.values()):
             self._finish(seq, error)
         self._active.clear()
         self._free = list(range(self.max_batch))
-
-
-def _call(fn: Callable[..., None], *args: Any) -> None:
-    """Run a user callback; its exception is logged, never allowed to break the engine."""
-    try:
-        fn(*args)
-    except Exception:
-        log.exception("engine callback %r raised", fn)

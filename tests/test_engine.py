@@ -9,7 +9,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -249,33 +248,10 @@ def scripted_model(tok: CodeTokenizer, prompt: str, program: str) -> NanoCodeGen
     return model
 
 
-def _children_of(pid: int) -> list[int]:
-    kids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(d.name))
-    return kids
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (the sandbox: bwrap, the zygote, the running execution)."""
-    out = [pid]
-    for kid in _children_of(pid):
-        out += _tree(kid)
-    return out
-
-
 def test_killed_verifier_worker_fails_its_task_once(tok) -> None:
     prompt = "Loop forever."
     model = scripted_model(tok, prompt, "while True:\n    pass\n")
-    before = set(_children_of(os.getpid()))
     with SandboxPool(workers=1, timeout_s=3.0) as own_pool:
-        workers = set(_children_of(os.getpid())) - before   # this pool's sandbox worker
         engine = Engine(model, tok, own_pool, CFG, max_batch=4)
         engine.start()
         rec = Recorder()
@@ -284,9 +260,10 @@ def test_killed_verifier_worker_fails_its_task_once(tok) -> None:
         while "loop" not in rec.first and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.8)                           # the worker is now running the endless loop
+        workers = own_pool.worker_pids()
         assert workers, "no sandbox worker process found"
-        for p in [q for w in workers for q in _tree(w)]:
-            os.kill(p, signal.SIGKILL)
+        for pid in workers:                       # the worker's process group is its whole sandbox
+            os.killpg(pid, signal.SIGKILL)
         for t in load_eval_tasks()[:3]:           # served after the kill, by a replacement worker
             rec.submit(engine, t)
         rec.wait(60)

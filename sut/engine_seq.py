@@ -1,0 +1,67 @@
+"""One task in flight inside the engine (sut/engine.py): its transcript, slot and attempt state.
+
+``Seq`` offers the ``len`` / ``reset`` / ``append`` interface that ``sut.agent._append_feedback``
+works on, so a retry's feedback and a truncation are laid out by the agent's own code.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from sut import transcript as tr
+from sut.agent import AgentResult
+
+log = logging.getLogger("sut.engine")
+
+OnDone = Callable[[AgentResult], None]
+OnFirstToken = Callable[[int], None]
+PREFILL, DECODE, PARKED = "prefill", "decode", "parked"
+
+
+def one_line(prefix: str, e: BaseException) -> str:
+    return f"{prefix}{type(e).__name__}: {e}".splitlines()[0]
+
+
+class Seq:
+    """One task in flight: its transcript, its slot, the attempt underway and its timings."""
+
+    def __init__(self, task: Any, on_done: OnDone, on_first: OnFirstToken | None, slot: int) -> None:
+        self.task, self.on_done, self.on_first, self.slot = task, on_done, on_first, slot
+        self.result = AgentResult(task.id)
+        self.ids: list[int] = []
+        self.steps: list[int] = []
+        self.cached = 0                 # tokens of ids[] whose keys/values are in the slot
+        self.prefix = tr.Piece()
+        self.state = PREFILL
+        self.attempt = 0
+        self.truncated = False          # the current attempt's transcript was cut (cache rebuilt)
+        self.out: list[int] = []        # tokens generated in the current attempt
+        self.step = self.budget = self.prompt_tokens = self.reused = 0
+        self.temperature = 0.0
+        self.gen: torch.Generator | None = None
+        self.prefill_ms = self.t_decode = self.t_submit = self.t_verdict = 0.0
+        self.code = ""
+        self.future: Any = None
+        self.done = False
+
+    # the interface sut.agent._append_feedback works on
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def reset(self, piece: tr.Piece) -> None:
+        self.ids, self.steps, self.cached = list(piece.ids), list(piece.steps), 0
+
+    def append(self, piece: tr.Piece) -> None:
+        self.ids += piece.ids
+        self.steps += piece.steps
+
+
+def call(fn: Callable[..., None], *args: Any) -> None:
+    """Run a user callback; its exception is logged, never allowed to break the engine."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("engine callback %r raised", fn)
