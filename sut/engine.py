@@ -37,13 +37,14 @@ from tqdm import tqdm
 
 from sut import transcript as tr
 from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, make_generator, sample_next
-from sut.engine_batch import ROW_ALIGN, BatchModel, round_up
+from sut.engine_batch import ROW_ALIGN, BatchModel, round_up, sample_rows
 from sut.engine_seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line
 from sut.model import NanoCodeGen
 from sut.tokenizer import CodeTokenizer
 from verifier.verdict import Status
 
 log = logging.getLogger(__name__)
+
 
 class Engine:
     """Batched, continuously batched agent loops; see the module docstring."""
@@ -319,31 +320,42 @@ class Engine:
             return
         t0 = time.perf_counter()
         try:
-            if self.use_kv_cache:
-                logits = self._batched_logits(rows)
-            else:  # the reference's way: the whole context through the full forward, row by row
-                logits = torch.stack([self.bm.full_logits(s.ids, s.steps) for s in rows])
-        except Exception as e:
+            tokens = self._next_tokens(rows)
+        except Exception as e:  # one batched call: its rows share the failure
             log.exception("decode step failed; failing its %d rows", len(rows))
             for s in rows:
                 self._finish(s, one_line("model: ", e))
             return
-        greedy = [i for i, s in enumerate(rows) if s.temperature <= 0]
-        tokens: dict[int, int] = {}
-        if greedy:  # argmax is row-local: the same ids as sample_next row by row
-            tokens = dict(zip(greedy, logits[greedy].argmax(-1).tolist()))
         self._n["decode_steps"] += 1
         self._n["decode_rows"] += len(rows)
         self._n["decode_flops"] += sum(self.bm.token_flops(len(s.ids)) for s in rows)
-        for i, s in enumerate(rows):
+        for s, token in zip(rows, tokens):
             try:
                 if self.use_kv_cache:
                     s.cached += 1
-                tok = tokens[i] if i in tokens else sample_next(logits[i], s.temperature, self.cfg.top_k, s.gen)
-                self._take(s, tok)
+                self._take(s, token)
             except Exception as e:
                 self._finish(s, one_line("", e))
         self._t["decode_s"] += time.perf_counter() - t0
+
+    def _next_tokens(self, rows: list[Seq]) -> list[int]:
+        """One token for every decoding row: greedy rows by one batched argmax, sampled rows with
+        their own generators (``sample_rows`` draws what ``sample_next`` would, row by row)."""
+        if self.use_kv_cache:
+            logits = self._batched_logits(rows)
+        else:  # the reference's way: the whole context through the full forward, row by row
+            logits = torch.stack([self.bm.full_logits(s.ids, s.steps) for s in rows])
+        tokens = [0] * len(rows)
+        greedy = [i for i, s in enumerate(rows) if s.temperature <= 0]
+        sampled = [i for i, s in enumerate(rows) if s.temperature > 0]
+        if greedy:
+            for i, t in zip(greedy, logits[greedy].argmax(-1).tolist()):
+                tokens[i] = t
+        if sampled:
+            drawn = sample_rows(logits[sampled], self.cfg.temperature, self.cfg.top_k, [rows[i].gen for i in sampled])
+            for i, t in zip(sampled, drawn):
+                tokens[i] = t
+        return tokens
 
     def _batched_logits(self, rows: list[Seq]) -> torch.Tensor:
         R = round_up(rows[-1].slot + 1, ROW_ALIGN)

@@ -32,7 +32,8 @@ from sut.model import KVCache, NanoCodeGen
 
 ROW_ALIGN = 8
 KEY_ALIGN = 64
-RUN_GAP = 2
+RUN_GAP = 2      # bridge holes of up to this many idle slots inside one attention call
+RUN_ROWS = 16    # at most this many rows per attention call, each call with its own key length
 
 
 def round_up(n: int, m: int) -> int:
@@ -48,6 +49,20 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     """
     s = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2)) + mask  # (n, nh, 1, keys)
     return torch.matmul(torch.softmax(s, -1), v)
+
+
+def sample_rows(logits: Tensor, temperature: float, top_k: int | None, gens: list[torch.Generator]) -> list[int]:
+    """``sut.agent.sample_next`` for many rows at once: the same tokens, row by row, bit for bit.
+
+    Temperature, top-k and softmax are row-local, so they run once over the batch; only the
+    draw is per row, from each row's own generator (the one-sequence agent's draw).
+    """
+    x = logits.float() / temperature
+    if top_k is not None and top_k < x.shape[-1]:
+        kth = torch.topk(x, top_k, dim=-1).values[:, -1:]
+        x = x.masked_fill(x < kth, float("-inf"))
+    probs = torch.softmax(x, dim=-1)
+    return [int(torch.multinomial(probs[i], 1, generator=g)) for i, g in enumerate(gens)]
 
 
 class BatchModel:
@@ -143,14 +158,14 @@ class BatchModel:
         return m.lm_head(m.ln_f(h))[:n]                                         # (n, V)
 
     @staticmethod
-    def _runs(rows: list[int], gap: int = RUN_GAP) -> list[tuple[int, int]]:
-        """Slot ranges [lo, hi) covering the sorted decoding ``rows``; holes of up to ``gap``
-        non-decoding slots are bridged (one attention call costs about what two idle rows do)."""
+    def _runs(rows: list[int], gap: int = RUN_GAP, most: int = RUN_ROWS) -> list[tuple[int, int]]:
+        """Slot ranges [lo, hi) covering the sorted decoding ``rows``: holes of up to ``gap`` idle
+        slots are bridged (a call costs about what two idle rows do) and ranges are cut at ``most``
+        rows, so a short sequence does not read keys up to its longest neighbour's length."""
         runs = [[rows[0], rows[0] + 1]]
         for r in rows[1:]:
-            if r - runs[-1][1] <= gap:
+            if r - runs[-1][1] <= gap and r + 1 - runs[-1][0] <= most:
                 runs[-1][1] = r + 1
             else:
                 runs.append([r, r + 1])
         return [(lo, hi) for lo, hi in runs]
-

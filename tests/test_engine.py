@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from sut import transcript as tr
-from sut.agent import AgentConfig, AgentResult, run_agent
+from sut.agent import AgentConfig, AgentResult, make_generator, run_agent, sample_next
 from sut.engine import Engine
-from sut.engine_batch import BatchModel
+from sut.engine_batch import BatchModel, sample_rows
 from sut.model import GPTConfig, NanoCodeGen
 from sut.tasks import Task, load_eval_tasks
 from sut.tokenizer import CodeTokenizer, train_tokenizer
@@ -139,6 +139,17 @@ def test_decode_rows_are_bitwise_batch_invariant(tok) -> None:
             assert torch.equal(alone, decode_row(target, list(range(20)), 9))
             assert torch.equal(alone, decode_row(target, [19], 9))
             assert not torch.equal(alone, decode_row(target, [], 10))     # the row's own input does matter
+
+
+@pytest.mark.parametrize("top_k", [None, 20])
+def test_sample_rows_draws_what_sample_next_draws(top_k) -> None:
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(9, 400, generator=g) * 3
+    logits[4, :10] = logits[4].max()                     # ties at the top
+    for step in range(5):
+        batched = sample_rows(logits, 0.7, top_k, [make_generator(step, f"t{i}", 1) for i in range(9)])
+        single = [sample_next(logits[i], 0.7, top_k, make_generator(step, f"t{i}", 1)) for i in range(9)]
+        assert batched == single
 
 
 # -- faults: every task gets exactly one on_done -------------------------------------------------
