@@ -114,3 +114,32 @@ def test_audit_refusals(trees, tmp_path):
     assert "python harness/run.py --scenario Offline" in proc.stderr
     proc = run_py(*base, "--results-dir", str(trees.honest), "--audit", "TEST04")
     assert proc.returncode == 2 and "already holds an audit" in proc.stderr
+
+
+SS_CONF = """\
+nano-codegen-agent.*.min_duration = 10000
+nano-codegen-agent.SingleStream.min_query_count = 64
+nano-codegen-agent.SingleStream.target_latency = 1
+"""
+
+
+def test_real_harness_run_and_audit_pass_the_checker(tmp_path):
+    """The real pipeline (run.py, engine, model, sandbox) writes what the checker accepts.
+
+    SingleStream lasts max(10 s, 64 tasks) whatever the machine's speed, and its TEST06 checks
+    the first tokens the SUT reported against the reference tokenizer.
+    """
+    conf = tmp_path / "user.conf"
+    conf.write_text(SS_CONF)
+    base = ["--scenario", "SingleStream", "--count", "8", "--results-dir", str(tmp_path / "results"),
+            "--system-name", "e2e", "--no-progress", "--threads", "1", "--user-conf", str(conf)]
+    proc = run_py(*base)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_py(*base, "--audit", "TEST06")
+    assert proc.returncode == 0 and "TEST06 SingleStream: TEST PASS" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    folder = tmp_path / "results/e2e/nano-codegen-agent/SingleStream"
+    assert "First token check pass: True" in (folder / "TEST06/verify_accuracy.txt").read_text()
+    proc = subprocess.run([sys.executable, "harness/check_submission.py", str(tmp_path / "results")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout
+    assert "quick" in proc.stdout.splitlines()[2] and "PASS" in proc.stdout.splitlines()[2]
