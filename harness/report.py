@@ -233,6 +233,22 @@ def _table(data: list[ScenarioData]) -> list[str]:
     return lines
 
 
+def attempt_table(records: list[dict]) -> list[str]:
+    """One row per attempt index: how many, context, tokens, time split, and how many passed."""
+    by: dict[int, list[dict]] = {}
+    for a in _attempts(records):
+        by.setdefault(a["attempt"], []).append(a)
+    lines = ["| attempt | count | mean context (tokens) | mean generated | prefill ms | decode ms | verify ms | passed |",
+             "|---|---|---|---|---|---|---|---|"]
+    for k in sorted(by):
+        rows = by[k]
+        mean = lambda key: statistics.fmean(r[key] for r in rows)  # noqa: E731
+        lines.append(f"| {k + 1} | {len(rows)} | {mean('prompt_tokens'):.0f} | {mean('gen_tokens'):.1f} "
+                     f"| {mean('prefill_ms'):.1f} | {mean('decode_ms'):.1f} | {mean('verify_ms'):.1f} "
+                     f"| {sum(r['status'] == 'passed' for r in rows)} |")
+    return lines
+
+
 def report_system(system_dir: Path, out: Path) -> list[str]:
     """The report section for one system; writes its PNGs into ``out``."""
     bench = system_dir / BENCHMARK
@@ -248,6 +264,9 @@ def report_system(system_dir: Path, out: Path) -> list[str]:
         plots[1:1] = [("attempts", "Attempts to correct",
                        lambda recs, p: plot_attempts(recs, f"{acc_source.scenario} accuracy run", p), acc_source.acc_records),
                       ("tokens_per_attempt", "Tokens per attempt", plot_tokens, acc_source.acc_records)]
+    if acc_source is not None:
+        md += [f"### Attempts, one row per retry ({acc_source.scenario} accuracy run, each task once)", "",
+               *attempt_table(acc_source.acc_records), ""]
     for stem, title, fn, arg in plots:
         png = out / f"{name}_{stem}.png"
         fn(arg, png)
