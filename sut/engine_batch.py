@@ -100,16 +100,31 @@ class BatchModel:
 
     # -- prefill: one sequence, exactly the single-sequence agent's call -------------------
     def prefill(self, ids: list[int], steps: list[int], slot: int, start: int) -> Tensor:
-        """Run ``ids`` (positions start..) into ``slot``; logits after the last token (V,)."""
-        dev = self.device
-        idx = torch.tensor([ids], device=dev)
-        st = torch.tensor([steps], device=dev)
+        """Run ``ids`` (positions start..) into ``slot``; logits after the last token (V,).
+
+        The same computation as ``NanoCodeGen.forward_cached`` for one row (the agent's
+        prefill), written against views of the slot rather than a gathered copy of it.
+        """
+        m, dev, T = self.model, self.device, len(ids)
         if self.cache is None:  # no cache: the whole context through the full forward
-            logits, _ = self.model(idx, st)
+            logits, _ = m(torch.tensor([ids], device=dev), torch.tensor([steps], device=dev))
             return logits[0, -1]
-        out = self.model.forward_cached(idx, st, torch.tensor([slot], device=dev),
-                                        torch.tensor([start], device=dev), self.cache)
-        return out[0]
+        end, C, nh, hd = start + T, m.config.n_embd, self.nh, self.hd
+        if end > self.window:
+            raise ValueError(f"a row would reach position {end}: the cache holds {self.window} tokens")
+        meta = torch.tensor([ids, steps], device=dev)                           # (2, T)
+        pos = self._key_pos[start:end]
+        mask = (self._key_pos[:end] <= pos[:, None])[None, None]                # (1, 1, T, end): causal
+        x = m.wte(meta[0]) + m.wpe(pos) + m.wse(meta[1])                        # (T, C), as model._embed
+        for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wo, bo) in enumerate(self._layers):
+            qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba)           # (T, 3C)
+            kv = self.kv[i, :, slot]                                            # (2, nh, L, hd) view
+            kv[:, :, start:end] = qkv[:, C:].view(T, 2, nh, hd).permute(1, 2, 0, 3)
+            q = qkv[:, :C].view(T, nh, hd).transpose(0, 1)[None]                # (1, nh, T, hd)
+            y = F.scaled_dot_product_attention(q, kv[0, None, :, :end], kv[1, None, :, :end], attn_mask=mask)
+            x = x + F.linear(y[0].transpose(0, 1).reshape(T, C), wp, bp)
+            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf)), wo, bo)
+        return m.lm_head(m.ln_f(x[-1]))                                         # (V,)
 
     def full_logits(self, ids: list[int], steps: list[int]) -> Tensor:
         """The reference's way: recompute the whole context for one token; logits (V,)."""
