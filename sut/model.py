@@ -172,13 +172,7 @@ class NanoCodeGen(nn.Module):
     def _embed(self, idx: Tensor, steps: Tensor, pos: Tensor) -> Tensor:
         return self.drop(self.wte(idx) + self.wpe(pos) + self.wse(steps))  # (B, T, C)
 
-    def forward(self, idx: Tensor, steps: Tensor, targets: Tensor | None = None,
-                loss_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """Full causal forward over (B, T) tokens: logits (B, T, V) and the masked mean loss.
-
-        ``loss_mask`` (B, T) selects which targets count (code and <|end|> only; padding
-        and prompt/feedback positions are 0). Used for training and as the no-cache path.
-        """
+    def _hidden(self, idx: Tensor, steps: Tensor) -> Tensor:
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"cannot forward a sequence of {T} tokens: block_size is {self.config.block_size}")
@@ -187,7 +181,17 @@ class NanoCodeGen(nn.Module):
         x = self._embed(idx, steps, torch.arange(T, device=idx.device))
         for block in self.blocks:
             x = block(x)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        return self.ln_f(x)  # (B, T, C)
+
+    def forward(self, idx: Tensor, steps: Tensor, targets: Tensor | None = None,
+                loss_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Full causal forward over (B, T) tokens: logits (B, T, V) and the masked mean loss.
+
+        ``loss_mask`` (B, T) selects which targets count (code and <|end|> only; padding
+        and prompt/feedback positions are 0). Used for tests and as the no-cache path;
+        training calls ``loss``, which skips the LM head where nothing is learnt.
+        """
+        logits = self.lm_head(self._hidden(idx, steps))  # (B, T, V)
         if targets is None:
             return logits, None
         ce = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="none")
@@ -195,6 +199,13 @@ class NanoCodeGen(nn.Module):
             return logits, ce.mean()
         m = loss_mask.reshape(-1).to(ce.dtype)
         return logits, (ce * m).sum() / m.sum().clamp(min=1.0)
+
+    def loss(self, idx: Tensor, steps: Tensor, targets: Tensor, loss_mask: Tensor) -> Tensor:
+        """Mean cross-entropy over the positions where ``loss_mask`` is set; the LM head
+        runs only there (about a quarter of a retry transcript's positions)."""
+        sel = loss_mask.bool()
+        h = self._hidden(idx, steps)[sel]                # (N, C)
+        return F.cross_entropy(self.lm_head(h).float(), targets[sel])
 
     def setup_cache(self, max_slots: int, max_seq: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
         """Allocate (once) and return ``self.kv_cache``; a call that asks for no more than

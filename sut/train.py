@@ -51,6 +51,7 @@ class TrainConfig:
     vocab_size: int = 1536
     tokenizer_tasks: int = 6000     # examples whose texts the BPE is learnt from
     val_tasks: int = 128            # agent run on validation tasks for pass@1 / pass@final
+    val_max_new_tokens: int = AgentConfig.max_new_tokens
     val_loss_tasks: int = 256
     eval_every: int = 250
     threads: int = 2
@@ -59,7 +60,7 @@ class TrainConfig:
 
 
 SMOKE = dict(steps=30, batch_size=16, train_tasks=300, mistakes_per_task=1, tokenizer_tasks=300, vocab_size=512,
-             val_tasks=4, val_loss_tasks=32, eval_every=15, warmup=5)
+             val_tasks=3, val_loss_tasks=32, val_max_new_tokens=16, eval_every=15, warmup=5)
 SMOKE_MODEL = dict(n_layer=2, n_head=2, n_embd=64)
 
 
@@ -76,7 +77,7 @@ def masked_loss(model: NanoCodeGen, batches: list[train_data.Batch], device: str
     model.eval()
     total = count = 0.0
     for idx, steps, targets, mask in batches:
-        _, loss = model(idx.to(device), steps.to(device), targets.to(device), mask.to(device))
+        loss = model.loss(idx.to(device), steps.to(device), targets.to(device), mask.to(device))
         n = float(mask.sum())
         total, count = total + float(loss) * n, count + n
     model.train()
@@ -126,15 +127,16 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
         idx, steps, targets, mask = (t.to(cfg.device) for t in batches.pop())
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        _, loss = model(idx, steps, targets, mask)
+        loss = model.loss(idx, steps, targets, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         tokens_seen += idx.numel()
         loss_tokens += int(mask.sum())
-        ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
-        curve.append((step, float(loss)))
+        lv = loss.item()
+        ema = lv if ema is None else 0.95 * ema + 0.05 * lv
+        curve.append((step, lv))
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             val_curve.append((step + 1, masked_loss(model, val_batches, cfg.device)))
             bar.set_postfix(loss=f"{ema:.3f}", val=f"{val_curve[-1][1]:.3f}")
@@ -145,7 +147,7 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
 
     model.eval()
     with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0) as pool:
-        summary = evaluate_tasks(model, tok, pool, val[:cfg.val_tasks], AgentConfig(seed=cfg.seed), cfg.device,
+        summary = evaluate_tasks(model, tok, pool, val[:cfg.val_tasks], AgentConfig(max_new_tokens=cfg.val_max_new_tokens, seed=cfg.seed), cfg.device,
                                  desc="validate")
     t_end = time.perf_counter()
     metrics = {

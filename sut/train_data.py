@@ -19,7 +19,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
 from sut import transcript as tr
 from sut.mistakes import plausible_mistake
@@ -42,7 +41,7 @@ def take_train_tasks(n: int, seed: int) -> list[Task]:
     return list(itertools.islice(iter_train_tasks(seed), n))
 
 
-def build_examples(tasks: Sequence[Task], pool, per_task: int, seed: int, chunk: int = 512) -> list[Example]:
+def build_examples(tasks: Sequence[Task], pool, per_task: int, seed: int) -> list[Example]:
     """Draw up to ``per_task`` distinct mistakes per task and keep the ones the verifier rejects."""
     drafts: list[tuple[int, str]] = []
     for i, task in enumerate(tasks):
@@ -55,18 +54,14 @@ def build_examples(tasks: Sequence[Task], pool, per_task: int, seed: int, chunk:
                 drafts.append((i, code))
             if len(seen) > per_task:
                 break
+    verdicts = pool.verify_many([(code, tasks[i].check) for i, code in drafts], progress=True)
     examples = [Example(t, []) for t in tasks]
     dropped = 0
-    with tqdm(total=len(drafts), desc="verify mistakes", unit="prog", dynamic_ncols=True) as bar:
-        for start in range(0, len(drafts), chunk):
-            part = drafts[start:start + chunk]
-            verdicts = pool.verify_many([(code, tasks[i].check) for i, code in part])
-            for (i, code), v in zip(part, verdicts):
-                if v.passed or v.status.value == "sandbox_error" or not v.feedback:
-                    dropped += 1
-                else:
-                    examples[i].mistakes.append((code, v.feedback))
-            bar.update(len(part))
+    for (i, code), v in zip(drafts, verdicts):
+        if v.passed or v.status.value == "sandbox_error" or not v.feedback:
+            dropped += 1
+        else:
+            examples[i].mistakes.append((code, v.feedback))
     log.info("mistakes: %d drafted, %d kept, %d dropped (passed or no feedback)", len(drafts), len(drafts) - dropped,
              dropped)
     return examples

@@ -103,3 +103,11 @@ def test_setup_cache_is_idempotent_and_kv_bytes(model: NanoCodeGen) -> None:
     assert model.kv_bytes(10) == 2 * cfg.n_layer * cfg.n_embd * 10 * 4
     assert c2.nbytes() == model.kv_bytes(BLOCK) * 8
     model.kv_cache = None
+
+
+def test_training_loss_equals_masked_forward_loss(model: NanoCodeGen) -> None:
+    idx, steps = _seqs(3, 25, seed=7)
+    targets = torch.roll(idx, -1, dims=1)
+    mask = (torch.rand(3, 25, generator=torch.Generator().manual_seed(1)) < 0.3).long()
+    _, full = model(idx, steps, targets, mask)
+    assert torch.allclose(model.loss(idx, steps, targets, mask), full, atol=1e-5)
