@@ -47,12 +47,19 @@ def matmul_peak(device: str = "cpu", n: int = 2048, reps: int = 5) -> float:
     return 2 * n ** 3 / best
 
 
-def decode_rate(run: Callable[[int], float], batch: int, n_new: int, reps: int = 2) -> dict[str, float]:
-    """Decode tokens/s from wall times of whole generations of 1 and ``n_new`` tokens (prefill cancels)."""
-    t1 = min(run(1) for _ in range(reps))
-    tn = min(run(n_new) for _ in range(reps))
-    return {"decode_tok_s": batch * (n_new - 1) / max(tn - t1, 1e-9), "end_to_end_tok_s": batch * n_new / tn,
-            "t_1_s": t1, "t_n_s": tn}
+def decode_rates(runs: dict[str, Callable[[int], float]], batch: int, n_new: int, reps: int = 3
+                 ) -> dict[str, dict[str, float]]:
+    """Decode tokens/s of each named generator from wall times of whole generations of 1 and
+    ``n_new`` tokens (prefill cancels), interleaved rep by rep so that a busy spell on a shared
+    machine hits every contender alike; the best of ``reps`` counts."""
+    t1 = {k: float("inf") for k in runs}
+    tn = dict(t1)
+    for _ in range(reps):
+        for name, run in runs.items():
+            t1[name] = min(t1[name], run(1))
+            tn[name] = min(tn[name], run(n_new))
+    return {k: {"decode_tok_s": batch * (n_new - 1) / max(tn[k] - t1[k], 1e-9), "end_to_end_tok_s": batch * n_new / tn[k],
+                "t_1_s": t1[k], "t_n_s": tn[k]} for k in runs}
 
 
 def random_model(cfg: GPTConfig, tok: CodeTokenizer, device: str, sharp: bool = False) -> NanoCodeGen:
@@ -133,15 +140,13 @@ def kernel_flops(model: NanoCodeGen, batch: int, prompt: int, n_new: int) -> dic
     g = torch.Generator().manual_seed(1)
     for b in range(batch):
         bm.prefill(torch.randint(6, model.config.vocab_size, (prompt,), generator=g).tolist(), [0] * prompt, b, 0)
-    R = bm.n_slots
-    toks, steps, pos, rows = [7] * R, [0] * R, [prompt] * R, list(range(batch))
+    toks, steps, pos, rows = [7] * batch, [0] * batch, [prompt] * batch, list(range(batch))
     flops = 0
     sync(dev)
     t0 = time.perf_counter()
     for i in range(n_new):
-        nxt = bm.decode(toks, steps, pos, rows).argmax(-1).tolist()
+        toks = bm.decode(rows, toks, steps, pos).argmax(-1).tolist()
         flops += batch * bm.token_flops(prompt + i + 1)
-        toks[:batch] = nxt
         pos = [p + 1 for p in pos]
     sync(dev)
     dt = time.perf_counter() - t0

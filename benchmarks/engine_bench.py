@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.bench_util import (agent_table, cpu_model, decode_rate, matmul_peak, plot_prefill, prefill_sweep,
+from benchmarks.bench_util import (agent_table, cpu_model, decode_rates, matmul_peak, plot_prefill, prefill_sweep,
                                    random_model, synthetic_task)
 from sut.agent import AgentConfig, AgentResult
 from sut.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
@@ -78,11 +78,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_engine(model: Any, tok: Any, pool: SandboxPool, tasks: list[Any], cfg: AgentConfig, device: str,
-               desc: str, **kw: Any) -> tuple[list[AgentResult], float, dict[str, Any]]:
+               desc: str, progress: bool = True, **kw: Any) -> tuple[list[AgentResult], float, dict[str, Any]]:
     engine = Engine(model, tok, pool, cfg, device=device, **kw)
     engine.start()
     t0 = time.perf_counter()
-    results = engine.run(tasks, progress=True)
+    results = engine.run(tasks, progress=progress)
     wall = time.perf_counter() - t0
     engine.stop(close_pool=False)
     errors = [r.error for r in results if r.error]
@@ -99,18 +99,20 @@ def bench_decode(a: argparse.Namespace, tok: Any, pool: SandboxPool, cfg_model: 
 
     def ours(batch: int, n_new: int) -> float:
         cfg = AgentConfig(max_attempts=1, max_new_tokens=n_new)
-        _, wall, stats = run_engine(model, tok, pool, [task] * batch, cfg, a.device, "decode", max_batch=batch)
+        _, wall, stats = run_engine(model, tok, pool, [task] * batch, cfg, a.device, "decode", progress=False,
+                                    max_batch=batch)
         assert stats["tokens_generated"] == batch * n_new, stats
         return wall
 
-    hf = None
     if not a.skip_hf:
         from benchmarks.hf_baseline import build_gpt2, hf_generate_seconds
         hf = build_gpt2(cfg_model, a.device)
     for batch in (1, 32):
-        row = {"ours": decode_rate(lambda n: ours(batch, n), batch, a.new_tokens)}
-        if hf is not None:
-            row["hf"] = decode_rate(lambda n: hf_generate_seconds(hf, prompt_ids, batch, n, a.device), batch, a.new_tokens)
+        runs = {"ours": lambda n, b=batch: ours(b, n)}
+        if not a.skip_hf:
+            runs["hf"] = lambda n, b=batch: hf_generate_seconds(hf, prompt_ids, b, n, a.device)
+        row = decode_rates(runs, batch, a.new_tokens)
+        if "hf" in row:
             row["ratio"] = row["ours"]["decode_tok_s"] / row["hf"]["decode_tok_s"]
         out[f"batch_{batch}"] = row
     return out
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python -m benchmarks.engine_bench", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": a.threads, "device": a.device,
                     "torch": torch.__version__, "python": platform.python_version(), "loadavg_start": load0},
-        "model": {**cfg_model.to_dict(), "trained_checkpoint": trained, "params": model.num_params()},
+        "model": {**cfg_model.to_dict(), "trained_checkpoint": str(a.checkpoint) if trained else None,
+                  "params": model.num_params()},
     }
     res["matmul_peak_gflops"] = matmul_peak(a.device) / 1e9
     with SandboxPool(workers=a.workers or None) as pool:
@@ -208,7 +211,8 @@ def report(r: dict[str, Any]) -> None:
     m = r["machine"]
     print(f"\nmachine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}, {m['threads']} threads, device {m['device']}, "
           f"load average {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}")
-    print(f"model: {r['model']['params'] / 1e6:.2f}M params, trained checkpoint: {r['model']['trained_checkpoint']}; "
+    print(f"model: {r['model']['params'] / 1e6:.2f}M params, checkpoint for the agent runs: "
+          f"{r['model']['trained_checkpoint'] or 'none (untrained stand-in)'}; "
           f"verifier isolation: {r['isolation']}")
     print(f"fp32 matmul peak (torch.mm 2048^3, same threads): {r['matmul_peak_gflops']:.1f} GFLOP/s "
           f"(again at the end: {r['matmul_peak_gflops_end']:.1f})")

@@ -358,17 +358,9 @@ class Engine:
         return tokens
 
     def _batched_logits(self, rows: list[Seq]) -> torch.Tensor:
-        R = round_up(rows[-1].slot + 1, ROW_ALIGN)
-        tokens, steps, pos = [0] * R, [0] * R, [0] * R
-        for slot, s in self._active.items():
-            if slot >= R:
-                continue
-            if s.state == DECODE:
-                tokens[slot], steps[slot], pos[slot] = s.ids[-1], s.steps[-1], s.cached
-            else:  # dummy row: write at a position the slot does not need (overwritten before it is read)
-                pos[slot] = min(s.cached, self.window - 1)
-        self._n["rows_computed"] += R
-        return self.bm.decode(tokens, steps, pos, [s.slot for s in rows])
+        self._n["rows_computed"] += round_up(len(rows), ROW_ALIGN)
+        return self.bm.decode([s.slot for s in rows], [s.ids[-1] for s in rows], [s.steps[-1] for s in rows],
+                              [s.cached for s in rows])
 
     def _finish(self, seq: Seq, error: str | None = None) -> None:
         """Complete a task exactly once: free its slot and call its on_done."""

@@ -132,45 +132,52 @@ class BatchModel:
         return logits[0, -1]
 
     # -- decode: one token for each slot in [0, R) --------------------------------------
-    def decode(self, tokens: list[int], steps: list[int], pos: list[int], head_rows: list[int]) -> Tensor:
-        """Feed ``tokens[r]`` at position ``pos[r]`` of slot r for r < R = len(tokens) (a multiple
-        of ROW_ALIGN); return logits (len(head_rows), V) for the rows that need them.
-
-        Dummy rows must carry a position whose cache entry is not needed (at or beyond the
-        slot's cached length): their keys/values are written there and overwritten later.
-        """
+    def decode(self, slots: list[int], tokens: list[int], steps: list[int], pos: list[int]) -> Tensor:
+        """Feed ``tokens[i]`` at position ``pos[i]`` of slot ``slots[i]`` (sorted, distinct) for every
+        decoding row; logits (n, V). The matmuls run on rows padded to a multiple of ROW_ALIGN with
+        copies of row 0; the copies write nothing to the cache and attend to nothing."""
         assert self.cache is not None
-        m, L, C = self.model, self.window, self.model.config.n_embd
-        R, dev, nh, hd = len(tokens), self.device, self.nh, self.hd
-        meta = torch.tensor([tokens, steps, pos], device=dev)                   # (3, R)
-        tok_t, step_t, pos_t = meta[0], meta[1], meta[2]
-        runs = []                                                               # (lo, hi, keys, mask)
-        for lo, hi in self._runs(head_rows):
-            keys = min(round_up(max(pos[lo:hi]) + 1, KEY_ALIGN), L)
-            mask = torch.zeros(hi - lo, 1, 1, keys, device=dev, dtype=self.kv.dtype)  # additive: 0 or -inf
-            runs.append((lo, hi, keys, mask.masked_fill_(self._key_pos[:keys] > pos_t[lo:hi, None, None, None],
-                                                          float("-inf"))))
-        whole = len(runs) == 1 and runs[0][:2] == (0, R)
-        y = None if whole else torch.zeros(R, nh, 1, hd, device=dev, dtype=self.kv.dtype)
-        rows = self._rows[:R]
-        x = m.wte(tok_t) + m.wpe(pos_t) + m.wse(step_t)                         # (R, C), as model._embed
+        m, L, C, dev, nh, hd = self.model, self.window, self.model.config.n_embd, self.device, self.nh, self.hd
+        n = len(slots)
+        P = round_up(n, ROW_ALIGN)
+        fill = P - n
+        meta = torch.tensor([slots + slots[:1] * fill, tokens + tokens[:1] * fill, steps + steps[:1] * fill,
+                             pos + pos[:1] * fill], device=dev)                   # (4, P)
+        slot_t, tok_t, step_t, pos_t = meta
+        # attention runs: ranges of slots, each read as a view of the cache with its own key length
+        where = dict(zip(slots, range(n)))
+        runs, run_pos, place = [], [], [0] * n                                 # place: row -> index in run space
+        for lo, hi in self._runs(slots):
+            o = len(run_pos)
+            for sl in range(lo, hi):
+                if sl in where:
+                    place[where[sl]] = o + sl - lo
+            run_pos += [pos[where[sl]] if sl in where else 0 for sl in range(lo, hi)]   # idle slots: key 0 only
+            runs.append((lo, hi, o, min(round_up(max(run_pos[o:]) + 1, KEY_ALIGN), L)))
+        rp = torch.tensor(run_pos, device=dev)
+        masks = [torch.zeros(hi - lo, 1, 1, keys, device=dev, dtype=self.kv.dtype).masked_fill_(
+                 self._key_pos[:keys] > rp[o:o + hi - lo, None, None, None], float("-inf"))   # additive
+                 for lo, hi, o, keys in runs]
+        dense = len(run_pos) == n                                              # no idle slot inside a run
+        y = torch.zeros(P if dense else len(run_pos), nh, 1, hd, device=dev, dtype=self.kv.dtype)
+        if not dense:
+            q_run = torch.zeros(len(run_pos), nh, 1, hd, device=dev, dtype=self.kv.dtype)
+            place_t = torch.tensor(place, device=dev)
+            gather_t = torch.tensor(place + place[:1] * fill, device=dev)
+        x = m.wte(tok_t) + m.wpe(pos_t) + m.wse(step_t)                         # (P, C), as model._embed
         for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wo, bo) in enumerate(self._layers):
-            qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba)           # (R, 3C)
+            qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba)           # (P, 3C)
             kv = self.kv[i]                                                     # (2, S, nh, L, hd)
-            kv[:, rows, :, pos_t] = qkv[:, C:].view(R, 2, nh, hd)              # advanced dims first
-            q = qkv[:, :C].view(R, nh, 1, hd)
-            for lo, hi, keys, mask in runs:   # attention only where rows decode; views of the cache, no copies
-                out = attend(q[lo:hi], kv[0, lo:hi, :, :keys], kv[1, lo:hi, :, :keys], mask)  # (hi-lo, nh, 1, hd)
-                if whole:
-                    y = out
-                else:
-                    y[lo:hi] = out
-            x = x + F.linear(y.view(R, C), wp, bp)
+            kv[:, slot_t[:n], :, pos_t[:n]] = qkv[:n, C:].view(n, 2, nh, hd)   # advanced dims first
+            q = qkv[:, :C].view(P, nh, 1, hd)
+            if not dense:
+                q = q_run.index_copy_(0, place_t, q[:n])
+            for (lo, hi, o, keys), mask in zip(runs, masks):
+                y[o:o + hi - lo] = attend(q[o:o + hi - lo], kv[0, lo:hi, :, :keys], kv[1, lo:hi, :, :keys], mask)
+            out = y if dense else y.index_select(0, gather_t)                   # (P, nh, 1, hd)
+            x = x + F.linear(out.view(P, C), wp, bp)
             x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf)), wo, bo)
-        n = len(head_rows)
-        padded = head_rows + [head_rows[0]] * (round_up(n, ROW_ALIGN) - n)
-        h = x[torch.tensor(padded, device=dev)]
-        return m.lm_head(m.ln_f(h))[:n]                                         # (n, V)
+        return m.lm_head(m.ln_f(x))[:n]                                         # (n, V)
 
     @staticmethod
     def _runs(rows: list[int], gap: int = RUN_GAP, most: int = RUN_ROWS) -> list[tuple[int, int]]:
