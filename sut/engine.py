@@ -63,6 +63,7 @@ class Engine:
         self.isolation: str = getattr(pool, "isolation", "unknown")
         self.window = model.config.block_size
         self.bm = BatchModel(self.model, max_batch, use_kv_cache)
+        self._kv_token_bytes = model.kv_bytes(1)
         self._cv = threading.Condition()
         self._queue: deque[tuple[Any, OnDone, OnFirstToken | None, float]] = deque()
         self._ready: deque[Seq] = deque()     # parked sequences whose verdict has arrived
@@ -307,7 +308,7 @@ class Engine:
             reused_tokens=seq.reused, prefilled_tokens=seq.prompt_tokens - seq.reused, prefill_ms=seq.prefill_ms,
             decode_ms=(seq.t_submit - seq.t_decode) * 1e3, verify_ms=(now - seq.t_submit) * 1e3,
             status=(verdict.status if verdict is not None else Status.SANDBOX_ERROR).value,
-            kv_bytes=self.model.kv_bytes(len(seq)), truncated=seq.truncated, code=seq.code,
+            kv_bytes=self._kv_token_bytes * len(seq), truncated=seq.truncated, code=seq.code,
             feedback=verdict.feedback if verdict is not None else "", token_ids=list(seq.out)))
         seq.result.n_tokens += len(seq.out)
         seq.t_verdict = 0.0

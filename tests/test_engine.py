@@ -150,9 +150,10 @@ def test_sample_rows_draws_what_sample_next_draws(top_k) -> None:
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(9, 400, generator=g) * 3
     logits[4, :10] = logits[4].max()                     # ties at the top
-    for step in range(5):
-        batched = sample_rows(logits, 0.7, top_k, [make_generator(step, f"t{i}", 1) for i in range(9)])
-        single = [sample_next(logits[i], 0.7, top_k, make_generator(step, f"t{i}", 1)) for i in range(9)]
+    for step in range(20):
+        temp = (0.7, 1.3)[step % 2]
+        batched = sample_rows(logits, temp, top_k, [make_generator(step, f"t{i}", 1) for i in range(9)])
+        single = [sample_next(logits[i], temp, top_k, make_generator(step, f"t{i}", 1)) for i in range(9)]
         assert batched == single
 
 
