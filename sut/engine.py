@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from sut import transcript as tr
-from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, make_generator, sample_next
+from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, make_generator
 from sut.engine_batch import ROW_ALIGN, BatchModel, round_up, sample_rows
 from sut.engine_seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line
 from sut.model import NanoCodeGen
@@ -73,8 +73,9 @@ class Engine:
         self._stopping = self._closed = False
         self._drain = True
         self._n = dict(submitted=0, done=0, errors=0, passed=0, attempts=0, tokens=0, reused=0, prefilled=0,
-                       rebuilds=0, decode_steps=0, decode_rows=0, rows_computed=0, decode_flops=0, loop_errors=0)
-        self._t = dict(prefill_s=0.0, decode_s=0.0)
+                       rebuilds=0, steps=0, decode_steps=0, decode_rows=0, rows_computed=0, decode_flops=0,
+                       model_flops=0, loop_errors=0)
+        self._t = dict(prefill_s=0.0, decode_s=0.0, step_s=0.0)
 
     # -- public API -------------------------------------------------------------------------
     def submit(self, task: Any, on_done: OnDone, on_first_token: OnFirstToken | None = None) -> None:
@@ -143,8 +144,9 @@ class Engine:
             "prefix_reuse_hit_rate": n["reused"] / seen if seen else 0.0, "cache_rebuilds": n["rebuilds"],
             "decode_steps": n["decode_steps"], "mean_decode_rows": n["decode_rows"] / steps,
             "mean_batch_occupancy": n["decode_rows"] / steps / self.max_batch,
-            "rows_computed": n["rows_computed"], "decode_flops": n["decode_flops"],
-            "prefill_s": t["prefill_s"], "decode_s": t["decode_s"], "loop_errors": n["loop_errors"],
+            "rows_computed": n["rows_computed"], "decode_flops": n["decode_flops"], "model_flops": n["model_flops"],
+            "steps": n["steps"], "step_s": t["step_s"], "prefill_s": t["prefill_s"], "decode_s": t["decode_s"],
+            "loop_errors": n["loop_errors"],
             "max_batch": self.max_batch, "use_kv_cache": self.use_kv_cache, "prefix_reuse": self.prefix_reuse,
             "isolation": self.isolation,
         }
@@ -156,8 +158,7 @@ class Engine:
                 try:
                     self._collect_verdicts()
                     self._admit()
-                    self._prefill_new()
-                    self._decode_step()
+                    self._step()
                 except Exception as e:  # a bug of ours: fail what is in flight, keep serving
                     log.exception("engine loop failed; failing %d tasks in flight", len(self._active))
                     self._n["loop_errors"] += 1
@@ -205,15 +206,8 @@ class Engine:
                 log.warning("task %s rejected: %s", seq.task.id, e)
                 self._finish(seq, one_line("", e))
 
-    def _prefill_new(self) -> None:
-        for seq in sorted((s for s in self._active.values() if s.state == PREFILL), key=lambda s: s.slot):
-            try:
-                self._start_attempt(seq)
-            except Exception as e:
-                log.warning("task %s failed in prefill: %s", seq.task.id, e)
-                self._finish(seq, one_line("", e))
-
-    def _start_attempt(self, seq: Seq) -> None:
+    def _begin_attempt(self, seq: Seq) -> None:
+        """Set up attempt ``seq.attempt``: its budget, generator and what must be prefilled."""
         k, cfg = seq.attempt, self.cfg
         budget = min(cfg.max_new_tokens, self.window - len(seq) - 1)   # room for a closing <|end|>
         if budget < 1:
@@ -221,22 +215,12 @@ class Engine:
         if not self.prefix_reuse:
             seq.cached = 0
         seq.prompt_tokens, seq.reused = len(seq), seq.cached
-        t0 = time.perf_counter()
-        logits = self.bm.prefill(seq.ids[seq.cached:], seq.steps[seq.cached:], seq.slot, seq.cached)
-        seq.cached = len(seq) if self.use_kv_cache else 0
-        t1 = time.perf_counter()
-        seq.prefill_ms, seq.t_decode = (t1 - t0) * 1e3, t1
-        self._t["prefill_s"] += t1 - t0
         self._n["reused"] += seq.reused
         self._n["prefilled"] += seq.prompt_tokens - seq.reused
         self._n["rebuilds"] += seq.truncated
-        seq.gen = make_generator(cfg.seed, seq.task.id, k, logits.device) if k > 0 else None
+        seq.gen = make_generator(cfg.seed, seq.task.id, k, self.bm.device) if k > 0 else None
         seq.temperature = cfg.temperature if k > 0 else 0.0
-        seq.step, seq.budget, seq.out, seq.state = tr.step_id(k), budget, [], DECODE
-        first = sample_next(logits, seq.temperature, cfg.top_k, seq.gen)
-        if k == 0 and seq.on_first is not None:
-            call(seq.on_first, first)
-        self._take(seq, first)
+        seq.step, seq.budget, seq.out = tr.step_id(k), budget, []
 
     def _take(self, seq: Seq, token: int) -> None:
         """Append a sampled token; end the attempt at <|end|> or the budget."""
@@ -315,37 +299,66 @@ class Engine:
         self._n["attempts"] += 1
         self._n["tokens"] += len(seq.out)
 
-    def _decode_step(self) -> None:
-        rows = [s for s in sorted(self._active.values(), key=lambda s: s.slot) if s.state == DECODE]
-        if not rows:
+    def _step(self) -> None:
+        """One batched forward: the prefills of the attempts starting now and one token for every
+        decoding row; then each row's token (a prefill's is its attempt's first token)."""
+        by_slot = sorted(self._active.values(), key=lambda s: s.slot)
+        pre = []
+        for seq in (s for s in by_slot if s.state == PREFILL):
+            try:
+                self._begin_attempt(seq)
+                pre.append(seq)
+            except Exception as e:
+                log.warning("task %s cannot start attempt %d: %s", seq.task.id, seq.attempt, e)
+                self._finish(seq, one_line("", e))
+        dec = [s for s in by_slot if s.state == DECODE]
+        if not pre and not dec:
             return
         t0 = time.perf_counter()
         try:
-            tokens = self._next_tokens(rows)
+            logits = self._forward(dec, pre)
+            tokens = self._pick(dec + pre, logits)
         except Exception as e:  # one batched call: its rows share the failure
-            log.exception("decode step failed; failing its %d rows", len(rows))
-            for s in rows:
+            log.exception("model step failed; failing its %d sequences", len(dec) + len(pre))
+            for s in dec + pre:
                 self._finish(s, one_line("model: ", e))
             return
-        self._n["decode_steps"] += 1
-        self._n["decode_rows"] += len(rows)
-        self._n["decode_flops"] += sum(self.bm.token_flops(len(s.ids)) for s in rows)
-        for s, token in zip(rows, tokens):
+        t1 = time.perf_counter()
+        new_tokens = sum(s.prompt_tokens - s.reused for s in pre)
+        share = new_tokens / (new_tokens + len(dec))                   # the step's time, split by rows
+        self._t["prefill_s"] += (t1 - t0) * share
+        self._t["decode_s"] += (t1 - t0) * (1 - share)
+        self._t["step_s"] += t1 - t0
+        self._n["steps"] += 1
+        self._n["decode_steps"] += bool(dec)
+        self._n["decode_rows"] += len(dec)
+        self._n["decode_flops"] += sum(self.bm.token_flops(len(s.ids)) for s in dec)
+        self._n["model_flops"] += sum(self.bm.token_flops(len(s.ids)) for s in dec) + sum(
+            self.bm.prefill_flops(s.reused, s.prompt_tokens) for s in pre)
+        for s, token in zip(dec + pre, tokens):
             try:
-                if self.use_kv_cache:
+                if s.state == PREFILL:
+                    s.state, s.prefill_ms, s.t_decode = DECODE, (t1 - t0) * 1e3, t1
+                    s.cached = len(s) if self.use_kv_cache else 0
+                    if s.attempt == 0 and s.on_first is not None:
+                        call(s.on_first, token)
+                elif self.use_kv_cache:
                     s.cached += 1
                 self._take(s, token)
             except Exception as e:
                 self._finish(s, one_line("", e))
-        self._t["decode_s"] += time.perf_counter() - t0
 
-    def _next_tokens(self, rows: list[Seq]) -> list[int]:
-        """One token for every decoding row: greedy rows by one batched argmax, sampled rows with
-        their own generators (``sample_rows`` draws what ``sample_next`` would, row by row)."""
-        if self.use_kv_cache:
-            logits = self._batched_logits(rows)
-        else:  # the reference's way: the whole context through the full forward, row by row
-            logits = torch.stack([self.bm.full_logits(s.ids, s.steps) for s in rows])
+    def _forward(self, dec: list[Seq], pre: list[Seq]) -> torch.Tensor:
+        """Logits for the decode rows, then for each prefill's last position."""
+        if not self.use_kv_cache:  # the reference's way: the whole context through the full forward, row by row
+            return torch.stack([self.bm.full_logits(s.ids, s.steps) for s in dec + pre])
+        self._n["rows_computed"] += round_up(len(dec) + sum(len(s) - s.cached for s in pre), ROW_ALIGN)
+        return self.bm.step([(s.slot, s.ids[-1], s.steps[-1], s.cached) for s in dec],
+                            [(s.slot, s.ids[s.cached:], s.steps[s.cached:], s.cached) for s in pre])
+
+    def _pick(self, rows: list[Seq], logits: torch.Tensor) -> list[int]:
+        """Greedy rows by one batched argmax; sampled rows with their own generators
+        (``sample_rows`` draws what ``sample_next`` would, row by row)."""
         tokens = [0] * len(rows)
         greedy = [i for i, s in enumerate(rows) if s.temperature <= 0]
         sampled = [i for i, s in enumerate(rows) if s.temperature > 0]
@@ -357,11 +370,6 @@ class Engine:
             for i, t in zip(sampled, drawn):
                 tokens[i] = t
         return tokens
-
-    def _batched_logits(self, rows: list[Seq]) -> torch.Tensor:
-        self._n["rows_computed"] += round_up(len(rows), ROW_ALIGN)
-        return self.bm.decode([s.slot for s in rows], [s.ids[-1] for s in rows], [s.steps[-1] for s in rows],
-                              [s.cached for s in rows])
 
     def _finish(self, seq: Seq, error: str | None = None) -> None:
         """Complete a task exactly once: free its slot and call its on_done."""

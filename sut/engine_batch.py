@@ -104,33 +104,18 @@ class BatchModel:
         cfg = self.model.config
         return 2 * self.matmul_params + 4 * cfg.n_layer * cfg.n_embd * context
 
-    # -- prefill: one sequence, exactly the single-sequence agent's call -------------------
-    def prefill(self, ids: list[int], steps: list[int], slot: int, start: int) -> Tensor:
-        """Run ``ids`` (positions start..) into ``slot``; logits after the last token (V,).
+    def prefill_flops(self, start: int, end: int) -> int:
+        """Model FLOPs to prefill positions start..end-1 (each attends to the keys up to itself)."""
+        cfg = self.model.config
+        return 2 * self.matmul_params * (end - start) + 4 * cfg.n_layer * cfg.n_embd * sum(range(start + 1, end + 1))
 
-        The same computation as ``NanoCodeGen.forward_cached`` for one row (the agent's
-        prefill), written against views of the slot rather than a gathered copy of it.
-        """
-        m, dev, T = self.model, self.device, len(ids)
-        if self.cache is None:  # no cache: the whole context through the full forward
-            logits, _ = m(torch.tensor([ids], device=dev), torch.tensor([steps], device=dev))
-            return logits[0, -1]
-        end, C, nh, hd = start + T, m.config.n_embd, self.nh, self.hd
-        if end > self.window:
-            raise ValueError(f"a row would reach position {end}: the cache holds {self.window} tokens")
-        meta = torch.tensor([ids, steps], device=dev)                           # (2, T)
-        pos = self._key_pos[start:end]
-        mask = (self._key_pos[:end] <= pos[:, None])[None, None]                # (1, 1, T, end): causal
-        x = m.wte(meta[0]) + m.wpe(pos) + m.wse(meta[1])                        # (T, C), as model._embed
-        for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wo, bo) in enumerate(self._layers):
-            qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba)           # (T, 3C)
-            kv = self.kv[i, :, slot]                                            # (2, nh, L, hd) view
-            kv[:, :, start:end] = qkv[:, C:].view(T, 2, nh, hd).permute(1, 2, 0, 3)
-            q = qkv[:, :C].view(T, nh, hd).transpose(0, 1)[None]                # (1, nh, T, hd)
-            y = F.scaled_dot_product_attention(q, kv[0, None, :, :end], kv[1, None, :, :end], attn_mask=mask)
-            x = x + F.linear(y[0].transpose(0, 1).reshape(T, C), wp, bp)
-            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf)), wo, bo)
-        return m.lm_head(m.ln_f(x[-1]))                                         # (V,)
+    # -- the batched forward -------------------------------------------------------------
+    def prefill(self, ids: list[int], steps: list[int], slot: int, start: int) -> Tensor:
+        """Run ``ids`` (positions start..) into ``slot``; logits after the last token (V,): a step
+        with this one prefill and no decode rows (with no cache: the full forward)."""
+        if self.cache is None:
+            return self.full_logits(ids, steps)
+        return self.step([], [(slot, ids, steps, start)])[0]
 
     def full_logits(self, ids: list[int], steps: list[int]) -> Tensor:
         """The reference's way: recompute the whole context for one token; logits (V,)."""
@@ -138,52 +123,99 @@ class BatchModel:
         return logits[0, -1]
 
     # -- decode: one token for each slot in [0, R) --------------------------------------
-    def decode(self, slots: list[int], tokens: list[int], steps: list[int], pos: list[int]) -> Tensor:
-        """Feed ``tokens[i]`` at position ``pos[i]`` of slot ``slots[i]`` (sorted, distinct) for every
-        decoding row; logits (n, V). The matmuls run on rows padded to a multiple of ROW_ALIGN with
-        copies of row 0; the copies write nothing to the cache and attend to nothing."""
+    def step(self, dec: list[tuple[int, int, int, int]], pre: list[tuple[int, list[int], list[int], int]]) -> Tensor:
+        """One batched forward: a token for each decoding row ``(slot, token, step, pos)`` (sorted by
+        slot) and the new tokens of each prefill ``(slot, ids, steps, start)``, all rows through
+        the same matmuls. Logits (len(dec) + len(pre), V): the decode rows, then each prefill's
+        last position (nothing else reaches the LM head).
+
+        The matmuls run on rows padded to a multiple of ROW_ALIGN with copies of row 0; the
+        copies write nothing to the cache and attend to nothing. Attention: decode rows in runs
+        of slots on views of the cache (padded key lengths); each prefill causally over its own
+        slot, exactly its length.
+        """
         assert self.cache is not None
         m, L, C, dev, nh, hd = self.model, self.window, self.model.config.n_embd, self.device, self.nh, self.hd
-        n = len(slots)
-        P = round_up(n, ROW_ALIGN)
-        fill = P - n
-        meta = torch.tensor([slots + slots[:1] * fill, tokens + tokens[:1] * fill, steps + steps[:1] * fill,
-                             pos + pos[:1] * fill], device=dev)                   # (4, P)
+        n = len(dec)
+        r_slot, r_tok, r_step, r_pos = ([d[j] for d in dec] for j in range(4))
+        offs = []
+        for slot, ids, steps, start in pre:
+            if start + len(ids) > L:
+                raise ValueError(f"a row would reach position {start + len(ids)}: the cache holds {L} tokens")
+            offs.append(len(r_slot))
+            r_slot += [slot] * len(ids)
+            r_tok += ids
+            r_step += steps
+            r_pos += range(start, start + len(ids))
+        M = len(r_slot)
+        P, fill = round_up(M, ROW_ALIGN), round_up(M, ROW_ALIGN) - M
+        meta = torch.tensor([r_slot + r_slot[:1] * fill, r_tok + r_tok[:1] * fill, r_step + r_step[:1] * fill,
+                             r_pos + r_pos[:1] * fill], device=dev)               # (4, P)
         slot_t, tok_t, step_t, pos_t = meta
-        # attention runs: ranges of slots, each read as a view of the cache with its own key length
-        where = dict(zip(slots, range(n)))
-        runs, run_pos, place = [], [], [0] * n                                 # place: row -> index in run space
+        att = self._decode_plan(r_slot[:n], r_pos[:n]) if n else None
+        pre_plan = [(o, len(ids), slot, start + len(ids),
+                     (self._key_pos[:start + len(ids)] <= pos_t[o:o + len(ids), None])[None, None])  # causal
+                    for o, (slot, ids, _, start) in zip(offs, pre)]
+        y = torch.zeros(P, nh, hd, device=dev, dtype=self.kv.dtype)
+        x = m.wte(tok_t) + m.wpe(pos_t) + m.wse(step_t)                         # (P, C), as model._embed
+        for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wo, bo) in enumerate(self._layers):
+            qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba)           # (P, 3C)
+            kv = self.kv[i]                                                     # (2, S, nh, L, hd)
+            kv[:, slot_t[:M], :, pos_t[:M]] = qkv[:M, C:].view(M, 2, nh, hd)   # advanced dims first
+            q = qkv[:, :C].view(P, nh, hd)
+            if att is not None:
+                self._decode_attention(att, q[:n], kv, y)
+            for o, T, slot, end, mask in pre_plan:
+                out = F.scaled_dot_product_attention(q[o:o + T].transpose(0, 1)[None], kv[0, slot:slot + 1, :, :end],
+                                                     kv[1, slot:slot + 1, :, :end], attn_mask=mask)  # (1, nh, T, hd)
+                y[o:o + T] = out[0].transpose(0, 1)
+            x = x + F.linear(y.view(P, C), wp, bp)
+            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf)), wo, bo)
+        head = list(range(n)) + [o + len(ids) - 1 for o, (_, ids, _, _) in zip(offs, pre)]
+        h = x[torch.tensor(head + head[:1] * (round_up(len(head), ROW_ALIGN) - len(head)), device=dev)]
+        return m.lm_head(m.ln_f(h))[:len(head)]                                 # (len(head), V)
+
+    def decode(self, slots: list[int], tokens: list[int], steps: list[int], pos: list[int]) -> Tensor:
+        """A step of decode rows only; logits (n, V)."""
+        return self.step(list(zip(slots, tokens, steps, pos)), [])
+
+    def _decode_plan(self, slots: list[int], pos: list[int]) -> tuple:
+        """Attention runs for the decode rows: slot ranges, their key lengths and masks, and where
+        each row sits in the runs (idle slots inside a run attend to key 0 only)."""
+        dev, L = self.device, self.window
+        where = dict(zip(slots, range(len(slots))))
+        runs, run_pos, place = [], [], [0] * len(slots)
         for lo, hi in self._runs(slots):
             o = len(run_pos)
             for sl in range(lo, hi):
                 if sl in where:
                     place[where[sl]] = o + sl - lo
-            run_pos += [pos[where[sl]] if sl in where else 0 for sl in range(lo, hi)]   # idle slots: key 0 only
+            run_pos += [pos[where[sl]] if sl in where else 0 for sl in range(lo, hi)]
             runs.append((lo, hi, o, min(round_up(max(run_pos[o:]) + 1, KEY_ALIGN), L)))
         rp = torch.tensor(run_pos, device=dev)
         masks = [torch.zeros(hi - lo, 1, 1, keys, device=dev, dtype=self.kv.dtype).masked_fill_(
                  self._key_pos[:keys] > rp[o:o + hi - lo, None, None, None], float("-inf"))   # additive
                  for lo, hi, o, keys in runs]
-        dense = len(run_pos) == n                                              # no idle slot inside a run
-        y = torch.zeros(P if dense else len(run_pos), nh, 1, hd, device=dev, dtype=self.kv.dtype)
-        if not dense:
-            q_run = torch.zeros(len(run_pos), nh, 1, hd, device=dev, dtype=self.kv.dtype)
-            place_t = torch.tensor(place, device=dev)
-            gather_t = torch.tensor(place + place[:1] * fill, device=dev)
-        x = m.wte(tok_t) + m.wpe(pos_t) + m.wse(step_t)                         # (P, C), as model._embed
-        for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wo, bo) in enumerate(self._layers):
-            qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba)           # (P, 3C)
-            kv = self.kv[i]                                                     # (2, S, nh, L, hd)
-            kv[:, slot_t[:n], :, pos_t[:n]] = qkv[:n, C:].view(n, 2, nh, hd)   # advanced dims first
-            q = qkv[:, :C].view(P, nh, 1, hd)
-            if not dense:
-                q = q_run.index_copy_(0, place_t, q[:n])
+        if len(run_pos) == len(slots):                                          # dense: runs are the rows
+            return runs, masks, None, None, None
+        q_run = torch.zeros(len(run_pos), self.nh, 1, self.hd, device=dev, dtype=self.kv.dtype)
+        y_run = torch.zeros(len(run_pos), self.nh, 1, self.hd, device=dev, dtype=self.kv.dtype)
+        return runs, masks, torch.tensor(place, device=dev), q_run, y_run
+
+    @staticmethod
+    def _decode_attention(plan: tuple, q: Tensor, kv: Tensor, y: Tensor) -> None:
+        """y[:n] = one-query attention of the n decode rows ``q`` (n, nh, hd) over their slots."""
+        runs, masks, place, q_run, y_run = plan
+        n, nh, hd = q.shape
+        if place is None:
             for (lo, hi, o, keys), mask in zip(runs, masks):
-                y[o:o + hi - lo] = attend(q[o:o + hi - lo], kv[0, lo:hi, :, :keys], kv[1, lo:hi, :, :keys], mask)
-            out = y if dense else y.index_select(0, gather_t)                   # (P, nh, 1, hd)
-            x = x + F.linear(out.view(P, C), wp, bp)
-            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf)), wo, bo)
-        return m.lm_head(m.ln_f(x))[:n]                                         # (n, V)
+                y[o:o + hi - lo] = attend(q[o:o + hi - lo, :, None], kv[0, lo:hi, :, :keys], kv[1, lo:hi, :, :keys],
+                                          mask).view(hi - lo, nh, hd)
+            return
+        q_run.index_copy_(0, place, q[:, :, None])
+        for (lo, hi, o, keys), mask in zip(runs, masks):
+            y_run[o:o + hi - lo] = attend(q_run[o:o + hi - lo], kv[0, lo:hi, :, :keys], kv[1, lo:hi, :, :keys], mask)
+        y[:n] = y_run.index_select(0, place).view(n, nh, hd)
 
     @staticmethod
     def _runs(rows: list[int], gap: int = RUN_GAP, most: int = RUN_ROWS) -> list[tuple[int, int]]:

@@ -115,25 +115,20 @@ def test_ablation_switches_give_the_same_outputs(tok, pool, tasks, reference, sw
 
 
 def test_decode_rows_are_bitwise_batch_invariant(tok) -> None:
-    """A row's logits do not change with the batch around it (size, neighbours, their lengths)."""
+    """A row's logits do not change with the batch around it (size, neighbours, their lengths,
+    idle slots, prefills sharing the step), and neither do a prefill's."""
     model = random_model(tok, block_size=512, n_layer=3)
     bm = BatchModel(model, 24)
     g = torch.Generator().manual_seed(0)
     lengths = [int(x) for x in torch.randint(5, 400, (20,), generator=g)]
     seqs = [torch.randint(6, tok.vocab_size, (n,), generator=g).tolist() for n in lengths]
-    ref_cache = model.new_cache(1)
     with torch.inference_mode():
-        for slot, ids in enumerate(seqs):   # the engine's prefill is the model's cached forward, bit for bit
-            got = bm.prefill(ids, [0] * len(ids), slot, 0)
-            if slot < 4:
-                want = model.forward_cached(torch.tensor([ids]), torch.zeros(1, len(ids), dtype=torch.long),
-                                            torch.tensor([0]), torch.tensor([0]), ref_cache)[0]
-                assert torch.equal(got, want)
+        for slot, ids in enumerate(seqs):
+            bm.prefill(ids, [0] * len(ids), slot, 0)
 
-        def decode_row(target: int, others: list[int], token: int) -> torch.Tensor:
+        def decode_row(target: int, others: list[int], token: int, pre: list | None = None) -> torch.Tensor:
             live = sorted({target, *others})
-            out = bm.decode(live, [token if r == target else 7 + r for r in live], [1] * len(live),
-                            [lengths[r] for r in live])
+            out = bm.step([(r, token if r == target else 7 + r, 1, lengths[r]) for r in live], pre or [])
             return out[live.index(target)].clone()
 
         for target in (0, 3, 13):
@@ -142,7 +137,15 @@ def test_decode_rows_are_bitwise_batch_invariant(tok) -> None:
             assert torch.equal(alone, decode_row(target, list(range(20)), 9))
             assert torch.equal(alone, decode_row(target, [19], 9))
             assert torch.equal(alone, decode_row(target, [t for t in range(20) if t % 3], 9))   # holes: idle slots
+            assert torch.equal(alone, decode_row(target, [4, 8], 9, [(21, seqs[7][:37], [0] * 37, 0)]))
             assert not torch.equal(alone, decode_row(target, [], 10))     # the row's own input does matter
+
+        # a prefill: alone, beside decode rows, beside another prefill: same logits, same cache
+        new, steps = seqs[5][:23], [2] * 23
+        a = bm.step([], [(22, new, steps, 100)])[0].clone()
+        keys_a = bm.kv[:, :, 22, :, 100:123].clone()
+        b = bm.step([(r, 7, 1, lengths[r]) for r in (1, 2, 9)], [(23, seqs[6][:11], [0] * 11, 0), (22, new, steps, 100)])
+        assert torch.equal(a, b[4]) and torch.equal(keys_a, bm.kv[:, :, 22, :, 100:123])
 
 
 @pytest.mark.parametrize("top_k", [None, 20])
@@ -187,25 +190,22 @@ class Recorder:
 
 
 class FlakyNorm(torch.nn.Module):
-    """Wraps the final LayerNorm (a real module) and raises on the n-th prefill or batched decode call."""
+    """Wraps the final LayerNorm (a real module, called once per batched step) and raises on its n-th call."""
 
-    def __init__(self, inner: torch.nn.Module, prefill_fail_on: int = 0, decode_fail_on: int = 0) -> None:
+    def __init__(self, inner: torch.nn.Module, fail_on: int) -> None:
         super().__init__()
-        self.inner, self.fail_on = inner, {1: prefill_fail_on, 2: decode_fail_on}
-        self.calls = {1: 0, 2: 0}
+        self.inner, self.fail_on, self.calls = inner, fail_on, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kind = x.dim()                          # prefill: the last position (C,); decode: rows (R, C)
-        self.calls[kind] += 1
-        if self.calls[kind] == self.fail_on[kind]:
-            raise RuntimeError(f"injected {'prefill' if kind == 1 else 'decode'} failure")
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("injected failure")
         return self.inner(x)
 
 
 def test_model_faults_fail_only_their_tasks(tok, pool, tasks, reference) -> None:
     model, ref = reference
     flaky = copy.deepcopy(model)
-    flaky.ln_f = FlakyNorm(model.ln_f, prefill_fail_on=3)
     engine = Engine(flaky, tok, pool, CFG, max_batch=4)
     engine.start()
     rec = Recorder()
@@ -215,23 +215,27 @@ def test_model_faults_fail_only_their_tasks(tok, pool, tasks, reference) -> None
     rec.wait()
     assert set(rec.done.values()) == {1} and len(rec.done) == 9
     assert "context window" in rec.results["huge"].error and rec.results["huge"].attempts == []
-    failed = [t for t in rec.results if rec.results[t].error and t != "huge"]
-    assert len(failed) == 1 and rec.results[failed[0]].error == "RuntimeError: injected prefill failure"
     for i, t in enumerate(tasks[:8]):      # the others are untouched by their neighbour's failure
-        if t.id not in failed:
-            assert tokens([rec.results[t.id]]) == tokens([ref[i]])
+        assert rec.results[t.id].error is None and tokens([rec.results[t.id]]) == tokens([ref[i]])
 
-    # a batched decode step that raises fails the rows of that step, and the engine goes on serving
-    flaky.ln_f = FlakyNorm(model.ln_f, decode_fail_on=10)
-    for t in tasks[8:14]:
+    # the model raises in a task's first step (its prefill): that task fails, the next ones do not
+    flaky.ln_f = FlakyNorm(model.ln_f, fail_on=1)
+    rec.submit(engine, tasks[8])
+    rec.wait()
+    assert rec.results[tasks[8].id].error == "model: RuntimeError: injected failure"
+    assert rec.results[tasks[8].id].attempts == []
+
+    # a batched step that raises mid-generation fails the rows of that step, with their attempts so far
+    flaky.ln_f = FlakyNorm(model.ln_f, fail_on=40)
+    for t in tasks[9:15]:
         rec.submit(engine, t)
     rec.wait()
-    errors = [rec.results[t.id].error for t in tasks[8:14]]
-    assert any(e and e.startswith("model: RuntimeError: injected decode failure") for e in errors)
+    failed = [rec.results[t.id] for t in tasks[9:15] if rec.results[t.id].error]
+    assert failed and all(r.error == "model: RuntimeError: injected failure" for r in failed)
     later = Recorder()
     later.submit(engine, tasks[20])
     later.wait()
-    assert later.results[tasks[20].id].error is None
+    assert later.results[tasks[20].id].error is None and tokens([later.results[tasks[20].id]]) == tokens([ref[20]])
     engine.stop(close_pool=False)
     assert set(rec.done.values()) == {1}
 
@@ -284,11 +288,11 @@ def test_first_token_stop_and_loop_errors(tok, pool, tasks, reference) -> None:
     class BuggyEngine(Engine):  # a bug in the scheduler loop itself, once
         fail_at: int | None = None
 
-        def _decode_step(self) -> None:
-            if self.fail_at is not None and self._n["decode_steps"] >= self.fail_at:
+        def _step(self) -> None:
+            if self.fail_at is not None and self._n["steps"] >= self.fail_at:
                 self.fail_at = None
                 raise KeyError("scheduler bug")
-            super()._decode_step()
+            super()._step()
 
     engine = BuggyEngine(model, tok, pool, CFG, max_batch=8, batch_wait_ms=300)
     rec = Recorder()
@@ -301,7 +305,7 @@ def test_first_token_stop_and_loop_errors(tok, pool, tasks, reference) -> None:
     for i, t in enumerate(tasks[:4]):        # on_first_token: once, attempt 0's first token
         assert [tok_id for tok_id, _ in rec.first[t.id]] == [ref[i].attempts[0].token_ids[0]]
         assert rec.first[t.id][0][1] - t0 >= 0.25    # Server: the empty batch waited to gather arrivals
-    engine.fail_at = engine.stats()["decode_steps"] + 5
+    engine.fail_at = engine.stats()["steps"] + 5
     for t in tasks[4:8]:
         rec.submit(engine, t)
     rec.wait()
