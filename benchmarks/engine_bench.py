@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     if "flops" in a.sections:
         res["flops"] = offline_flops(a, cfg_model, tok, res)
     res["matmul_peak_gflops_end"] = matmul_peak(a.device) / 1e9
+    peak = max(res["matmul_peak_gflops"], res["matmul_peak_gflops_end"])   # the higher: the harder to beat
+    for row in res.get("flops", {}).values():
+        row["fraction"] = row["gflops"] / peak
     res["machine"]["loadavg_end"] = os.getloadavg()
     report(res)
     if a.json:
@@ -192,18 +195,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def offline_flops(a: argparse.Namespace, cfg_model: Any, tok: Any, res: dict[str, Any]) -> dict[str, Any]:
-    """Section 4: model FLOP/s of the engine's decoding, as a fraction of the matmul peak."""
+    """Section 4: model FLOP/s of the engine's batched steps (fractions of the peak are added in main)."""
     from benchmarks.bench_util import kernel_flops
-    peak = res["matmul_peak_gflops"] * 1e9
     out: dict[str, Any] = {}
     if "agent" in res:
-        st = res["agent"]["engine_stats"]
-        engine_fs = st["decode_flops"] / st["decode_s"] if st["decode_s"] else 0.0
-        out.update(engine_agent_run_gflops=engine_fs / 1e9, engine_agent_run_fraction=engine_fs / peak)
+        st = res["agent"]["engine_stats"]   # every model FLOP (prefill and decode) over the batched steps' time
+        out["engine_agent_run"] = {"gflops": st["model_flops"] / st["step_s"] / 1e9 if st["step_s"] else 0.0}
+    model = random_model(cfg_model, tok, a.device)
     for batch in sorted({32, a.flops_batch}):
-        kern = kernel_flops(random_model(cfg_model, tok, a.device), batch, a.prompt_tokens, a.new_tokens)
-        out[f"decode_batch_{batch}"] = {"gflops": kern["flops_s"] / 1e9, "fraction": kern["flops_s"] / peak,
-                                        "tok_s": kern["tok_s"]}
+        best = max((kernel_flops(model, batch, a.prompt_tokens, a.new_tokens) for _ in range(3)),
+                   key=lambda k: k["flops_s"])
+        out[f"decode_batch_{batch}"] = {"gflops": best["flops_s"] / 1e9, "tok_s": best["tok_s"]}
     return out
 
 
@@ -236,7 +238,7 @@ def report(r: dict[str, Any]) -> None:
               f"{ag['speedup_same_subset']:.1f}x on the same {k}; identical outputs: {ag['reference_outputs_identical']}")
         print(f"  prefix-reuse hit rate {st['prefix_reuse_hit_rate']:.3f}, cache rebuilds {st['cache_rebuilds']}, "
               f"mean decode rows {st['mean_decode_rows']:.1f}")
-        print("  per attempt (mean context / prefilled tokens / prefill ms):")
+        print("  per attempt (mean context / prefilled tokens / ms of the batched step that prefilled it):")
         for row in ag["per_attempt"]:
             print(f"    attempt {row['attempt']} (n={row['n']}): reuse {row['context']:.0f}/{row['prefilled_reuse']:.0f}/"
                   f"{row['ms_reuse']:.2f}   no reuse {row['context_noreuse']:.0f}/{row['prefilled_noreuse']:.0f}/"
@@ -247,15 +249,13 @@ def report(r: dict[str, Any]) -> None:
         for row in r["prefill_sweep"]:
             print(f"  {row['context']:>8} {row['reuse_ms']:>8.2f} {row['full_ms']:>9.2f}")
     if "flops" in r:
-        f = r["flops"]
-        print("\nmodel FLOP/s of batched decoding, fraction of the matmul peak")
-        for key, row in f.items():
-            if key.startswith("decode_batch_"):
-                print(f"  Offline-style decode, batch {key.rsplit('_', 1)[1]:>4}: {row['gflops']:6.1f} GFLOP/s = "
-                      f"{100 * row['fraction']:5.1f}%  ({row['tok_s']:.0f} tok/s)")
-        if "engine_agent_run_gflops" in f:
-            print(f"  engine decoding in the agent run:  {f['engine_agent_run_gflops']:6.1f} GFLOP/s = "
-                  f"{100 * f['engine_agent_run_fraction']:5.1f}%")
+        peak = max(r["matmul_peak_gflops"], r["matmul_peak_gflops_end"])
+        print(f"\nmodel FLOP/s, as a fraction of the higher matmul peak ({peak:.1f} GFLOP/s)")
+        for key, row in r["flops"].items():
+            what = (f"Offline-style decode, batch {key.rsplit('_', 1)[1]:>4}" if key.startswith("decode_batch_")
+                    else "engine steps in the agent run   ")
+            extra = f"  ({row['tok_s']:.0f} tok/s)" if "tok_s" in row else ""
+            print(f"  {what}: {row['gflops']:6.1f} GFLOP/s = {100 * row['fraction']:5.1f}%{extra}")
 
 
 if __name__ == "__main__":

@@ -7,16 +7,16 @@ One engine thread drives the model. Each turn of its loop it
    transcript (``sut.agent._append_feedback``, so the layout and truncation rule are the
    agent's) and the sequence goes back to prefill;
 2. admits queued tasks into free cache slots (up to ``max_batch``);
-3. prefills what is new for each sequence starting an attempt: the whole prompt for a new
-   task, only the feedback tokens for a retry (prefix reuse), everything again after a
-   truncation (the cache is rebuilt once, recorded in the attempt) or with prefix reuse off;
-4. runs one batched decode step (one token for every decoding sequence, rows at different
-   positions) and samples each row with its own per-(seed, task, attempt) generator.
+3. runs one batched forward holding, as rows of the same matmuls, what is new for each
+   sequence starting an attempt (the prompt of a new task; for a retry only the feedback
+   tokens: prefix reuse; everything again after a truncation, recorded in the attempt, or
+   with prefix reuse off) and one token for every decoding sequence (rows at different
+   positions); then samples each row with its own per-(seed, task, attempt) generator.
    An attempt that ends (``<|end|>`` or budget) is handed to ``pool.submit`` and its
    sequence parks; it never stalls the others.
 
 Every submitted task gets exactly one ``on_done``: a model or tokenizer error fails only
-its task (a batched decode error fails the rows of that step), a SANDBOX_ERROR verdict
+its task (an error in the batched forward fails the rows of that step), a SANDBOX_ERROR verdict
 (dead verifier worker) fails the task with ``error="verifier: ..."``, and an exception in
 the loop itself fails every task in flight while the engine keeps serving new ones.
 The generated tokens equal ``sut.agent.run_agent``'s and do not depend on batch size,

@@ -1,22 +1,24 @@
-"""The engine's model calls: per-sequence prefill and a batch-invariant batched decode step.
+"""The engine's batched forward: prefills and one-token decodes of many sequences in one call.
 
-Decode feeds one token to every cache slot in ``[0, R)`` at once (R a multiple of
-ROW_ALIGN) through the matmuls; slots that are not decoding (a sequence parked on its
-verifier, a free slot) ride along as dummy rows whose outputs are dropped. Attention runs
-only over runs of decoding slots, on plain views of the slot cache (no gather copy of
-any row's keys and values), each run with its own key length.
+``BatchModel.step`` runs, as rows of the same matmuls, the new tokens of every sequence
+starting an attempt and one token for every decoding sequence, each row at its own
+position in its own cache slot. Attention is per kind: decode rows in runs of adjacent
+slots on plain views of the slot cache (no gather copy of any row's keys and values), each
+run with its own key length; each prefill causally over its own slot. Only the rows that
+need logits (decode rows, a prefill's last position) reach the LM head.
 
-Batch invariance (a task's tokens never depend on what else is in the batch) is built
-in, not hoped for. Two kernels on CPU change their floating-point reduction order with
-the shape of the call (measured; docs/engine.md):
+Batch invariance (a task's tokens never depend on what else is in the step) is built in,
+not hoped for. Two kernels on CPU change their floating-point reduction order with the
+shape of the call (measured; docs/engine.md):
 
 - GEMM: rows the BLAS micro-kernel computes in a full group of 4 differ in the last bits
-  from tail rows and from the M=1 (GEMV) path. Every decode and LM-head matmul therefore
-  gets a row count padded to a multiple of ROW_ALIGN, so each row always goes through the
-  same micro-kernel whatever the batch size.
-- Attention: the softmax and the P.V reduction depend on the key length's tail. The key
-  length is padded to a multiple of KEY_ALIGN (masked), which gives identical results for
-  any padded length, run composition and cache stride.
+  from tail rows and from the M=1 (GEMV) path. Every matmul therefore runs on a row count
+  padded to a multiple of ROW_ALIGN, so each row always goes through the same
+  micro-kernel whatever else is in the step (the padding rows write and attend nothing).
+- Attention: the softmax and the P.V reduction depend on the key length's tail. Decode key
+  lengths are padded to a multiple of KEY_ALIGN (masked), which gives identical results
+  for any padded length, run composition and cache stride; a prefill attends over exactly
+  its own length, which depends on its sequence only.
 
 LayerNorm, GELU, embedding lookups, argmax and the row-wise sampling are row-local.
 tests/test_engine.py checks the logits bitwise. (On CUDA, cuBLAS chooses algorithms by
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sut.model import KVCache, NanoCodeGen
+from sut.model import NanoCodeGen
 
 ROW_ALIGN = 8
 KEY_ALIGN = 32
@@ -72,30 +74,26 @@ def sample_rows(logits: Tensor, temperature: float, top_k: int | None, gens: lis
 
 
 class BatchModel:
-    """A model plus a slot KV cache of ``n_slots`` sequences (rounded up to ROW_ALIGN)."""
+    """A model plus a KV cache of ``n_slots`` sequence slots of ``block_size`` positions each."""
 
     def __init__(self, model: NanoCodeGen, n_slots: int, use_kv_cache: bool = True) -> None:
         self.model = model
         cfg = model.config
         self.device = model.wte.weight.device
         self.window = cfg.block_size
-        self.n_slots = round_up(max(1, n_slots), ROW_ALIGN)
+        self.n_slots = max(1, n_slots)
         self.nh, self.hd = cfg.n_head, cfg.n_embd // cfg.n_head
         self.use_kv_cache = use_kv_cache
-        self.cache: KVCache | None = None
         if use_kv_cache:
-            # keys and values in one tensor: a decode step writes a layer's new keys and values for
-            # all rows with one index_put_; model.KVCache's k and v are views of it (the model's prefill)
+            # keys and values in one tensor: a step writes a layer's new keys and values for all its
+            # rows with one index_put_
             self.kv = torch.zeros(cfg.n_layer, 2, self.n_slots, self.nh, cfg.block_size, self.hd,
                                   device=self.device, dtype=model.wte.weight.dtype)   # (nl, 2, S, nh, L, hd)
-            self.cache = model.new_cache(1, 1)
-            self.cache.k, self.cache.v = self.kv[:, 0], self.kv[:, 1]
             self._layers = [(b.ln_1.weight, b.ln_1.bias, b.ln_1.eps, b.attn.c_attn.weight, b.attn.c_attn.bias,
                              b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias, b.ln_2.eps,
                              b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
                             for b in model.blocks]
         self._key_pos = torch.arange(self.window, device=self.device)
-        self._rows = torch.arange(self.n_slots, device=self.device)
         # FLOPs of one token through the matmuls (embedding lookups excluded, LM head included)
         self.matmul_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 
@@ -113,7 +111,7 @@ class BatchModel:
     def prefill(self, ids: list[int], steps: list[int], slot: int, start: int) -> Tensor:
         """Run ``ids`` (positions start..) into ``slot``; logits after the last token (V,): a step
         with this one prefill and no decode rows (with no cache: the full forward)."""
-        if self.cache is None:
+        if not self.use_kv_cache:
             return self.full_logits(ids, steps)
         return self.step([], [(slot, ids, steps, start)])[0]
 
@@ -122,7 +120,6 @@ class BatchModel:
         logits, _ = self.model(torch.tensor([ids], device=self.device), torch.tensor([steps], device=self.device))
         return logits[0, -1]
 
-    # -- decode: one token for each slot in [0, R) --------------------------------------
     def step(self, dec: list[tuple[int, int, int, int]], pre: list[tuple[int, list[int], list[int], int]]) -> Tensor:
         """One batched forward: a token for each decoding row ``(slot, token, step, pos)`` (sorted by
         slot) and the new tokens of each prefill ``(slot, ids, steps, start)``, all rows through
@@ -134,7 +131,7 @@ class BatchModel:
         of slots on views of the cache (padded key lengths); each prefill causally over its own
         slot, exactly its length.
         """
-        assert self.cache is not None
+        assert self.use_kv_cache, "step() needs the KV cache; without it use full_logits()"
         m, L, C, dev, nh, hd = self.model, self.window, self.model.config.n_embd, self.device, self.nh, self.hd
         n = len(dec)
         r_slot, r_tok, r_step, r_pos = ([d[j] for d in dec] for j in range(4))
