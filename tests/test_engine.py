@@ -4,6 +4,7 @@ under real faults (a killed sandbox worker, a model that raises, a loop bug)."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import random
 import signal
@@ -331,3 +332,22 @@ def test_cuda_device(tok, pool, tasks) -> None:
     got = engine.run(tasks[:8])
     engine.stop(close_pool=False)
     assert all(r.error is None and len(r.attempts) == CFG.max_attempts for r in got)
+
+
+def test_bench_command_runs_and_rejects_bad_flags(tmp_path, capsys) -> None:
+    """The documented benchmark command works end to end (one cheap section) and bad flags fail in one line."""
+    from benchmarks.engine_bench import main
+
+    out = tmp_path / "bench.json"
+    assert main(["--sections", "prefill", "--json", str(out), "--plot", str(tmp_path / "p.png")]) == 0
+    res = json.loads(out.read_text())
+    assert res["machine"]["threads"] == 1 and res["matmul_peak_gflops"] > 0
+    sweep = res["prefill_sweep"]
+    assert sweep and all(r["reuse_ms"] > 0 and r["full_ms"] > 0 for r in sweep)
+    assert sweep[-1]["full_ms"] > sweep[-1]["reuse_ms"]          # a long context costs more without reuse
+    assert (tmp_path / "p.png").stat().st_size > 0
+    for bad in (["--tasks", "0"], ["--sections", "decode,bogus"]):
+        with pytest.raises(SystemExit) as e:
+            main(bad)
+        assert e.value.code == 2
+    assert "--tasks must be at least 1" in capsys.readouterr().err
