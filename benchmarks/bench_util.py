@@ -155,24 +155,29 @@ def kernel_flops(model: NanoCodeGen, batch: int, prompt: int, n_new: int) -> dic
 
 
 def plot_prefill(sweep: list[dict[str, float]], per_attempt: list[dict[str, float]], path: Path) -> None:
+    """Left: prefill ms against context, with and without prefix reuse (the sweep). Right: the
+    agent runs' tokens prefilled per attempt against its context (the work reuse saves)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.5, 4.0))
     ax.plot([r["context"] for r in sweep], [r["full_ms"] for r in sweep], "o-", label="no prefix reuse (whole context)")
     ax.plot([r["context"] for r in sweep], [r["reuse_ms"] for r in sweep], "s-",
-            label=f"prefix reuse ({sweep[0]['new_tokens'] if sweep else 0} new tokens)")
+            label=f"prefix reuse ({sweep[0]['new_tokens'] if sweep else 0} new tokens on the cache)")
+    ax.set(xlabel="context length (tokens)", ylabel="prefill time (ms)", title="Prefill time against context")
     if per_attempt:
-        ax.scatter([r["context_noreuse"] for r in per_attempt], [r["ms_noreuse"] for r in per_attempt], marker="x",
-                   color="C0", label="agent run: attempt k, no reuse")
-        ax.scatter([r["context"] for r in per_attempt], [r["ms_reuse"] for r in per_attempt], marker="+", color="C1",
-                   label="agent run: attempt k, reuse")
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("prefill time (ms)")
-    ax.set_title("Per-attempt prefill against context length")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        bx.plot([r["context_noreuse"] for r in per_attempt], [r["prefilled_noreuse"] for r in per_attempt], "o-",
+                label="no prefix reuse")
+        bx.plot([r["context"] for r in per_attempt], [r["prefilled_reuse"] for r in per_attempt], "s-", label="prefix reuse")
+        for r in per_attempt:
+            bx.annotate(f"attempt {r['attempt']}", (r["context"], r["prefilled_noreuse"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 4))
+    bx.set(xlabel="context at the attempt's start (tokens)", ylabel="tokens prefilled (mean)",
+           title="Agent run: tokens prefilled per attempt")
+    for a in (ax, bx):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
