@@ -12,6 +12,7 @@ import json
 import re
 import signal
 import time
+import warnings
 from typing import Any
 
 from verifier import plaindata
@@ -37,8 +38,10 @@ def precheck(code: str, check: Check) -> tuple[Verdict | None, float, list[str]]
     """Compile in the parent (never runs anything). Returns (syntax-error verdict or None, parse ms, lint notes)."""
     t0 = time.perf_counter()
     try:
-        tree = ast.parse(code, "<code>")
-        compile(tree, "<code>", "exec")  # symbol-table errors too ('return' outside function, ...)
+        with warnings.catch_warnings():  # SyntaxWarnings about the judged code are not the harness's to print
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code, "<code>")
+            compile(tree, "<code>", "exec")  # symbol-table errors too ('return' outside function, ...)
     except SyntaxError as e:
         ms = (time.perf_counter() - t0) * 1000
         where = f" (line {e.lineno})" if e.lineno else ""
