@@ -102,6 +102,12 @@ def print_block(paths: ScenarioPaths, modes: list[str], accuracy: dict[str, floa
             reason = detail.get("result_invalid_reason") or ""
             if detail.num_errors:
                 validity, reason = "INVALID", f"{detail.num_errors} error(s) in the detail log"
+            elif paths.scenario == "Server" and validity == "VALID":
+                # With token latencies on, LoadGen judges TTFT/TPOT; the benchmark's bound is the whole task's p99.
+                p99, bound = (float(detail.get(k, 0) or 0) for k in
+                              ("result_99.00_percentile_latency_ns", "effective_target_latency_ns"))
+                if p99 > bound:
+                    validity, reason = "INVALID", f"p99 task latency {p99 / 1e6:.0f} ms exceeds the {bound / 1e6:.0f} ms bound"
             lines.append(f"result        {validity}{(': ' + reason.strip()) if validity != 'VALID' and reason else ''}")
         except LogError as e:
             lines.append(f"result        UNREADABLE: {e}")
