@@ -175,9 +175,12 @@ def plot_prefill(sweep: list[dict[str, float]], per_attempt: list[dict[str, floa
                         textcoords="offset points", xytext=(4, 4))
     bx.set(xlabel="context at the attempt's start (tokens)", ylabel="tokens prefilled (mean)",
            title="Agent run: tokens prefilled per attempt")
+    if not per_attempt:
+        bx.text(0.5, 0.5, "no agent run in this benchmark", ha="center", va="center", transform=bx.transAxes)
     for a in (ax, bx):
         a.grid(alpha=0.3)
-        a.legend(fontsize=8)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
