@@ -327,11 +327,18 @@ def test_first_token_stop_and_loop_errors(tok, pool, tasks, reference) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_device(tok, pool, tasks) -> None:
+    """The engine runs on CUDA with tensors and generators there, and its batched draw is still
+    sample_next's. (Token equality with run_agent is not asserted: cuBLAS is not batch-invariant.)"""
+    logits = torch.randn(6, 400, device="cuda") * 3
+    gens = [make_generator(0, f"t{i}", 1, "cuda") for i in range(6)]
+    assert sample_rows(logits, 0.7, 20, gens) == [
+        sample_next(logits[i], 0.7, 20, make_generator(0, f"t{i}", 1, "cuda")) for i in range(6)]
     model = random_model(tok)
     engine = Engine(model, tok, pool, CFG, max_batch=8, device="cuda")
     got = engine.run(tasks[:8])
     engine.stop(close_pool=False)
     assert all(r.error is None and len(r.attempts) == CFG.max_attempts for r in got)
+    assert next(model.parameters()).is_cuda
 
 
 def test_bench_command_runs_and_rejects_bad_flags(tmp_path, capsys) -> None:
