@@ -19,10 +19,12 @@ from verifier.checks import ValueCheck
 
 
 def cpu_model() -> str:
+    """The CPU's model name (with family/model numbers when the name is as terse as a VM's)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        if "model name" in info:
+            return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
     except OSError:
         pass
     return platform.processor() or platform.machine()
