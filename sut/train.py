@@ -11,6 +11,13 @@ checkpoint directory with report.md, loss.png and metrics.json.
 """
 from __future__ import annotations
 
+import os
+
+# The cores are shared (sandbox workers, other jobs): OpenMP threads that spin while a
+# sibling is descheduled made a 2-thread step 3x slower than a 1-thread one under load.
+# Waiting passively keeps 2 threads' speed on an idle machine and 1 thread's under load.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import logging
 import math
@@ -49,6 +56,7 @@ class TrainConfig:
     train_tasks: int = 24000
     mistakes_per_task: int = 3
     vocab_size: int = 1536
+    prefix_loss: bool = False       # wrong attempts' tokens before they depart from the answer are targets too
     tokenizer_tasks: int = 6000     # examples whose texts the BPE is learnt from
     val_tasks: int = 128            # agent run on validation tasks for pass@1 / pass@final
     val_max_new_tokens: int = AgentConfig.max_new_tokens
@@ -94,7 +102,9 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
 
     tasks = train_data.take_train_tasks(cfg.train_tasks, cfg.seed)
     val = generate_tasks("val", max(cfg.val_tasks, cfg.val_loss_tasks), cfg.seed)
+    log.info("drew %d training and %d validation tasks", len(tasks), len(val))
     with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0) as pool:
+        log.info("sandbox pool up: %s", pool.isolation)
         examples = train_data.build_examples(tasks, pool, cfg.mistakes_per_task, cfg.seed)
         val_examples = train_data.build_examples(val[:cfg.val_loss_tasks], pool, 2, cfg.seed + 1)
     t_data = time.perf_counter()
@@ -122,7 +132,8 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     ema = None
     for step in bar:
         if not batches:  # a new pass: redraw how many mistakes each example shows
-            seqs = train_data.draw_transcripts(tok, examples, rng, block_size=mcfg.block_size)
+            seqs = train_data.draw_transcripts(tok, examples, rng, block_size=mcfg.block_size,
+                                               prefix_loss=cfg.prefix_loss)
             batches = train_data.make_batches(seqs, cfg.batch_size, tok.pad_id, rng, mcfg.block_size)
         idx, steps, targets, mask = (t.to(cfg.device) for t in batches.pop())
         for g in opt.param_groups:
@@ -180,11 +191,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTCon
     p = argparse.ArgumentParser(prog="python -m sut.train", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
     p.add_argument("--smoke", action="store_true", help="tiny run (< 60 s) that still writes a loadable checkpoint")
-    for f in fields(TrainConfig):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
-    for f in fields(GPTConfig):
-        if f.name not in ("vocab_size", "max_retries"):
-            p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    for f in [*fields(TrainConfig), *(f for f in fields(GPTConfig) if f.name not in ("vocab_size", "max_retries"))]:
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            p.add_argument(flag, type=type(f.default), default=None)
     a = p.parse_args(argv)
     cfg = TrainConfig(**(SMOKE if a.smoke else {}))
     mcfg = GPTConfig(**(SMOKE_MODEL if a.smoke else {}))

@@ -54,6 +54,7 @@ def build_examples(tasks: Sequence[Task], pool, per_task: int, seed: int) -> lis
                 drafts.append((i, code))
             if len(seen) > per_task:
                 break
+    log.info("drafted %d mistakes for %d tasks; verifying them in the sandbox", len(drafts), len(tasks))
     verdicts = pool.verify_many([(code, tasks[i].check) for i, code in drafts], progress=True)
     examples = [Example(t, []) for t in tasks]
     dropped = 0
@@ -77,25 +78,27 @@ def tokenizer_corpus(examples: Sequence[Example]) -> Iterator[str]:
             yield fb
 
 
-def transcript_for(tok: CodeTokenizer, ex: Example, n_mistakes: int, rng: random.Random) -> tr.Piece:
+def transcript_for(tok: CodeTokenizer, ex: Example, n_mistakes: int, rng: random.Random,
+                   prefix_loss: bool = False) -> tr.Piece:
     """Transcript with ``n_mistakes`` wrong attempts (drawn with replacement if the task has
     fewer distinct ones: a sampled retry can repeat a mistake) and then the solution."""
     n = n_mistakes if ex.mistakes else 0
     wrong = rng.sample(ex.mistakes, n) if n <= len(ex.mistakes) else [rng.choice(ex.mistakes) for _ in range(n)]
     attempts = [code for code, _ in wrong] + [ex.task.solution]
-    return tr.build_transcript(tok, ex.task.prompt, attempts, [fb for _, fb in wrong])
+    return tr.build_transcript(tok, ex.task.prompt, attempts, [fb for _, fb in wrong], prefix_loss)
 
 
 def draw_transcripts(tok: CodeTokenizer, examples: Sequence[Example], rng: random.Random,
-                     mix: Sequence[float] = DEFAULT_MIX, block_size: int | None = None) -> list[tr.Piece]:
+                     mix: Sequence[float] = DEFAULT_MIX, block_size: int | None = None,
+                     prefix_loss: bool = False) -> list[tr.Piece]:
     """One transcript per example, its number of wrong attempts drawn from ``mix``."""
     out = []
     for ex in examples:
         n = rng.choices(range(len(mix)), weights=mix)[0]
-        seq = transcript_for(tok, ex, n, rng)
+        seq = transcript_for(tok, ex, n, rng, prefix_loss)
         while block_size is not None and len(seq) > block_size + 1 and n > 0:  # +1: inputs drop the last token
             n -= 1
-            seq = transcript_for(tok, ex, n, rng)
+            seq = transcript_for(tok, ex, n, rng, prefix_loss)
         out.append(seq)
     return out
 

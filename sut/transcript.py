@@ -59,10 +59,12 @@ def feedback_extension(tok: CodeTokenizer, feedback: str, attempt: int) -> Piece
     return Piece(ids, [step_id(attempt)] * len(ids), [0] * len(ids))
 
 
-def code_piece(tok: CodeTokenizer, code: str, attempt: int, train: bool = True) -> Piece:
-    """``CODE <|end|>`` of attempt ``attempt``; ``train`` puts it under the loss."""
+def code_piece(tok: CodeTokenizer, code: str, attempt: int, train: bool | int = True) -> Piece:
+    """``CODE <|end|>`` of attempt ``attempt``. ``train`` puts it under the loss: all of it
+    (True), none (False), or only its first ``train`` tokens (an int)."""
     ids = [*tok.encode(code), tok.end_id]
-    return Piece(ids, [step_id(attempt)] * len(ids), [int(train)] * len(ids))
+    n = len(ids) if train is True else int(train)
+    return Piece(ids, [step_id(attempt)] * len(ids), [1] * n + [0] * (len(ids) - n))
 
 
 def build_transcript(
@@ -70,24 +72,34 @@ def build_transcript(
     prompt: str,
     attempts: Sequence[str],
     feedbacks: Sequence[str],
-    train_attempts: Sequence[bool] | None = None,
+    prefix_loss: bool = False,
 ) -> Piece:
     """A whole transcript: ``attempts[k]`` is followed by ``feedbacks[k]`` when k < last.
 
-    ``train_attempts[k]`` says whether attempt k's code is under the loss (default: only
-    the last one, the correct answer; the wrong attempts are context, not targets, so
-    the model is never taught to write the mistake).
+    The last attempt (the correct answer) is under the loss. The wrong attempts are
+    context, never targets, so the model is never taught to write a mistake; with
+    ``prefix_loss`` a wrong attempt's tokens *before* it first departs from the correct
+    answer are targets too (they are what the correct policy writes there as well).
     """
     if len(feedbacks) != len(attempts) - 1:
         raise ValueError(f"{len(attempts)} attempts need {len(attempts) - 1} feedbacks, got {len(feedbacks)}")
-    if train_attempts is None:
-        train_attempts = [k == len(attempts) - 1 for k in range(len(attempts))]
+    answer = tok.encode(attempts[-1])
     seq = prompt_prefix(tok, prompt)
     for k, code in enumerate(attempts):
         if k > 0:
             seq.extend(feedback_extension(tok, feedbacks[k - 1], k))
-        seq.extend(code_piece(tok, code, k, train_attempts[k]))
+        if k == len(attempts) - 1:
+            seq.extend(code_piece(tok, code, k, True))
+        else:
+            seq.extend(code_piece(tok, code, k, _common_prefix(tok.encode(code), answer) if prefix_loss else False))
     return seq
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    while n < len(a) and n < len(b) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def training_arrays(seq: Piece) -> tuple[list[int], list[int], list[int], list[int]]:

@@ -1,0 +1,39 @@
+"""`python -m sut.evaluate`: the documented command works; bad input is one line and a nonzero exit."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from sut.checkpoint import DEFAULT_CHECKPOINT
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sut.evaluate", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_json_summary_on_a_few_tasks(tmp_path: Path) -> None:
+    results = tmp_path / "results.jsonl"
+    proc = _run("--count", "4", "--json", "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = json.loads(proc.stdout)
+    assert s["tasks"] == 4 and 0 <= s["pass@1"] <= s["pass@final"] <= 1
+    assert 1 <= s["mean_attempts"] <= 5 and s["mean_tokens"] > 0 and s["errors"] == 0
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["task_id"] for r in rows] == ["eval-0000", "eval-0001", "eval-0002", "eval-0003"]
+
+
+def test_bad_checkpoint_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    proc = _run("--checkpoint", str(tmp_path / "missing"), "--count", "1")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and "sut.train" in proc.stderr
+    bad = tmp_path / "bad"
+    shutil.copytree(DEFAULT_CHECKPOINT, bad)
+    (bad / "tokenizer.json").write_text((bad / "tokenizer.json").read_text().replace('"<|code|>"', '"<|kode|>"', 1))
+    proc = _run("--checkpoint", str(bad), "--count", "1")
+    assert proc.returncode == 2 and "tokenizer does not match the checkpoint" in proc.stderr
