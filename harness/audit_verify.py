@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.mlperf_log import (DetailLog, LogError, read_accuracy_log, read_detail, read_summary, sha256_file,
                                 summary_mismatches)
-from harness.scenario_files import (EVAL_SIZE, FileProblem, Reference, accuracy_pass, decode_entries, read_json,
+from harness.scenario_files import (parse_accuracy_txt, EVAL_SIZE, FileProblem, Reference, accuracy_pass, decode_entries, read_json,
                                     read_records, rescore_log, subset_figures)
 
 AUDIT_TESTS = ("TEST01", "TEST04", "TEST06", "TEST07", "TEST09")
@@ -254,7 +254,6 @@ def _test01_accuracy(sd: Path, sampled: list, baseline: list, rescore: bool, wri
             b = accuracy_pass(blog, outs["baseline"])
             t = accuracy_pass(acc_dir / "mlperf_log_accuracy.json", outs["compliance"])
     else:
-        from harness.run_summary import parse_accuracy_txt  # noqa: PLC0415
         b, t = parse_accuracy_txt(files["baseline"]), parse_accuracy_txt(files["compliance"])
     bf, tf = b.get("pass@final", 0.0), t.get("pass@final", 0.0)
     delta = 0.0 if bf == tf else (abs(1 - bf / tf) * 100 if tf else float("inf"))

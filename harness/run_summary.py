@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from argparse import Namespace
@@ -12,20 +11,12 @@ from typing import Any
 
 from harness.mlperf_log import LogError, read_detail
 from harness.results import ScenarioPaths
+from harness.scenario_files import parse_accuracy_txt
 from harness.system_info import describe_system
 from sut.engine_factory import EngineOptions
 from sut.tasks import EVAL_PATH
 
 ACCURACY_FRACTION = 0.99  # closed-division rule: at least 99% of the reference's pass@final
-_METRIC = re.compile(r"([A-Za-z_@0-9]+)=([-+0-9.eE]+)")
-
-
-def parse_accuracy_txt(path: Path) -> dict[str, float]:
-    """The metrics on accuracy.txt's first line, e.g. {'pass@final': 0.91, ...}."""
-    first = Path(path).read_text().splitlines()[0]
-    return {k: float(v) for k, v in _METRIC.findall(first)}
-
-
 def write_accuracy(accuracy_dir: Path, checkpoint: Path) -> dict[str, float]:
     """Run the verifier's accuracy pass (a separate post-processing step, as in MLPerf)."""
     out = accuracy_dir / "accuracy.txt"

@@ -68,7 +68,7 @@ class CodegenSUT:
             try:
                 task = self.get_task(qs.index)
             except Exception as e:  # a bad index must still be answered
-                self._complete(qs.id, qs.index, AgentResult.failed(f"sample {qs.index}", f"{type(e).__name__}: {e}"))
+                self._complete(qs.id, qs.index, AgentResult(f"sample-{qs.index}", error=f"{type(e).__name__}: {e}"))
                 continue
             on_first = (lambda tok, qid=qs.id: self._first_token(qid, tok)) if self.first_token else None
             self.engine.submit(task, lambda res, qid=qs.id, idx=qs.index: self._complete(qid, idx, res), on_first)
