@@ -46,29 +46,30 @@ log = logging.getLogger("sut.train")
 @dataclass
 class TrainConfig:
     seed: int = 0
-    steps: int = 3000
-    batch_size: int = 48
-    lr: float = 2e-3
+    steps: int = 5000
+    batch_size: int = 24            # small batches: more updates per token (16/32/48 compared, docs/model.md)
+    lr: float = 3e-3
     min_lr_frac: float = 0.1
-    warmup: int = 150
+    warmup: int = 200
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    train_tasks: int = 24000
-    mistakes_per_task: int = 3
+    train_tasks: int = 20000
+    mistakes_per_task: int = 2
     vocab_size: int = 1536
-    prefix_loss: bool = False       # wrong attempts' tokens before they depart from the answer are targets too
+    prefix_loss: bool = True        # wrong attempts' tokens before they depart from the answer are targets too
     tokenizer_tasks: int = 6000     # examples whose texts the BPE is learnt from
     val_tasks: int = 128            # agent run on validation tasks for pass@1 / pass@final
     val_max_new_tokens: int = AgentConfig.max_new_tokens
     val_loss_tasks: int = 256
-    eval_every: int = 250
+    eval_every: int = 500
     threads: int = 2
     device: str = "cpu"
     verify_workers: int = 2
 
 
 SMOKE = dict(steps=30, batch_size=16, train_tasks=300, mistakes_per_task=1, tokenizer_tasks=300, vocab_size=512,
-             val_tasks=3, val_loss_tasks=32, val_max_new_tokens=16, eval_every=15, warmup=5)
+             val_tasks=3, val_loss_tasks=32, val_max_new_tokens=16, eval_every=15, warmup=5,
+             prefix_loss=True)
 SMOKE_MODEL = dict(n_layer=2, n_head=2, n_embd=64)
 
 
