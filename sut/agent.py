@@ -133,21 +133,24 @@ class _Sequence:
         return logits[0]
 
 
-def _append_feedback(seq: _Sequence, tok: CodeTokenizer, prefix: tr.Piece, last: tuple[str, str],
+def _append_feedback(seq: Any, tok: CodeTokenizer, prefix: tr.Piece, last: tuple[str, str],
                      attempt: int, budget: int, window: int) -> bool:
     """Append the feedback for ``attempt`` leaving room for ``budget`` new tokens (+ <|end|>).
 
-    Returns True if older attempts had to be dropped: then the transcript keeps the task
-    prompt and the latest attempt with its feedback, or, if even that is too long, the
-    task and the feedback alone; the cache is rebuilt from scratch.
+    ``seq`` is any transcript with ``ids``, ``steps``, ``len``, ``reset`` and ``append``
+    (this module's and the engine's). Returns True if older attempts had to be dropped:
+    the transcript then keeps the task prompt and the latest attempt (its exact tokens,
+    from after the last <|code|>) with its feedback, or, if even that is too long, the
+    task and the feedback alone; the caller rebuilds the cache from scratch.
     """
-    code, feedback = last
+    _code, feedback = last
     fb = tr.feedback_extension(tok, feedback, attempt)
     if len(seq) + len(fb) + budget + 1 <= window:
         seq.append(fb)
         return False
-    kept = tr.Piece(list(prefix.ids), list(prefix.steps), list(prefix.mask))
-    kept.extend(tr.code_piece(tok, code, attempt - 1, train=False)).extend(fb)
+    start = len(seq.ids) - seq.ids[::-1].index(tok.code_id)  # first token of the latest attempt
+    latest = tr.Piece(seq.ids[start:], seq.steps[start:], [0] * (len(seq.ids) - start))
+    kept = tr.Piece(list(prefix.ids), list(prefix.steps), list(prefix.mask)).extend(latest).extend(fb)
     if len(kept) + budget + 1 > window:
         kept = tr.Piece(list(prefix.ids), list(prefix.steps), list(prefix.mask)).extend(fb)
     seq.reset(kept)
@@ -155,13 +158,14 @@ def _append_feedback(seq: _Sequence, tok: CodeTokenizer, prefix: tr.Piece, last:
 
 
 @torch.no_grad()
-def run_agent(task: Any, model: NanoCodeGen, tokenizer: CodeTokenizer, pool: _Pool, cfg: AgentConfig = AgentConfig(),
+def run_agent(task: Any, model: NanoCodeGen, tokenizer: CodeTokenizer, pool: _Pool, cfg: AgentConfig | None = None,
               device: str | torch.device = "cpu", cache: KVCache | None = None) -> AgentResult:
-    """Run the retry loop on ``task`` (sut.tasks.Task); never raises for a model or verifier failure:
-    the error is recorded in ``AgentResult.error`` with the attempts made so far."""
+    """Run the retry loop on ``task`` (sut.tasks.Task) with a one-slot cache (``cache`` lets a
+    caller reuse one across tasks). Never raises for a model or verifier failure: the
+    error is recorded in ``AgentResult.error`` with the attempts made so far."""
     result = AgentResult(task.id)
     try:
-        _run(task, model, tokenizer, pool, cfg, device, cache, result)
+        _run(task, model, tokenizer, pool, cfg or AgentConfig(), device, cache, result)
     except Exception as e:  # noqa: BLE001 - one task's failure must not kill the run; it is reported
         log.exception("task %s failed", task.id)
         result.error = f"{type(e).__name__}: {e}".splitlines()[0]
