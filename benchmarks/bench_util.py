@@ -1,7 +1,6 @@
 """Measurement helpers for benchmarks/engine_bench.py: machine facts, timers, sweeps, the plot."""
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -13,21 +12,10 @@ from sut import transcript as tr
 from sut.agent import AgentResult
 from sut.engine_batch import BatchModel
 from sut.model import GPTConfig, NanoCodeGen
+from sut.platform_info import cpu_model
 from sut.tasks import Task, load_eval_tasks
 from sut.tokenizer import CodeTokenizer, train_tokenizer
 from verifier.checks import ValueCheck
-
-
-def cpu_model() -> str:
-    """The CPU's model name (with family/model numbers when the name is as terse as a VM's)."""
-    try:
-        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
-        info = {k.strip(): v.strip() for k, v in info.items()}
-        if "model name" in info:
-            return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sync(device: str | torch.device) -> None:

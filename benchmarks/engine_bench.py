@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()
     res: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.engine_bench", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": a.threads, "device": a.device,
+        "machine": {"cpu": cpu_model(detail=True), "cores": os.cpu_count(), "threads": a.threads, "device": a.device,
                     "torch": torch.__version__, "python": platform.python_version(), "loadavg_start": load0},
         "model": {**cfg_model.to_dict(), "trained_checkpoint": str(a.checkpoint) if trained else None,
                   "params": model.num_params()},

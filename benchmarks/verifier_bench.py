@@ -28,19 +28,10 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sut.platform_info import cpu_model  # noqa: E402
 from verifier import SandboxPool, ValueCheck  # noqa: E402
 
 SNIPPET = "result = sum(range(10))"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def rate(run_one: Callable[[int], bool], n: int, workers: int) -> float:

@@ -7,15 +7,7 @@ import re
 from importlib import metadata
 from typing import Any
 
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from sut.platform_info import cpu_model
 
 
 def memory_gib() -> float:

@@ -1,0 +1,22 @@
+"""What CPU this is: every report and benchmark prints it beside its figures.
+
+Lives in sut/ (the lowest package that may know about the host) so that harness/,
+benchmarks/ and the trainer share one reader.
+"""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+
+def cpu_model(detail: bool = False) -> str:
+    """The CPU's model name; ``detail`` adds family/model numbers (VMs often report a terse name)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()[:30]
+        info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
+        if "model name" in info:
+            name = info["model name"]
+            return f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})" if detail else name
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
