@@ -11,12 +11,11 @@ from typing import Any
 
 from harness.mlperf_log import LogError, read_detail
 from harness.results import ScenarioPaths
-from harness.scenario_files import parse_accuracy_txt
+from harness.scenario_files import FileProblem, load_reference, parse_accuracy_txt
 from harness.system_info import describe_system
 from sut.engine_factory import EngineOptions
 from sut.tasks import EVAL_PATH
 
-ACCURACY_FRACTION = 0.99  # closed-division rule: at least 99% of the reference's pass@final
 def write_accuracy(accuracy_dir: Path, checkpoint: Path) -> dict[str, float]:
     """Run the verifier's accuracy pass (a separate post-processing step, as in MLPerf)."""
     out = accuracy_dir / "accuracy.txt"
@@ -31,11 +30,9 @@ def write_accuracy(accuracy_dir: Path, checkpoint: Path) -> dict[str, float]:
 def accuracy_target(checkpoint: Path) -> float | None:
     """99% of the reference checkpoint's recorded pass@final, if the checkpoint records it."""
     try:
-        metrics = json.loads((Path(checkpoint) / "metrics.json").read_text())
-        ref = metrics["eval"]["pass@final"]
-    except (OSError, KeyError, TypeError, ValueError):
+        return load_reference(checkpoint).accuracy_target
+    except FileProblem:
         return None
-    return ACCURACY_FRACTION * float(ref)
 
 
 def _isolation(paths: ScenarioPaths, modes: list[str]) -> str:
