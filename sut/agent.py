@@ -104,24 +104,12 @@ def sample_next(logits: Tensor, temperature: float, top_k: int | None, generator
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-class _Sequence:
+class _Sequence(tr.TokenBuffer):
     """The transcript of one task and how much of it the KV cache already holds."""
 
     def __init__(self, model: NanoCodeGen, cache: KVCache, device: torch.device | str) -> None:
+        super().__init__()
         self.model, self.cache, self.device = model, cache, device
-        self.ids: list[int] = []
-        self.steps: list[int] = []
-        self.cached = 0  # tokens of ids[] whose keys/values are in the cache
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def reset(self, piece: tr.Piece) -> None:
-        self.ids, self.steps, self.cached = list(piece.ids), list(piece.steps), 0
-
-    def append(self, piece: tr.Piece) -> None:
-        self.ids += piece.ids
-        self.steps += piece.steps
 
     def feed(self) -> Tensor:
         """Run every not-yet-cached token through the model; logits after the last (V,)."""

@@ -25,15 +25,13 @@ def one_line(prefix: str, e: BaseException) -> str:
     return f"{prefix}{type(e).__name__}: {e}".splitlines()[0]
 
 
-class Seq:
+class Seq(tr.TokenBuffer):
     """One task in flight: its transcript, its slot, the attempt underway and its timings."""
 
     def __init__(self, task: Any, on_done: OnDone, on_first: OnFirstToken | None, slot: int) -> None:
+        super().__init__()
         self.task, self.on_done, self.on_first, self.slot = task, on_done, on_first, slot
         self.result = AgentResult(task.id)
-        self.ids: list[int] = []
-        self.steps: list[int] = []
-        self.cached = 0                 # tokens of ids[] whose keys/values are in the slot
         self.prefix = tr.Piece()
         self.state = PREFILL
         self.attempt = 0
@@ -46,17 +44,6 @@ class Seq:
         self.code = ""
         self.future: Any = None
         self.done = False
-
-    # the interface sut.agent._append_feedback works on
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def reset(self, piece: tr.Piece) -> None:
-        self.ids, self.steps, self.cached = list(piece.ids), list(piece.steps), 0
-
-    def append(self, piece: tr.Piece) -> None:
-        self.ids += piece.ids
-        self.steps += piece.steps
 
 
 def call(fn: Callable[..., None], *args: Any) -> None:

@@ -109,3 +109,26 @@ def training_arrays(seq: Piece) -> tuple[list[int], list[int], list[int], list[i
     output. The step ids are those of the input tokens.
     """
     return seq.ids[:-1], seq.steps[:-1], seq.ids[1:], seq.mask[1:]
+
+
+class TokenBuffer:
+    """A task's transcript as the model sees it, and how much of it the KV cache already holds.
+
+    The agent's single-sequence loop and the engine's per-task state both extend it, so the
+    retry and truncation logic (``sut.agent._append_feedback``) works on either.
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.steps: list[int] = []
+        self.cached = 0  # tokens of ids[] whose keys/values are in the cache
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def reset(self, piece: Piece) -> None:
+        self.ids, self.steps, self.cached = list(piece.ids), list(piece.steps), 0
+
+    def append(self, piece: Piece) -> None:
+        self.ids += piece.ids
+        self.steps += piece.steps
