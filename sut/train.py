@@ -46,7 +46,7 @@ log = logging.getLogger("sut.train")
 @dataclass
 class TrainConfig:
     seed: int = 0
-    steps: int = 5000
+    steps: int = 6500
     batch_size: int = 24            # small batches: more updates per token (16/32/48 compared, docs/model.md)
     lr: float = 3e-3
     min_lr_frac: float = 0.1
@@ -56,6 +56,7 @@ class TrainConfig:
     train_tasks: int = 20000
     mistakes_per_task: int = 2
     vocab_size: int = 1536
+    sinusoidal_pos: bool = True     # start the learned position table from sinusoids (see sinusoidal_init)
     prefix_loss: bool = True        # wrong attempts' tokens before they depart from the answer are targets too
     tokenizer_tasks: int = 6000     # examples whose texts the BPE is learnt from
     val_tasks: int = 128            # agent run on validation tasks for pass@1 / pass@final
@@ -71,6 +72,22 @@ SMOKE = dict(steps=30, batch_size=16, train_tasks=300, mistakes_per_task=1, toke
              val_tasks=3, val_loss_tasks=32, val_max_new_tokens=16, eval_every=15, warmup=5,
              prefix_loss=True)
 SMOKE_MODEL = dict(n_layer=2, n_head=2, n_embd=64)
+
+
+@torch.no_grad()
+def sinusoidal_init(model: NanoCodeGen) -> None:
+    """Start the learned position embedding from the Transformer's sinusoids, scaled to the
+    token embedding's 0.02 RMS. Position i+1 is then a fixed linear map of position i,
+    so the "previous token" and copying heads the code tasks need (lists, dicts, words
+    copied from the prompt) work at every position at once instead of being learnt
+    position by position; the table stays trainable."""
+    T, C = model.wpe.weight.shape
+    pos = torch.arange(T, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, C, 2, dtype=torch.float32) * (-math.log(10000.0) / C))
+    table = torch.zeros(T, C)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)
+    model.wpe.weight.copy_(table * 0.02 * math.sqrt(2))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -114,7 +131,10 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     mcfg.vocab_size = tok.vocab_size
     log.info("tokenizer: %d tokens", tok.vocab_size)
 
-    model = NanoCodeGen(mcfg).to(cfg.device)
+    model = NanoCodeGen(mcfg)
+    if cfg.sinusoidal_pos:
+        sinusoidal_init(model)
+    model.to(cfg.device)
     log.info("model: %d parameters, %s", model.num_params(), mcfg)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
