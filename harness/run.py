@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     write_run_metadata(paths, opts, settings, args)
-    print_block(paths, modes, accuracy, accuracy_target(opts.checkpoint), args.official)
+    print_block(paths, modes, accuracy, accuracy_target(opts.checkpoint, args.count), args.official)
     return 0
 
 

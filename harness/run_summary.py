@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.mlperf_log import LogError, read_detail
 from harness.results import ScenarioPaths
-from harness.scenario_files import FileProblem, load_reference, parse_accuracy_txt
+from harness.scenario_files import EVAL_SIZE, FileProblem, load_reference, parse_accuracy_txt
 from harness.system_info import describe_system
 from sut.engine_factory import EngineOptions
 from sut.tasks import EVAL_PATH
@@ -27,12 +27,13 @@ def write_accuracy(accuracy_dir: Path, checkpoint: Path) -> dict[str, float]:
     return parse_accuracy_txt(out)
 
 
-def accuracy_target(checkpoint: Path) -> float | None:
-    """99% of the reference checkpoint's recorded pass@final, if the checkpoint records it."""
+def accuracy_target(checkpoint: Path, count: int | None = None) -> float | None:
+    """99% of the reference checkpoint's pass@final on the run's tasks (the first ``count``), if recorded."""
     try:
-        return load_reference(checkpoint).accuracy_target
+        ref = load_reference(checkpoint)
     except FileProblem:
         return None
+    return ref.target_over(range(count or EVAL_SIZE))[0]
 
 
 def _isolation(paths: ScenarioPaths, modes: list[str]) -> str:

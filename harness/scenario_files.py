@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,15 +41,38 @@ def parse_accuracy_txt(path: Path) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Reference:
-    """The reference checkpoint's figures from its own accuracy run (metrics.json["eval"])."""
+    """The reference checkpoint's figures from its own accuracy run (metrics.json["eval"]).
+
+    ``failed`` holds the evaluation-set indices the reference did not solve, so a run over a
+    subset (``--count N``) is judged against the reference on the same tasks, not the whole set.
+    """
     path: Path
     pass_final: float
     mean_attempts: float | None
     tokens_per_sample: float | None
+    failed: frozenset[int] | None = None
 
     @property
     def accuracy_target(self) -> float:
         return ACCURACY_FRACTION * self.pass_final
+
+    def pass_final_over(self, indices: Iterable[int]) -> float | None:
+        """The reference's pass@final over these evaluation indices (None: not recorded per task)."""
+        idx = set(indices)
+        if not idx or idx == set(range(EVAL_SIZE)):
+            return self.pass_final
+        if self.failed is None:
+            return None
+        return 1.0 - len(idx & self.failed) / len(idx)
+
+    def target_over(self, indices: Iterable[int]) -> tuple[float | None, str]:
+        """99% of the reference's pass@final over ``indices``, and a few words saying which figure it is."""
+        idx = set(indices)
+        ref = self.pass_final_over(idx)
+        if ref is None:
+            return None, f"{self.path} records no per-task outcomes to judge a {len(idx)}-task subset by"
+        what = "" if len(idx) in (0, EVAL_SIZE) else f" on the same {len(idx)} tasks"
+        return ACCURACY_FRACTION * ref, f"99% of the reference's pass@final {ref:.4f}{what}, {self.path}"
 
 
 def load_reference(checkpoint: Path = REFERENCE_CHECKPOINT) -> Reference:
@@ -56,8 +80,10 @@ def load_reference(checkpoint: Path = REFERENCE_CHECKPOINT) -> Reference:
     try:
         ev = json.loads(path.read_text())["eval"]
         tokens = ev.get("tokens_per_sample", ev.get("mean_tokens"))
+        failed = ev.get("failed_final")
         return Reference(path, float(ev["pass@final"]), None if ev.get("mean_attempts") is None
-                         else float(ev["mean_attempts"]), None if tokens is None else float(tokens))
+                         else float(ev["mean_attempts"]), None if tokens is None else float(tokens),
+                         None if failed is None else frozenset(int(i) for i in failed))
     except OSError as e:
         raise FileProblem(f"{path}: cannot read the reference figures ({e.strerror}); "
                           "pass --reference DIR holding the reference checkpoint") from None
