@@ -28,6 +28,7 @@ class DetailLog:
     values: dict[str, Any] = field(default_factory=dict)   # last value of each key
     errors: list[str] = field(default_factory=list)         # every "error" entry's message
     warnings: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)       # every "generic_message", in order
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
@@ -69,6 +70,8 @@ def read_detail(path: Path) -> DetailLog:
             log.errors.append(f"{key}: {value}")
         elif key == "warning" or meta.get("is_warning"):
             log.warnings.append(f"{key}: {value}")
+        if key == "generic_message":
+            log.messages.append(str(value))
         log.values[key] = value
     if not log.values:
         raise LogError(f"{path}: no :::MLLOG entries (empty or not a LoadGen detail log)")

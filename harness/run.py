@@ -3,6 +3,7 @@
     python harness/run.py --scenario Offline                 # performance run, accuracy run, accuracy pass
     python harness/run.py --scenario Server --mode performance
     python harness/run.py --scenario SingleStream --official  # MLPerf's 600 s minimum and official seeds
+    python harness/run.py --scenario Server --find-peak       # the highest target_qps meeting the bound
 
 Settings come from scenarios/<scenario>.yaml overridden by user.conf; flags choose the
 scenario, the mode, paths and the engine. Each LoadGen run happens in its own process
@@ -42,6 +43,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--audit", default=None, choices=["TEST01", "TEST04", "TEST06", "TEST07", "TEST09"],
                    help="audit this scenario's existing performance and accuracy runs (docs/audits.md)")
+    p.add_argument("--find-peak", action="store_true",
+                   help="Server: search the highest target_qps whose whole-task p99 meets the bound (harness/find_peak.py)")
+    p.add_argument("--find-peak-decimals", type=int, default=1, choices=range(0, 4), metavar="{0..3}",
+                   help="decimal places of the peak search's QPS precision (LoadGen's default 1)")
     EngineOptions.add_arguments(p)
     return p.parse_args(argv)
 
@@ -63,9 +68,9 @@ def effective_settings(scenario, user_conf: Path, official: bool) -> tuple[dict[
 
 
 def run_child(scenario: str, mode: str, conf: Path, outdir: Path, opts: EngineOptions, count: int | None,
-              no_progress: bool, audit_config: Path | None = None) -> None:
+              no_progress: bool, audit_config: Path | None = None, extra: list[str] | None = None) -> None:
     cmd = [sys.executable, "-m", "harness.lg_run", "--scenario", scenario, "--mode", mode, "--conf", str(conf),
-           "--outdir", str(outdir), *opts.to_argv()]
+           "--outdir", str(outdir), *opts.to_argv(), *(extra or [])]
     if count is not None:
         cmd += ["--count", str(count)]
     if no_progress:
@@ -76,6 +81,28 @@ def run_child(scenario: str, mode: str, conf: Path, outdir: Path, opts: EngineOp
     rc = subprocess.run(cmd, cwd=REPO).returncode
     if rc != 0:
         raise RunError(f"the {mode} run failed (exit {rc}); see {outdir / 'harness.log'}")
+
+
+def find_peak(paths: ScenarioPaths, scenario: str, settings: dict[str, str], opts: EngineOptions,
+              args: argparse.Namespace, notes: list[str]) -> int:
+    """LoadGen's peak search in one child process, then find_peak.json and a closing block."""
+    from harness.find_peak import SearchError, parse_search, print_search, write_result  # noqa: PLC0415
+    from harness.mlperf_log import LogError, read_detail  # noqa: PLC0415
+
+    for note in notes:
+        print(note, file=sys.stderr)
+    out = paths.scenario_dir / "find_peak"
+    write_effective_conf(out / "user.conf", settings, scenario)
+    try:
+        run_child(scenario, "find-peak", out / "user.conf", out, opts, args.count, args.no_progress,
+                  extra=["--find-peak-decimals", str(args.find_peak_decimals)])
+        detail = read_detail(out / "mlperf_log_detail.txt")
+        search = parse_search(detail)
+    except (RunError, LogError, SearchError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print_search(search, write_result(out, search, detail, args.find_peak_decimals))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,10 +122,17 @@ def main(argv: list[str] | None = None) -> int:
             raise RunError(f"--count must be between 1 and 1024, got {args.count}")
         paths = ScenarioPaths(args.results_dir.resolve(), args.system_name or default_system_name(opts.device),
                               scenario.name)
+        if args.audit and args.find_peak:
+            raise RunError("--audit and --find-peak are separate runs; pass one of them")
         if args.audit:  # an extra run against the existing results (harness/audits.py)
             from harness.audits import run_audit  # noqa: PLC0415
 
             return run_audit(args.audit, paths, args.no_progress)
+        if args.find_peak:
+            if scenario.name != "Server":
+                raise RunError(f"--find-peak searches a Server arrival rate; it does not apply to {scenario.name}")
+            paths.claim([paths.scenario_dir / "find_peak"])
+            return find_peak(paths, scenario.name, settings, opts, args, notes)
         modes = ["performance", "accuracy"] if args.mode == "both" else [args.mode]
         paths.claim(paths.run_dirs(modes))
     except (ScenarioError, UserConfError, ResultsExistError, RunError, ValueError) as e:

@@ -16,6 +16,7 @@ import random
 import tokenize
 from typing import NamedTuple
 
+from sut.task_families import WORDS
 from sut.tasks import Task
 
 Edit = tuple[int, int, str]  # replace src[start:end] with text
@@ -255,17 +256,115 @@ def _swap_args(c: _Src, rng: random.Random) -> list[Edit]:
     return edits
 
 
+def _digit_edits(a: int, b: int, digits: str, rng: random.Random) -> list[Edit]:
+    """Mis-copied number: a digit dropped, two neighbours transposed, one digit changed."""
+    out: list[Edit] = []
+    if len(digits) > 1:
+        k = rng.randrange(len(digits))
+        out.append((a, b, digits[:k] + digits[k + 1:]))
+        k = rng.randrange(len(digits) - 1)
+        if digits[k] != digits[k + 1]:
+            out.append((a, b, digits[:k] + digits[k + 1] + digits[k] + digits[k + 2:]))
+    k = rng.randrange(len(digits))
+    out.append((a, b, digits[:k] + rng.choice([x for x in "0123456789" if x != digits[k]]) + digits[k + 1:]))
+    return [e for e in out if e[2] and (len(e[2]) == 1 or e[2][0] != "0")]  # no `02`: a syntax error
+
+
+def _string_edits(a: int, b: int, lit: str, others: list[str], rng: random.Random) -> list[Edit]:
+    """Mis-copied string literal: another string of the task, a word of a phrase dropped,
+    swapped or replaced, or one character dropped or changed."""
+    q = lit[:1]
+    if q not in ("'", '"') or len(lit) < 2 or lit[-1] != q or lit.startswith(q * 3) or "\\" in lit:
+        return []
+    body = lit[1:-1]
+    out: list[Edit] = []
+    cands = [o for o in others if o != body]
+    if cands:
+        out.append((a, b, q + rng.choice(cands) + q))
+    words = body.split(" ")
+    if len(words) > 1:
+        k = rng.randrange(len(words))
+        out.append((a, b, q + " ".join(words[:k] + words[k + 1:]) + q))
+        i, j = rng.sample(range(len(words)), 2)
+        if words[i] != words[j]:
+            w = list(words)
+            w[i], w[j] = w[j], w[i]
+            out.append((a, b, q + " ".join(w) + q))
+        w = list(words)
+        w[k] = rng.choice([x for x in WORDS if x != words[k]])
+        out.append((a, b, q + " ".join(w) + q))
+    elif len(body) > 1:
+        k = rng.randrange(len(body))
+        out.append((a, b, q + body[:k] + body[k + 1:] + q))
+        ch = rng.choice([x for x in "abcdefghijklmnopqrstuvwxyz" if x != body[k]])
+        out.append((a, b, q + body[:k] + ch + body[k + 1:] + q))
+    elif body.isalpha():
+        out.append((a, b, q + rng.choice([x for x in "abcdefghijklmnopqrstuvwxyz" if x != body]) + q))
+    return out
+
+
+def _element_edits(c: _Src, rng: random.Random) -> list[Edit]:
+    """Mis-copied list/dict display: two elements swapped, one copied over another, one dropped."""
+    out: list[Edit] = []
+    for i, t in enumerate(c.toks):
+        if t.type != tokenize.OP or t.string not in ("[", "{") or (t.string == "[" and _is_subscript(c, i)):
+            continue
+        j = c.close(i)
+        commas = c.top_level(i, j, ",")
+        if not commas or c.top_level(i, j, "for"):
+            continue
+        bounds = [i, *commas, j]
+        texts = [c.src[c.span[bounds[k]][1]:c.span[bounds[k + 1]][0]].strip() for k in range(len(bounds) - 1)]
+        if any(not x for x in texts):
+            continue
+        a, b = c.span[i][1], c.span[j][0]
+        p, r = rng.sample(range(len(texts)), 2)
+        if texts[p] != texts[r]:
+            w = list(texts)
+            w[p], w[r] = w[r], w[p]
+            out.append((a, b, ", ".join(w)))
+            w = list(texts)
+            w[r] = texts[p]
+            out.append((a, b, ", ".join(w)))
+        k = rng.randrange(len(texts))
+        out.append((a, b, ", ".join(texts[:k] + texts[k + 1:])))
+    return out
+
+
+def _literal(c: _Src, rng: random.Random) -> list[Edit]:
+    """Literals copied wrongly from the prompt (a digit dropped or transposed, a word swapped for
+    another, list/dict elements reordered or lost): the first-attempt errors the reference model
+    makes most and its retries fix least; the verifier's "expected X, got Y" shows the fix."""
+    strings = [t.string[1:-1] for t in c.toks if t.type == tokenize.STRING and len(t.string) >= 2]
+    edits: list[Edit] = []
+    for i, t in enumerate(c.toks):
+        a, b = c.span[i]
+        if t.type == tokenize.NUMBER and t.string.isdigit():
+            edits += _digit_edits(a, b, t.string, rng)
+        elif t.type == tokenize.STRING:
+            edits += _string_edits(a, b, t.string, strings, rng)
+    return edits + _element_edits(c, rng)
+
+
 # (kind, rough weight, finder)
 KINDS = (("operator", 3.0, _operator), ("off_by_one", 2.0, _off_by_one), ("name_typo", 2.0, _name_typo),
          ("slice", 1.5, _slice), ("no_return", 1.5, _no_return), ("syntax", 1.0, _syntax),
          ("swap_args", 1.0, _swap_args))
 
 
-def mistake(task: Task, rng: random.Random) -> Mistake:
-    """A wrong variant of ``task.solution`` and its error class; deterministic given ``rng``."""
+# Opt-in kind (``literal_weight`` > 0; trainer flag --literal-mistakes): kept out of KINDS so
+# the default recipe draws exactly the mistakes it always drew.
+LITERAL_KIND = ("literal", _literal)
+
+
+def mistake(task: Task, rng: random.Random, literal_weight: float = 0.0) -> Mistake:
+    """A wrong variant of ``task.solution`` and its error class; deterministic given ``rng``.
+    ``literal_weight`` > 0 adds the "literal" kind (mis-copied prompt literals) with that weight."""
     src = task.solution
     c = _Src(src)
     found = [(kind, w, edits) for kind, w, finder in KINDS if (edits := finder(c, rng))]
+    if literal_weight > 0 and (edits := LITERAL_KIND[1](c, rng)):
+        found.append((LITERAL_KIND[0], literal_weight, edits))
     for _ in range(8):
         if not found:
             break
@@ -277,6 +376,6 @@ def mistake(task: Task, rng: random.Random) -> Mistake:
     return Mistake("syntax", src + ")")
 
 
-def plausible_mistake(task: Task, rng: random.Random) -> str:
+def plausible_mistake(task: Task, rng: random.Random, literal_weight: float = 0.0) -> str:
     """A wrong-but-plausible variant of ``task.solution`` (always a different text)."""
-    return mistake(task, rng).code
+    return mistake(task, rng, literal_weight).code

@@ -55,6 +55,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     train_tasks: int = 20000
     mistakes_per_task: int = 2
+    literal_mistakes: float = 0.0   # weight of the "literal" mistake kind (mis-copied prompt literals); 0 = off
     vocab_size: int = 1536
     sinusoidal_pos: bool = True     # start the learned position table from sinusoids (see sinusoidal_init)
     prefix_loss: bool = True        # wrong attempts' tokens before they depart from the answer are targets too
@@ -123,8 +124,9 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     log.info("drew %d training and %d validation tasks", len(tasks), len(val))
     with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0) as pool:
         log.info("sandbox pool up: %s", pool.isolation)
-        examples = train_data.build_examples(tasks, pool, cfg.mistakes_per_task, cfg.seed)
-        val_examples = train_data.build_examples(val[:cfg.val_loss_tasks], pool, 2, cfg.seed + 1)
+        examples = train_data.build_examples(tasks, pool, cfg.mistakes_per_task, cfg.seed, cfg.literal_mistakes)
+        val_examples = train_data.build_examples(val[:cfg.val_loss_tasks], pool, 2, cfg.seed + 1,
+                                                 cfg.literal_mistakes)
     t_data = time.perf_counter()
 
     tok = train_tokenizer(train_data.tokenizer_corpus(examples[:cfg.tokenizer_tasks]), cfg.vocab_size)

@@ -41,14 +41,16 @@ def take_train_tasks(n: int, seed: int) -> list[Task]:
     return list(itertools.islice(iter_train_tasks(seed), n))
 
 
-def build_examples(tasks: Sequence[Task], pool, per_task: int, seed: int) -> list[Example]:
-    """Draw up to ``per_task`` distinct mistakes per task and keep the ones the verifier rejects."""
+def build_examples(tasks: Sequence[Task], pool, per_task: int, seed: int,
+                   literal_weight: float = 0.0) -> list[Example]:
+    """Draw up to ``per_task`` distinct mistakes per task and keep the ones the verifier rejects.
+    ``literal_weight`` > 0 adds mis-copied prompt literals to the mistake kinds (sut.mistakes)."""
     drafts: list[tuple[int, str]] = []
     for i, task in enumerate(tasks):
         rng = random.Random(f"{seed}:{task.id}")
         seen = {task.solution}
         for _ in range(per_task * 2):  # a few extra draws: some mistakes repeat or are no-ops
-            code = plausible_mistake(task, rng)
+            code = plausible_mistake(task, rng, literal_weight)
             if code not in seen:
                 seen.add(code)
                 drafts.append((i, code))

@@ -91,9 +91,46 @@ def test_second_run_never_overwrites_the_first(tmp_path):
     (["--scenario", "Offline"], "nano-codegen-agent.Offline.min_duration=100\n", "spaces around '='"),
     (["--scenario", "Offline", "--checkpoint", "/nonexistent/ckpt"], QUICK_CONF, "no checkpoint there"),
     (["--scenario", "Offline", "--max-attempts", "0"], QUICK_CONF, "--max-attempts"),
+    (["--scenario", "Offline", "--find-peak"], QUICK_CONF, "does not apply to Offline"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, conf, fragment):
     r = run(args, tmp_path, conf)
     assert r.returncode == 2
     assert fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("mlperf_log_*"))
+
+
+FIND_PEAK_CONF = """\
+nano-codegen-agent.Server.min_duration = 1000
+nano-codegen-agent.Server.min_query_count = 10
+nano-codegen-agent.Server.target_qps = 2
+nano-codegen-agent.Server.target_latency = 3000
+"""
+
+
+def test_find_peak_searches_with_loadgen_and_records_the_peak(tmp_path):
+    """LoadGen's own peak search over the real engine; every trial's verdict follows from the peak."""
+    args = ["--scenario", "Server", "--find-peak", "--find-peak-decimals", "0", "--count", "24"]
+    r = run(args, tmp_path, FIND_PEAK_CONF)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = scenario_dir(tmp_path, "Server") / "find_peak"
+    rec = json.loads((out / "find_peak.json").read_text())
+    rates = [t["qps"] for t in rec["trials"]]
+    assert rates[:2] == [2.0, 4.0]                  # the configured start, then LoadGen doubles it
+    assert rec["peak_qps"] >= 2 and rec["peak_qps"] in rates
+    assert any(not t["met"] for t in rec["trials"])  # the search ends at a rate that missed the bound
+    assert all(t["met"] == (t["qps"] <= rec["peak_qps"]) for t in rec["trials"])
+    assert rec["target_latency_ms"] == 3000 and rec["peak_run_p99_ms"] <= 3000
+    detail = read_detail(out / "mlperf_log_detail.txt")
+    assert detail.get("effective_test_mode") == "FindPeakPerformance"
+    assert not any("first_token" in k for k in detail.values)   # judged on whole tasks, not TTFT/TPOT
+    assert f"target_qps = {rec['peak_qps']:g}" in r.stdout
+    again = run(args, tmp_path, FIND_PEAK_CONF)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def test_find_peak_refuses_a_start_rate_that_misses_the_bound(tmp_path):
+    conf = FIND_PEAK_CONF.replace("target_latency = 3000", "target_latency = 1")
+    r = run(["--scenario", "Server", "--find-peak", "--count", "8"], tmp_path, conf)
+    assert r.returncode == 1
+    assert "already misses the latency bound" in r.stderr and "lower nano-codegen-agent.Server.target_qps" in r.stderr

@@ -159,6 +159,26 @@ def test_mistakes_differ_from_solutions_and_are_deterministic(eval_tasks):
     assert set(kinds) == {k for k, _w, _f in KINDS}
 
 
+def test_literal_mistakes_are_opt_in_mis_copied_literals(eval_tasks):
+    kinds = Counter()
+    for t in eval_tasks:
+        m = mistake(t, random.Random(t.id), literal_weight=6.0)
+        assert m.code != t.solution and m == mistake(t, random.Random(t.id), literal_weight=6.0)
+        kinds[m.kind] += 1
+        if m.kind == "literal":  # only literals change: the code around them is the solution's
+            assert _non_literal(t.solution) == _non_literal(m.code), (t.solution, m.code)
+    assert kinds["literal"] > 0.25 * len(eval_tasks)
+    assert all(mistake(t, random.Random(t.id)).kind != "literal" for t in eval_tasks[:200])  # default: off
+
+
+def _non_literal(src: str) -> list[str]:
+    """The code's tokens other than numbers, strings, signs and commas (what a mis-copied literal keeps)."""
+    import io
+    import tokenize
+    return [t.string for t in tokenize.generate_tokens(io.StringIO(src).readline)
+            if t.type not in (tokenize.NUMBER, tokenize.STRING) and t.string not in (",", "-", ":", "")]
+
+
 def test_cli_show_and_families():
     out = subprocess.run([sys.executable, "-m", "sut.tasks", "--show", "2", "--split", "val"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
