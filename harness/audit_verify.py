@@ -29,6 +29,11 @@ LOG_ALL = 100_000                   # accuracy_log_sampling_target that logs eve
 PERF_TOLERANCE = 0.10               # TEST01 within +-10%; TEST04 at most 10% better
 TEST01_ACCURACY_DELTA_PCT = 1.0     # non-deterministic TEST01: accuracy within (1 - 0.99) = 1%
 TEST09_TOLERANCE = 0.10
+# Offline TEST04: copies of one sample decode in lockstep batches with no tail of long tasks, which
+# made the honest engine 1.31x faster than the mixed run (shipped checkpoint, docs/audits.md); an
+# answer cache serves all but the first batch of copies for free (>= 10x). 10% cannot tell the two
+# apart, 2x can.
+OFFLINE_TEST04_TOLERANCE = 1.0
 # The figure compared per scenario: MLPerf's (compliance/TEST01/verify_performance.py), except that
 # SingleStream uses the whole-task p90: with token latencies early_stopping_latency_ss is TTFT's.
 RESULT_FIELD = {"Offline": "result_samples_per_second", "SingleStream": "result_90.00_percentile_latency_ns",
@@ -194,7 +199,8 @@ def _test04_perf(ref: DetailLog, test: DetailLog, choice: Test04Choice) -> tuple
     r, t = _score(ref), _score(test)
     if scen == "SingleStream":   # speeds, as MLPerf compares them: queries/s from the latency estimate
         r, t = 1e9 / r, 1e9 / t
-    tol = 0.20 if scen == "SingleStream" and r <= 200_000 else PERF_TOLERANCE
+    tol = {"Offline": OFFLINE_TEST04_TOLERANCE, "SingleStream": 0.20 if r <= 200_000 else PERF_TOLERANCE
+           }.get(scen, PERF_TOLERANCE)
     expected = r if scen == "Server" else r * ratio   # Server's completed rate is the arrival rate
     ok = t < expected * (1 + tol)
     lines = [f"reference score = {r}", f"cost ratio (target / repeated sample) = {ratio:.4f}",

@@ -56,6 +56,7 @@ class TrainConfig:
     train_tasks: int = 20000
     mistakes_per_task: int = 2
     literal_mistakes: float = 0.0   # weight of the "literal" mistake kind (mis-copied prompt literals); 0 = off
+    retry_mix: str = ""             # shares of 0..4 wrong attempts, e.g. "0.3,0.3,0.2,0.12,0.08"; "" = DEFAULT_MIX
     vocab_size: int = 1536
     sinusoidal_pos: bool = True     # start the learned position table from sinusoids (see sinusoidal_init)
     prefix_loss: bool = True        # wrong attempts' tokens before they depart from the answer are targets too
@@ -155,7 +156,7 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     ema = None
     for step in bar:
         if not batches:  # a new pass: redraw how many mistakes each example shows
-            seqs = train_data.draw_transcripts(tok, examples, rng, block_size=mcfg.block_size,
+            seqs = train_data.draw_transcripts(tok, examples, rng, mix=_mix(cfg), block_size=mcfg.block_size,
                                                prefix_loss=cfg.prefix_loss)
             batches = train_data.make_batches(seqs, cfg.batch_size, tok.pad_id, rng, mcfg.block_size)
         idx, steps, targets, mask = (t.to(cfg.device) for t in batches.pop())
@@ -199,6 +200,11 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     return metrics
 
 
+def _mix(cfg: TrainConfig) -> tuple[float, ...]:
+    """The retry mix: shares of examples shown with 0, 1, 2, ... wrong attempts."""
+    return tuple(float(x) for x in cfg.retry_mix.split(",")) if cfg.retry_mix else train_data.DEFAULT_MIX
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -232,6 +238,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTCon
         p.error(f"--n-embd {mcfg.n_embd} must be a multiple of --n-head {mcfg.n_head}")
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.train_tasks < 1:
         p.error("--steps, --batch-size and --train-tasks must be positive")
+    try:
+        mix = _mix(cfg)
+    except ValueError:
+        mix = ()
+    if not mix or min(mix) < 0 or sum(mix) <= 0:
+        p.error(f"--retry-mix {cfg.retry_mix!r}: give non-negative shares for 0, 1, 2, ... wrong attempts")
+    if cfg.literal_mistakes < 0:
+        p.error("--literal-mistakes must be >= 0")
     return a.out, cfg, mcfg
 
 

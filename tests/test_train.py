@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from sut.checkpoint import load_checkpoint
@@ -37,3 +38,15 @@ def test_schedule_and_flags() -> None:
     assert abs(lr_at(99, cfg) - 1e-4) < 2e-5
     _, c, m = parse_args(["--out", "x", "--smoke", "--steps", "7", "--n-embd", "96", "--n-head", "3"])
     assert c.steps == 7 and m.n_embd == 96 and m.n_head == 3 and m.n_layer == 2
+
+
+def test_retry_recipe_flags_default_to_the_shipped_recipe() -> None:
+    from sut.train import _mix
+    from sut.train_data import DEFAULT_MIX
+    _, c, _m = parse_args(["--out", "x"])
+    assert c.literal_mistakes == 0.0 and _mix(c) == DEFAULT_MIX
+    _, c, _m = parse_args(["--out", "x", "--literal-mistakes", "6", "--retry-mix", "0.3,0.3,0.2,0.1,0.1"])
+    assert c.literal_mistakes == 6.0 and _mix(c) == (0.3, 0.3, 0.2, 0.1, 0.1)
+    for bad in (["--retry-mix", "a,b"], ["--retry-mix", "-1,2"], ["--literal-mistakes", "-1"]):
+        with pytest.raises(SystemExit):
+            parse_args(["--out", "x", *bad])
