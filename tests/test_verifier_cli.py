@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from verifier import SandboxPool, ValueCheck, check_to_json
-from verifier.accuracy import format_accuracy_txt, score_accuracy_log
+from verifier.accuracy import format_accuracy_txt, literal_only, score_accuracy_log
 from verifier.checks import CallCheck, TestCheck
 from verifier.response_format import AttemptOut, Response, encode
 
@@ -143,3 +143,35 @@ def test_humaneval_cli(tmp_path):
     out = cli("-m", "verifier.humaneval", str(samples))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "pass@1=0.5000 samples=2 tasks=1"
+
+
+def test_literal_only_programs():
+    assert literal_only("result = 15") and literal_only("result = [-1, 'a', {'k': (2, 3.5)}]")
+    assert literal_only('"""answer"""\nresult: int = 7')
+    assert not literal_only("x = 3\nresult = x") and not literal_only("result = 2 * 3")
+    assert not literal_only("result = sum([1, 2])") and not literal_only("") and not literal_only("result = (")
+
+
+def test_a_retry_that_copies_the_expected_value_does_not_count(tmp_path):
+    """Value feedback shows the expected value; a retry that only assigns it computes nothing."""
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps(t) + "\n" for t in TASKS))
+    a = lambda code: AttemptOut(code, "passed", 5)  # noqa: E731
+    log = tmp_path / "mlperf_log_accuracy.json"
+    log.write_text(json.dumps([
+        _entry(0, 0, Response("t0", [a("result = 14"), a("result = 15")], 10)),               # copied from feedback
+        _entry(1, 3, Response("t3", [a("result = 1")], 5)),                                   # first attempt: no feedback
+        _entry(2, 1, Response("t1", [a("def inc(x):\n    return x"), a("def inc(x):\n    return x + 1")], 10)),
+    ]))
+    with SandboxPool(workers=1) as pool:
+        r = score_accuracy_log(log, tasks, pool)
+    status = {s["task_id"]: (s["final_status"], s["pass_final"]) for s in r["per_sample"]}
+    assert status == {"t0": ("hard_coded", False), "t3": ("passed", True), "t1": ("passed", True)}
+    assert r["hard_coded"] == 1 and r["pass@final"] == 2 / 3
+
+
+def test_no_evaluation_reference_solution_is_literal_only():
+    """So the hard-coded rule can never fail a retry that writes what the reference writes."""
+    from sut.tasks import load_eval_tasks
+
+    assert not [t.id for t in load_eval_tasks() if literal_only(t.solution)]

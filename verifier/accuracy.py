@@ -11,6 +11,11 @@ in the response are ignored: the first attempt's code (pass@1) and the final att
 response the SUT marked with an error, or one with no attempts, or one that does not decode,
 counts as failed for both and as a ``sut_error``.
 
+A value task's feedback shows the expected value ("expected 42, got 41"), so a retry could
+just copy it. A final attempt after the first whose program computes nothing (every
+statement assigns a literal: ``result = 42``) does not count for pass@final; its status is
+``hard_coded``. No evaluation task's reference solution is literal-only (tested).
+
 accuracy.txt holds two lines a regex can read:
 
     pass@1=0.8120 pass@final=0.9140 mean_attempts=1.52 tokens_per_sample=63.1 samples=1024 sut_errors=0
@@ -19,6 +24,7 @@ accuracy.txt holds two lines a regex can read:
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import logging
@@ -27,7 +33,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from verifier.checks import Check, check_from_json
+from verifier.checks import Check, ValueCheck, check_from_json
 from verifier.pool import SandboxPool
 from verifier.response_format import Response, decode_hex
 
@@ -84,6 +90,24 @@ def _decode(entry: dict, task_id: str) -> tuple[Response | None, str | None]:
     return resp, None
 
 
+def literal_only(code: str) -> bool:
+    """True when the program computes nothing: only assignments of literals (and bare constants)."""
+    try:
+        body = ast.parse(code).body
+    except SyntaxError:
+        return False
+    for stmt in body:
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue                                        # a docstring or a bare constant
+        if not isinstance(stmt, (ast.Assign, ast.AnnAssign)) or stmt.value is None:
+            return False
+        try:
+            ast.literal_eval(stmt.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return False
+    return bool(body)
+
+
 def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool | None = None,
                        progress: bool = False) -> dict[str, Any]:
     """Judge every logged response again; return the metrics, per-family rates and per-sample results."""
@@ -109,6 +133,8 @@ def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool |
                     jobs[key] = len(job_items)
                     job_items.append((attempt.code, task["check"]))
                 s[which] = jobs[key]
+            s["copied"] = (isinstance(task["check"], ValueCheck) and len(resp.attempts) > 1
+                           and literal_only(resp.attempts[-1].code))
         samples.append(s)
     own_pool = pool is None
     pool = pool or SandboxPool()
@@ -123,6 +149,8 @@ def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool |
             v = verdicts[s.pop(which)] if which in s else None
             s[f"{which}_status"] = v.status.value if v else "sut_error"
             s[f"pass_{which}"] = bool(v and v.passed)
+        if s.pop("copied", False) and s["pass_final"]:
+            s["final_status"], s["pass_final"] = "hard_coded", False
         by_family[s["family"]].append(s)
     n = len(samples)
     return {
@@ -132,6 +160,7 @@ def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool |
         "tokens_per_sample": sum(s["n_tokens"] for s in samples) / n,
         "samples": n,
         "sut_errors": sum(s["error"] is not None for s in samples),
+        "hard_coded": sum(s["final_status"] == "hard_coded" for s in samples),
         "executions": len(job_items),
         "per_family": {fam: {"samples": len(ss), "pass@1": sum(s["pass_first"] for s in ss) / len(ss),
                              "pass@final": sum(s["pass_final"] for s in ss) / len(ss)} for fam, ss in sorted(by_family.items())},
