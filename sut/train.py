@@ -35,6 +35,7 @@ from sut.agent import AgentConfig
 from sut.checkpoint import git_commit, save_checkpoint
 from sut.evaluate import evaluate_tasks
 from sut.model import GPTConfig, NanoCodeGen
+from sut.platform_info import cpu_model
 from sut.tasks import generate_tasks
 from sut.tokenizer import train_tokenizer
 from sut.train_report import write_report
@@ -192,7 +193,7 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
         "tokens_seen": tokens_seen, "loss_tokens": loss_tokens, "n_params": model.num_params(),
         "wall_s": round(t_end - t_start, 1), "data_s": round(t_data - t_start, 1),
         "train_s": round(t_train - t_data, 1), "validate_s": round(t_end - t_train, 1),
-        "threads": cfg.threads, "cpu": _cpu_model(), "commit": git_commit(),
+        "threads": cfg.threads, "cpu": cpu_model(), "commit": git_commit(),
         "command": "python -m sut.train " + " ".join(sys.argv[1:]),
     }
     save_checkpoint(out, model, tok, mcfg, asdict(cfg), metrics)
@@ -203,17 +204,6 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
 def _mix(cfg: TrainConfig) -> tuple[float, ...]:
     """The retry mix: shares of examples shown with 0, 1, 2, ... wrong attempts."""
     return tuple(float(x) for x in cfg.retry_mix.split(",")) if cfg.retry_mix else train_data.DEFAULT_MIX
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or "unknown"
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTConfig]:
