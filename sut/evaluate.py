@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=None, help="first N evaluation tasks (default: all)")
     p.add_argument("--max-attempts", type=int, default=AgentConfig.max_attempts)
     p.add_argument("--seed", type=int, default=AgentConfig.seed)
+    p.add_argument("--temperature", type=float, default=AgentConfig.temperature, help="retries' sampling temperature")
+    p.add_argument("--top-k", type=int, default=AgentConfig.top_k, help="retries' top-k (0: the whole vocabulary)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the sandbox workers use the other cores)")
     p.add_argument("--workers", type=int, default=2, help="sandbox workers")
@@ -85,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     if a.max_attempts < 1 or (a.count is not None and a.count < 1):
         p.error("--max-attempts and --count must be positive")
-    if a.record and (a.count or a.max_attempts != AgentConfig.max_attempts or a.seed != AgentConfig.seed):
-        p.error("--record stores the reference figures: run it on all tasks with the default attempts and seed")
+    cfg = AgentConfig(max_attempts=a.max_attempts, seed=a.seed, temperature=a.temperature, top_k=a.top_k or None)
+    if a.record and (a.count or cfg != AgentConfig()):
+        p.error("--record stores the reference figures: run it on all tasks with the default agent settings")
     torch.set_num_threads(a.threads)
 
     from sut.tasks import EvalSetError, load_eval_tasks  # noqa: PLC0415 - keeps --help fast
@@ -100,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = tasks[: a.count] if a.count else tasks
     results: list[AgentResult] = []
     with SandboxPool(workers=a.workers, timeout_s=2.0) as pool:
-        s = evaluate_tasks(model, tok, pool, tasks, AgentConfig(max_attempts=a.max_attempts, seed=a.seed), a.device,
-                           results=results)
+        s = evaluate_tasks(model, tok, pool, tasks, cfg, a.device, results=results)
     # Per-task outcomes let the checker judge a --count subset against the reference on the same tasks.
     s["failed_final"] = [i for i, r in enumerate(results) if not r.passed]
     if a.record:

@@ -37,3 +37,22 @@ def test_bad_checkpoint_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (bad / "tokenizer.json").write_text((bad / "tokenizer.json").read_text().replace('"<|code|>"', '"<|kode|>"', 1))
     proc = _run("--checkpoint", str(bad), "--count", "1")
     assert proc.returncode == 2 and "tokenizer does not match the checkpoint" in proc.stderr
+
+
+def test_record_writes_reference_figures_only_with_default_settings(tmp_path: Path) -> None:
+    """--record is refused for anything but the reference's own settings, and never runs then."""
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(DEFAULT_CHECKPOINT, ckpt)
+    before = (ckpt / "metrics.json").read_text()
+    for extra in (["--count", "4"], ["--temperature", "1.0"], ["--top-k", "0"], ["--max-attempts", "2"]):
+        proc = _run("--checkpoint", str(ckpt), "--record", *extra)
+        assert proc.returncode == 2 and "--record" in proc.stderr, extra
+    assert (ckpt / "metrics.json").read_text() == before
+
+
+def test_the_failed_tasks_are_listed_by_evaluation_index() -> None:
+    proc = _run("--count", "20", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = json.loads(proc.stdout)
+    ref = json.loads((DEFAULT_CHECKPOINT / "metrics.json").read_text())["eval"]["failed_final"]
+    assert s["failed_final"] == [i for i in ref if i < 20]   # the same verdicts as the recorded reference run
