@@ -121,17 +121,16 @@ class _Sequence(tr.TokenBuffer):
         return logits[0]
 
 
-def _append_feedback(seq: Any, tok: CodeTokenizer, prefix: tr.Piece, last: tuple[str, str],
+def _append_feedback(seq: tr.TokenBuffer, tok: CodeTokenizer, prefix: tr.Piece, feedback: str,
                      attempt: int, budget: int, window: int) -> bool:
     """Append the feedback for ``attempt`` leaving room for ``budget`` new tokens (+ <|end|>).
 
-    ``seq`` is any transcript with ``ids``, ``steps``, ``len``, ``reset`` and ``append``
-    (this module's and the engine's). Returns True if older attempts had to be dropped:
+    ``seq`` is this module's sequence or the engine's (both TokenBuffers). Returns True if
+    older attempts had to be dropped:
     the transcript then keeps the task prompt and the latest attempt (its exact tokens,
     from after the last <|code|>) with its feedback, or, if even that is too long, the
     task and the feedback alone; the caller rebuilds the cache from scratch.
     """
-    _code, feedback = last
     fb = tr.feedback_extension(tok, feedback, attempt)
     if len(seq) + len(fb) + budget + 1 <= window:
         seq.append(fb)
@@ -169,12 +168,12 @@ def _run(task: Any, model: NanoCodeGen, tok: CodeTokenizer, pool: _Pool, cfg: Ag
     if len(prefix) + 1 >= window:
         raise ValueError(f"prompt is {len(prefix)} tokens: the context window is {window}")
     seq.reset(prefix)
-    last: tuple[str, str] | None = None
+    feedback: str | None = None     # the verifier's feedback on the previous attempt
     for k in range(cfg.max_attempts):
         truncated = False
         if k > 0:
-            assert last is not None
-            truncated = _append_feedback(seq, tok, prefix, last, k, cfg.max_new_tokens, window)
+            assert feedback is not None
+            truncated = _append_feedback(seq, tok, prefix, feedback, k, cfg.max_new_tokens, window)
         budget = min(cfg.max_new_tokens, window - len(seq) - 1)  # room for a closing <|end|>
         if budget < 1:
             raise ValueError(f"attempt {k} starts at {len(seq)} tokens: no room left in the {window}-token window")
@@ -211,4 +210,4 @@ def _run(task: Any, model: NanoCodeGen, tok: CodeTokenizer, pool: _Pool, cfg: Ag
         if verdict.passed:
             result.passed = True
             return
-        last = (code, verdict.feedback)
+        feedback = verdict.feedback

@@ -281,7 +281,7 @@ class Engine:
             self._finish(seq)
         else:
             seq.attempt = k + 1
-            seq.truncated = _append_feedback(seq, self.tok, seq.prefix, (seq.code, verdict.feedback), k + 1,
+            seq.truncated = _append_feedback(seq, self.tok, seq.prefix, verdict.feedback, k + 1,
                                              self.cfg.max_new_tokens, self.window)
             seq.state = PREFILL
 

@@ -72,8 +72,7 @@ class TrainConfig:
 
 
 SMOKE = dict(steps=30, batch_size=16, train_tasks=300, mistakes_per_task=1, tokenizer_tasks=300, vocab_size=512,
-             val_tasks=3, val_loss_tasks=32, val_max_new_tokens=16, eval_every=15, warmup=5,
-             prefix_loss=True)
+             val_tasks=3, val_loss_tasks=32, val_max_new_tokens=16, eval_every=15, warmup=5)
 SMOKE_MODEL = dict(n_layer=2, n_head=2, n_embd=64)
 
 
@@ -155,9 +154,10 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     model.train()
     bar = tqdm(range(cfg.steps), desc="train", unit="step", dynamic_ncols=True)
     ema = None
+    mix = _mix(cfg)
     for step in bar:
         if not batches:  # a new pass: redraw how many mistakes each example shows
-            seqs = train_data.draw_transcripts(tok, examples, rng, mix=_mix(cfg), block_size=mcfg.block_size,
+            seqs = train_data.draw_transcripts(tok, examples, rng, mix=mix, block_size=mcfg.block_size,
                                                prefix_loss=cfg.prefix_loss)
             batches = train_data.make_batches(seqs, cfg.batch_size, tok.pad_id, rng, mcfg.block_size)
         idx, steps, targets, mask = (t.to(cfg.device) for t in batches.pop())

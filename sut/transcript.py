@@ -16,6 +16,8 @@ through the same pieces, so training and inference sequences agree token for tok
 """
 from __future__ import annotations
 
+import os
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -91,15 +93,8 @@ def build_transcript(
         if k == len(attempts) - 1:
             seq.extend(code_piece(tok, code, k, True))
         else:
-            seq.extend(code_piece(tok, code, k, _common_prefix(tok.encode(code), answer) if prefix_loss else False))
+            seq.extend(code_piece(tok, code, k, len(os.path.commonprefix([tok.encode(code), answer])) if prefix_loss else False))
     return seq
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    while n < len(a) and n < len(b) and a[n] == b[n]:
-        n += 1
-    return n
 
 
 def training_arrays(seq: Piece) -> tuple[list[int], list[int], list[int], list[int]]:
