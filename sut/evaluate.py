@@ -40,6 +40,11 @@ def summarize(results: Sequence[AgentResult], wall_s: float) -> dict[str, Any]:
         "mean_ms": wall_s * 1e3 / n,
         "truncated_tasks": sum(any(a.truncated for a in r.attempts) for r in results),
         "errors": sum(r.error is not None for r in results),
+        # how much of the retry budget is spent resubmitting code the verifier already rejected
+        "retries": sum(max(len(r.attempts) - 1, 0) for r in results),
+        "retries_repeating_first": sum(a.code == r.attempts[0].code for r in results for a in r.attempts[1:]),
+        "retries_repeating_earlier": sum(a.code in {b.code for b in r.attempts[:k]}
+                                         for r in results for k, a in enumerate(r.attempts) if k > 0),
     }
 
 

@@ -358,3 +358,12 @@ def test_bench_command_runs_and_rejects_bad_flags(tmp_path, capsys) -> None:
             main(bad)
         assert e.value.code == 2
     assert "--tasks must be at least 1" in capsys.readouterr().err
+
+
+def test_step_profile_command_names_where_a_step_goes(capsys) -> None:
+    """benchmarks/step_profile.py (the profile docs/engine.md quotes) runs and shows the matmuls."""
+    from benchmarks.step_profile import main
+
+    assert main(["--batch", "1", "--steps", "8", "--rows", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 1:" in out and "ms per decode step" in out and "aten::addmm" in out

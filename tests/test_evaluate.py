@@ -24,6 +24,8 @@ def test_json_summary_on_a_few_tasks(tmp_path: Path) -> None:
     s = json.loads(proc.stdout)
     assert s["tasks"] == 4 and 0 <= s["pass@1"] <= s["pass@final"] <= 1
     assert 1 <= s["mean_attempts"] <= 5 and s["mean_tokens"] > 0 and s["errors"] == 0
+    assert s["retries"] == round((s["mean_attempts"] - 1) * 4)
+    assert 0 <= s["retries_repeating_first"] <= s["retries_repeating_earlier"] <= s["retries"]
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert [r["task_id"] for r in rows] == ["eval-0000", "eval-0001", "eval-0002", "eval-0003"]
 
