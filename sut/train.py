@@ -24,6 +24,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -31,13 +32,14 @@ import torch
 from tqdm import tqdm
 
 from sut import train_data
+from sut import transcript as tr
 from sut.agent import AgentConfig
 from sut.checkpoint import git_commit, save_checkpoint
 from sut.evaluate import evaluate_tasks
 from sut.model import GPTConfig, NanoCodeGen
 from sut.platform_info import cpu_model
 from sut.tasks import generate_tasks
-from sut.tokenizer import train_tokenizer
+from sut.tokenizer import CodeTokenizer, train_tokenizer
 from sut.train_report import write_report
 from verifier.pool import SandboxPool
 
@@ -112,6 +114,56 @@ def masked_loss(model: NanoCodeGen, batches: list[train_data.Batch], device: str
     return total / max(count, 1.0)
 
 
+@dataclass
+class Fitted:
+    """What a training loop leaves behind for the report."""
+    curve: list[tuple[int, float]]
+    val_curve: list[tuple[int, float]]
+    ema: float | None
+    tokens_seen: int
+    loss_tokens: int
+
+
+def fit(model: NanoCodeGen, tok: CodeTokenizer, cfg: TrainConfig, val_batches: list[train_data.Batch],
+        rng: random.Random, draw: Callable[[random.Random], list[tr.Piece]], desc: str = "train") -> Fitted:
+    """AdamW with warmup + cosine over ``cfg.steps`` steps; ``draw(rng)`` gives one pass of transcripts
+    (called again whenever a pass is used up). The from-scratch recipe and the self-repair phase
+    (sut.self_repair) share it."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    block_size = model.config.block_size
+    out = Fitted([], [], None, 0, 0)
+    batches: list[train_data.Batch] = []
+    model.train()
+    bar = tqdm(range(cfg.steps), desc=desc, unit="step", dynamic_ncols=True)
+    for step in bar:
+        if not batches:  # a new pass: redraw (how many mistakes each example shows, which ones)
+            batches = train_data.make_batches(draw(rng), cfg.batch_size, tok.pad_id, rng, block_size)
+        idx, steps, targets, mask = (t.to(cfg.device) for t in batches.pop())
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        loss = model.loss(idx, steps, targets, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        out.tokens_seen += idx.numel()
+        out.loss_tokens += int(mask.sum())
+        lv = loss.item()
+        out.ema = lv if out.ema is None else 0.95 * out.ema + 0.05 * lv
+        out.curve.append((step, lv))
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            out.val_curve.append((step + 1, masked_loss(model, val_batches, cfg.device)))
+            bar.set_postfix(loss=f"{out.ema:.3f}", val=f"{out.val_curve[-1][1]:.3f}")
+        elif step % 10 == 0:
+            bar.set_postfix(loss=f"{out.ema:.3f}")
+    bar.close()
+    model.eval()
+    return out
+
+
 def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     t_start = time.perf_counter()
     random.seed(cfg.seed)
@@ -139,49 +191,15 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
         sinusoidal_init(model)
     model.to(cfg.device)
     log.info("model: %d parameters, %s", model.num_params(), mcfg)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     val_batches = train_data.make_batches(
         train_data.draw_transcripts(tok, val_examples, random.Random(cfg.seed), block_size=mcfg.block_size),
         cfg.batch_size, tok.pad_id, random.Random(0), mcfg.block_size)
-
-    curve: list[tuple[int, float]] = []
-    val_curve: list[tuple[int, float]] = []
-    tokens_seen = loss_tokens = 0
-    batches: list[train_data.Batch] = []
-    model.train()
-    bar = tqdm(range(cfg.steps), desc="train", unit="step", dynamic_ncols=True)
-    ema = None
-    mix = _mix(cfg)
-    for step in bar:
-        if not batches:  # a new pass: redraw how many mistakes each example shows
-            seqs = train_data.draw_transcripts(tok, examples, rng, mix=mix, block_size=mcfg.block_size,
-                                               prefix_loss=cfg.prefix_loss)
-            batches = train_data.make_batches(seqs, cfg.batch_size, tok.pad_id, rng, mcfg.block_size)
-        idx, steps, targets, mask = (t.to(cfg.device) for t in batches.pop())
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        loss = model.loss(idx, steps, targets, mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        tokens_seen += idx.numel()
-        loss_tokens += int(mask.sum())
-        lv = loss.item()
-        ema = lv if ema is None else 0.95 * ema + 0.05 * lv
-        curve.append((step, lv))
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            val_curve.append((step + 1, masked_loss(model, val_batches, cfg.device)))
-            bar.set_postfix(loss=f"{ema:.3f}", val=f"{val_curve[-1][1]:.3f}")
-        elif step % 10 == 0:
-            bar.set_postfix(loss=f"{ema:.3f}")
-    bar.close()
+    mix = retry_mix(cfg)
+    fitted = fit(model, tok, cfg, val_batches, rng,
+                 lambda r: train_data.draw_transcripts(tok, examples, r, mix=mix, block_size=mcfg.block_size,
+                                                       prefix_loss=cfg.prefix_loss))
     t_train = time.perf_counter()
 
-    model.eval()
     with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0) as pool:
         summary = evaluate_tasks(model, tok, pool, val[:cfg.val_tasks], AgentConfig(max_new_tokens=cfg.val_max_new_tokens, seed=cfg.seed), cfg.device,
                                  desc="validate")
@@ -189,19 +207,19 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     metrics = {
         "val_pass@1": summary["pass@1"], "val_pass@final": summary["pass@final"],
         "val_mean_attempts": summary["mean_attempts"], "val_tasks": cfg.val_tasks,
-        "final_train_loss": ema, "final_val_loss": val_curve[-1][1] if val_curve else None,
-        "tokens_seen": tokens_seen, "loss_tokens": loss_tokens, "n_params": model.num_params(),
+        "final_train_loss": fitted.ema, "final_val_loss": fitted.val_curve[-1][1] if fitted.val_curve else None,
+        "tokens_seen": fitted.tokens_seen, "loss_tokens": fitted.loss_tokens, "n_params": model.num_params(),
         "wall_s": round(t_end - t_start, 1), "data_s": round(t_data - t_start, 1),
         "train_s": round(t_train - t_data, 1), "validate_s": round(t_end - t_train, 1),
         "threads": cfg.threads, "cpu": cpu_model(), "commit": git_commit(),
         "command": "python -m sut.train " + " ".join(sys.argv[1:]),
     }
     save_checkpoint(out, model, tok, mcfg, asdict(cfg), metrics)
-    write_report(out, metrics, curve, val_curve, asdict(cfg), mcfg.to_dict())
+    write_report(out, metrics, fitted.curve, fitted.val_curve, asdict(cfg), mcfg.to_dict())
     return metrics
 
 
-def _mix(cfg: TrainConfig) -> tuple[float, ...]:
+def retry_mix(cfg: TrainConfig) -> tuple[float, ...]:
     """The retry mix: shares of examples shown with 0, 1, 2, ... wrong attempts."""
     return tuple(float(x) for x in cfg.retry_mix.split(",")) if cfg.retry_mix else train_data.DEFAULT_MIX
 
@@ -229,7 +247,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTCon
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.train_tasks < 1:
         p.error("--steps, --batch-size and --train-tasks must be positive")
     try:
-        mix = _mix(cfg)
+        mix = retry_mix(cfg)
     except ValueError:
         mix = ()
     if not mix or min(mix) < 0 or sum(mix) <= 0:

@@ -41,12 +41,12 @@ def test_schedule_and_flags() -> None:
 
 
 def test_retry_recipe_flags_default_to_the_shipped_recipe() -> None:
-    from sut.train import _mix
+    from sut.train import retry_mix
     from sut.train_data import DEFAULT_MIX
     _, c, _m = parse_args(["--out", "x"])
-    assert c.literal_mistakes == 0.0 and _mix(c) == DEFAULT_MIX
+    assert c.literal_mistakes == 0.0 and retry_mix(c) == DEFAULT_MIX
     _, c, _m = parse_args(["--out", "x", "--literal-mistakes", "6", "--retry-mix", "0.3,0.3,0.2,0.1,0.1"])
-    assert c.literal_mistakes == 6.0 and _mix(c) == (0.3, 0.3, 0.2, 0.1, 0.1)
+    assert c.literal_mistakes == 6.0 and retry_mix(c) == (0.3, 0.3, 0.2, 0.1, 0.1)
     for bad in (["--retry-mix", "a,b"], ["--retry-mix", "-1,2"], ["--literal-mistakes", "-1"]):
         with pytest.raises(SystemExit):
             parse_args(["--out", "x", *bad])
