@@ -40,6 +40,8 @@ class AgentConfig:
     temperature: float = 0.7    # retries only: attempt 0 is greedy
     top_k: int | None = 20
     seed: int = 0
+    redraws: int = 3            # a retry that writes code the verifier already rejected is redrawn (with its
+                                # own seed) up to this many times before it is submitted; 0 = off
 
 
 @dataclass
@@ -59,6 +61,8 @@ class AttemptRecord:
     code: str
     feedback: str           # what the verifier said ("" when passed)
     token_ids: list[int] = field(default_factory=list)  # the generated ids (what a batched engine must match)
+    redraws: int = 0        # drafts discarded because they repeated rejected code (AgentConfig.redraws)
+    redrawn_tokens: int = 0  # tokens generated for those drafts (in the task's n_tokens, not in gen_tokens)
 
 
 @dataclass
@@ -66,7 +70,7 @@ class AgentResult:
     task_id: str
     attempts: list[AttemptRecord] = field(default_factory=list)
     passed: bool = False
-    n_tokens: int = 0       # every generated token over all attempts
+    n_tokens: int = 0       # every generated token over all attempts, discarded redraws included
     error: str | None = None
 
     def to_response(self) -> Response:
@@ -78,14 +82,22 @@ class AgentResult:
         return asdict(self)
 
 
-def attempt_seed(seed: int, task_id: str, attempt: int) -> int:
-    """A 63-bit sampling seed from (seed, task id, attempt) alone."""
-    digest = hashlib.sha256(f"{seed}:{task_id}:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+def attempt_seed(seed: int, task_id: str, attempt: int, draw: int = 0) -> int:
+    """A 63-bit sampling seed from (seed, task id, attempt, redraw) alone."""
+    key = f"{seed}:{task_id}:{attempt}" + (f":{draw}" if draw else "")
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") & ((1 << 63) - 1)
 
 
-def make_generator(seed: int, task_id: str, attempt: int, device: str | torch.device = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(attempt_seed(seed, task_id, attempt))
+def make_generator(seed: int, task_id: str, attempt: int, device: str | torch.device = "cpu",
+                   draw: int = 0) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(attempt_seed(seed, task_id, attempt, draw))
+
+
+def redraw_from(buf: tr.TokenBuffer, prompt_tokens: int) -> None:
+    """Drop the draft after the attempt's ``prompt_tokens`` context; the last context token is
+    recomputed (one token) so that its logits give the new draft's first token."""
+    del buf.ids[prompt_tokens:], buf.steps[prompt_tokens:]
+    buf.cached = min(buf.cached, prompt_tokens - 1)
 
 
 def sample_next(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> int:
@@ -169,6 +181,7 @@ def _run(task: Any, model: NanoCodeGen, tok: CodeTokenizer, pool: _Pool, cfg: Ag
         raise ValueError(f"prompt is {len(prefix)} tokens: the context window is {window}")
     seq.reset(prefix)
     feedback: str | None = None     # the verifier's feedback on the previous attempt
+    rejected: set[str] = set()      # code the verifier has rejected (redraws avoid resubmitting it)
     for k in range(cfg.max_attempts):
         truncated = False
         if k > 0:
@@ -183,20 +196,27 @@ def _run(task: Any, model: NanoCodeGen, tok: CodeTokenizer, pool: _Pool, cfg: Ag
         t0 = time.perf_counter()
         logits = seq.feed()
         t1 = time.perf_counter()
-        gen = make_generator(cfg.seed, task.id, k, logits.device) if k > 0 else None
         temperature = cfg.temperature if k > 0 else 0.0
-        out: list[int] = []
-        while True:
-            nxt = sample_next(logits, temperature, cfg.top_k, gen)
-            out.append(nxt)
-            seq.append(tr.Piece([nxt], [step], [0]))
-            if nxt == tok.end_id or len(out) >= budget:
+        redraws = redrawn = 0
+        while True:   # one draft; a retry repeating rejected code is redrawn (cfg.redraws)
+            gen = make_generator(cfg.seed, task.id, k, logits.device, redraws) if k > 0 else None
+            out: list[int] = []
+            while True:
+                nxt = sample_next(logits, temperature, cfg.top_k, gen)
+                out.append(nxt)
+                seq.append(tr.Piece([nxt], [step], [0]))
+                if nxt == tok.end_id or len(out) >= budget:
+                    break
+                logits = seq.feed()
+            code = tok.decode(out)
+            if k == 0 or redraws >= cfg.redraws or code not in rejected:
                 break
+            redraws, redrawn = redraws + 1, redrawn + len(out)
+            redraw_from(seq, prompt_tokens)
             logits = seq.feed()
         t2 = time.perf_counter()
         if out[-1] != tok.end_id:  # cut at the budget: close the attempt ourselves (not counted as generated)
             seq.append(tr.Piece([tok.end_id], [step], [0]))
-        code = tok.decode(out)
 
         verdict = pool.verify(code, task.check)
         t3 = time.perf_counter()
@@ -205,9 +225,10 @@ def _run(task: Any, model: NanoCodeGen, tok: CodeTokenizer, pool: _Pool, cfg: Ag
             reused_tokens=reused, prefilled_tokens=prompt_tokens - reused,
             prefill_ms=(t1 - t0) * 1e3, decode_ms=(t2 - t1) * 1e3, verify_ms=(t3 - t2) * 1e3,
             status=verdict.status.value, kv_bytes=model.kv_bytes(len(seq)), truncated=truncated,
-            code=code, feedback=verdict.feedback, token_ids=out))
-        result.n_tokens += len(out)
+            code=code, feedback=verdict.feedback, token_ids=out, redraws=redraws, redrawn_tokens=redrawn))
+        result.n_tokens += len(out) + redrawn
         if verdict.passed:
             result.passed = True
             return
         feedback = verdict.feedback
+        rejected.add(code)

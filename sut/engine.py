@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from sut import transcript as tr
-from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, make_generator
+from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, make_generator, redraw_from
 from sut.engine_batch import ROW_ALIGN, BatchModel, round_up, sample_rows
 from sut.engine_seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line
 from sut.model import NanoCodeGen
@@ -209,6 +209,8 @@ class Engine:
     def _begin_attempt(self, seq: Seq) -> None:
         """Set up attempt ``seq.attempt``: its budget, generator and what must be prefilled."""
         k, cfg = seq.attempt, self.cfg
+        if seq.draw:   # a redraw (set up by _redraw): the last context token is recomputed, as in
+            return     # sut.agent; the attempt's reuse figures stay those of its first draft
         budget = min(cfg.max_new_tokens, self.window - len(seq) - 1)   # room for a closing <|end|>
         if budget < 1:
             raise ValueError(f"attempt {k} starts at {len(seq)} tokens: no room left in the {self.window}-token window")
@@ -234,6 +236,9 @@ class Engine:
         if seq.out[-1] != self.tok.end_id:  # cut at the budget: close the attempt (not counted as generated)
             seq.append(tr.Piece([self.tok.end_id], [seq.step], [0]))
         seq.code = self.tok.decode(seq.out)
+        if seq.attempt > 0 and seq.draw < self.cfg.redraws and seq.code in seq.rejected:
+            self._redraw(seq)
+            return
         seq.t_submit = time.perf_counter()
         seq.state = PARKED
         try:
@@ -244,6 +249,18 @@ class Engine:
             self._finish(seq, one_line("verifier: ", e))
             return
         seq.future.add_done_callback(lambda _f, seq=seq: self._verdict_arrived(seq))
+
+    def _redraw(self, seq: Seq) -> None:
+        """The draft repeats rejected code: drop it and draw the attempt again with the next seed
+        (what ``sut.agent`` does; the draft's tokens still count as generated)."""
+        seq.draw += 1
+        seq.redrawn += len(seq.out)
+        redraw_from(seq, seq.prompt_tokens)
+        if not self.use_kv_cache:
+            seq.cached = 0
+        seq.gen = make_generator(self.cfg.seed, seq.task.id, seq.attempt, self.bm.device, seq.draw)
+        seq.out = []
+        seq.state = PREFILL
 
     def _verdict_arrived(self, seq: Seq) -> None:  # any thread (the pool's)
         seq.t_verdict = time.perf_counter()
@@ -280,7 +297,8 @@ class Engine:
         elif k + 1 >= self.cfg.max_attempts:
             self._finish(seq)
         else:
-            seq.attempt = k + 1
+            seq.rejected.add(seq.code)
+            seq.attempt, seq.draw, seq.redrawn = k + 1, 0, 0
             seq.truncated = _append_feedback(seq, self.tok, seq.prefix, verdict.feedback, k + 1,
                                              self.cfg.max_new_tokens, self.window)
             seq.state = PREFILL
@@ -293,11 +311,12 @@ class Engine:
             decode_ms=(seq.t_submit - seq.t_decode) * 1e3, verify_ms=(now - seq.t_submit) * 1e3,
             status=(verdict.status if verdict is not None else Status.SANDBOX_ERROR).value,
             kv_bytes=self._kv_token_bytes * len(seq), truncated=seq.truncated, code=seq.code,
-            feedback=verdict.feedback if verdict is not None else "", token_ids=list(seq.out)))
-        seq.result.n_tokens += len(seq.out)
+            feedback=verdict.feedback if verdict is not None else "", token_ids=list(seq.out),
+            redraws=seq.draw, redrawn_tokens=seq.redrawn))
+        seq.result.n_tokens += len(seq.out) + seq.redrawn
         seq.t_verdict = 0.0
         self._n["attempts"] += 1
-        self._n["tokens"] += len(seq.out)
+        self._n["tokens"] += len(seq.out) + seq.redrawn
 
     def _step(self) -> None:
         """One batched forward: the prefills of the attempts starting now and one token for every
@@ -324,7 +343,7 @@ class Engine:
                 self._finish(s, one_line("model: ", e))
             return
         t1 = time.perf_counter()
-        new_tokens = sum(s.prompt_tokens - s.reused for s in pre)
+        new_tokens = sum(len(s) - s.cached for s in pre)
         share = new_tokens / (new_tokens + len(dec))                   # the step's time, split by rows
         self._t["prefill_s"] += (t1 - t0) * share
         self._t["decode_s"] += (t1 - t0) * (1 - share)
@@ -334,11 +353,13 @@ class Engine:
         self._n["decode_rows"] += len(dec)
         self._n["decode_flops"] += sum(self.bm.token_flops(len(s.ids)) for s in dec)
         self._n["model_flops"] += sum(self.bm.token_flops(len(s.ids)) for s in dec) + sum(
-            self.bm.prefill_flops(s.reused, s.prompt_tokens) for s in pre)
+            self.bm.prefill_flops(s.cached, len(s)) for s in pre)
         for s, token in zip(dec + pre, tokens):
             try:
                 if s.state == PREFILL:
-                    s.state, s.prefill_ms, s.t_decode = DECODE, (t1 - t0) * 1e3, t1
+                    s.state = DECODE
+                    if not s.draw:   # a redraw's one-token prefill is part of its attempt's decoding
+                        s.prefill_ms, s.t_decode = (t1 - t0) * 1e3, t1
                     s.cached = len(s) if self.use_kv_cache else 0
                     if s.attempt == 0 and s.on_first is not None:
                         call(s.on_first, token)

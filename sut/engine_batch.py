@@ -34,8 +34,7 @@ from sut.model import NanoCodeGen
 
 ROW_ALIGN = 8
 KEY_ALIGN = 32
-RUN_GAP = 2      # bridge holes of up to this many idle slots inside one attention call
-RUN_ROWS = 16    # at most this many rows per attention call, each call with its own key length
+CALL_COST = 512  # an attention call's fixed cost, in row x key units of its streaming cost (measured, see _runs)
 
 
 def round_up(n: int, m: int) -> int:
@@ -182,7 +181,7 @@ class BatchModel:
         dev, L = self.device, self.window
         where = dict(zip(slots, range(len(slots))))
         runs, run_pos, place = [], [], [0] * len(slots)
-        for lo, hi in self._runs(slots):
+        for lo, hi in self._runs(slots, [min(round_up(p + 1, KEY_ALIGN), L) for p in pos]):
             o = len(run_pos)
             for sl in range(lo, hi):
                 if sl in where:
@@ -215,14 +214,16 @@ class BatchModel:
         y[:n] = y_run.index_select(0, place).view(n, nh, hd)
 
     @staticmethod
-    def _runs(rows: list[int], gap: int = RUN_GAP, most: int = RUN_ROWS) -> list[tuple[int, int]]:
-        """Slot ranges [lo, hi) covering the sorted decoding ``rows``: holes of up to ``gap`` idle
-        slots are bridged (a call costs about what two idle rows do) and ranges are cut at ``most``
-        rows, so a short sequence does not read keys up to its longest neighbour's length."""
-        runs = [[rows[0], rows[0] + 1]]
-        for r in rows[1:]:
-            if r - runs[-1][1] <= gap and r + 1 - runs[-1][0] <= most:
-                runs[-1][1] = r + 1
+    def _runs(rows: list[int], keys: list[int], call: int = CALL_COST) -> list[tuple[int, int]]:
+        """Slot ranges [lo, hi) covering the sorted decoding ``rows`` (``keys``: each row's padded key
+        length). A call reads (hi - lo) x its longest key length and costs ``call`` on top; a row joins
+        the current run when that is cheaper than opening a new one (greedy). Merging never changes a
+        row's result: idle slots attend to key 0 and a longer padded key length is masked."""
+        runs = [[rows[0], rows[0] + 1, keys[0]]]
+        for r, k in zip(rows[1:], keys[1:]):
+            lo, hi, kk = runs[-1]
+            if (r + 1 - lo) * max(kk, k) <= (hi - lo) * kk + call + k:
+                runs[-1] = [lo, r + 1, max(kk, k)]
             else:
-                runs.append([r, r + 1])
-        return [(lo, hi) for lo, hi in runs]
+                runs.append([r, r + 1, k])
+        return [(lo, hi) for lo, hi, _ in runs]

@@ -42,6 +42,8 @@ class Seq(tr.TokenBuffer):
         self.gen: torch.Generator | None = None
         self.prefill_ms = self.t_decode = self.t_submit = self.t_verdict = 0.0
         self.code = ""
+        self.rejected: set[str] = set()  # code the verifier rejected for this task (AgentConfig.redraws)
+        self.draw = self.redrawn = 0     # the current attempt's redraw count and discarded tokens
         self.future: Any = None
         self.done = False
 

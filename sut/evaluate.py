@@ -45,6 +45,7 @@ def summarize(results: Sequence[AgentResult], wall_s: float) -> dict[str, Any]:
         "retries_repeating_first": sum(a.code == r.attempts[0].code for r in results for a in r.attempts[1:]),
         "retries_repeating_earlier": sum(a.code in {b.code for b in r.attempts[:k]}
                                          for r in results for k, a in enumerate(r.attempts) if k > 0),
+        "redraws": sum(a.redraws for r in results for a in r.attempts),
     }
 
 
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=AgentConfig.seed)
     p.add_argument("--temperature", type=float, default=AgentConfig.temperature, help="retries' sampling temperature")
     p.add_argument("--top-k", type=int, default=AgentConfig.top_k, help="retries' top-k (0: the whole vocabulary)")
+    p.add_argument("--redraws", type=int, default=AgentConfig.redraws,
+                   help="redraw a retry that repeats rejected code up to N times before submitting it")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the sandbox workers use the other cores)")
     p.add_argument("--workers", type=int, default=2, help="sandbox workers")
@@ -90,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="store the summary as the checkpoint's reference figures (metrics.json 'eval'; all tasks only)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-    if a.max_attempts < 1 or (a.count is not None and a.count < 1):
-        p.error("--max-attempts and --count must be positive")
-    cfg = AgentConfig(max_attempts=a.max_attempts, seed=a.seed, temperature=a.temperature, top_k=a.top_k or None)
+    if a.max_attempts < 1 or (a.count is not None and a.count < 1) or a.redraws < 0:
+        p.error("--max-attempts and --count must be positive, --redraws not negative")
+    cfg = AgentConfig(max_attempts=a.max_attempts, seed=a.seed, temperature=a.temperature, top_k=a.top_k or None,
+                      redraws=a.redraws)
     if a.record and (a.count or cfg != AgentConfig()):
         p.error("--record stores the reference figures: run it on all tasks with the default agent settings")
     torch.set_num_threads(a.threads)

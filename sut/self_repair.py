@@ -58,6 +58,7 @@ class RepairConfig:
     repair_seed: int = 1           # their stream (sut.train draws seed 0's)
     repair_share: float = 0.5      # share of each pass's transcripts that are repair transcripts
     max_batch: int = 64            # the engine's batch while collecting
+    collect_redraws: int = 0       # the agent's redraws while collecting (the shipped checkpoint's rounds used 0)
 
 
 def failure_chains(tasks: Sequence[Task], results: Sequence[AgentResult]) -> list[tuple[Task, list[train_data.Mistake]]]:
@@ -93,7 +94,8 @@ def repair_transcripts(tok: CodeTokenizer, chains: Sequence[tuple[Task, list[tra
 def collect(model, tok: CodeTokenizer, pool, tasks: Sequence[Task], rcfg: RepairConfig, device: str
             ) -> list[AgentResult]:
     """The engine's agent run over ``tasks``: what the model really does, retries included."""
-    engine = Engine(model, tok, pool, AgentConfig(), max_batch=rcfg.max_batch, device=device)
+    engine = Engine(model, tok, pool, AgentConfig(redraws=rcfg.collect_redraws), max_batch=rcfg.max_batch,
+                    device=device)
     try:
         return engine.run(tasks, progress=True)
     finally:

@@ -84,6 +84,10 @@ def test_same_tokens_as_run_agent_any_batch_and_order(tok, pool, tasks, referenc
     engine.stop(close_pool=False)
     assert tokens(got) == tokens(ref)
     assert any(a.truncated for r in ref for a in r.attempts)           # the truncation path ran too
+    assert any(a.redraws for r in ref for a in r.attempts)             # and redraws (AgentConfig.redraws)
+    for r in ref:   # a retry resubmits rejected code only once its redraws are used up
+        for k, a in enumerate(r.attempts[1:], 1):
+            assert a.code not in {b.code for b in r.attempts[:k]} or a.redraws == CFG.redraws
     s = engine.stats()
     recs = [a for r in got for a in r.attempts]
     assert s["tasks_done"] == len(tasks) and s["attempts"] == len(recs) and s["tasks_failed_with_error"] == 0
@@ -93,9 +97,10 @@ def test_same_tokens_as_run_agent_any_batch_and_order(tok, pool, tasks, referenc
     assert s["cache_rebuilds"] == sum(a.truncated for a in recs)
     assert s["tokens_generated"] == sum(r.n_tokens for r in got)
     for r, x in zip(got, ref):
+        assert r.n_tokens == x.n_tokens
         for a, b in zip(r.attempts, x.attempts):   # the cache bookkeeping is the agent's, attempt by attempt
-            assert (a.reused_tokens, a.prefilled_tokens, a.prompt_tokens, a.kv_bytes) == \
-                   (b.reused_tokens, b.prefilled_tokens, b.prompt_tokens, b.kv_bytes)
+            assert (a.reused_tokens, a.prefilled_tokens, a.prompt_tokens, a.kv_bytes, a.redraws, a.redrawn_tokens) == \
+                   (b.reused_tokens, b.prefilled_tokens, b.prompt_tokens, b.kv_bytes, b.redraws, b.redrawn_tokens)
             if a.truncated:
                 assert a.reused_tokens == 0 and a.prefilled_tokens == a.prompt_tokens
     if max_batch == 64:
@@ -147,6 +152,16 @@ def test_decode_rows_are_bitwise_batch_invariant(tok) -> None:
         keys_a = bm.kv[:, :, 22, :, 100:123].clone()
         b = bm.step([(r, 7, 1, lengths[r]) for r in (1, 2, 9)], [(23, seqs[6][:11], [0] * 11, 0), (22, new, steps, 100)])
         assert torch.equal(a, b[4]) and torch.equal(keys_a, bm.kv[:, :, 22, :, 100:123])
+
+
+def test_attention_runs_merge_when_one_call_is_cheaper() -> None:
+    """Equal key lengths share one call; a row far longer than its neighbours gets its own, so
+    short rows do not read up to its length; small holes are bridged, large ones split."""
+    runs = BatchModel._runs
+    assert runs(list(range(64)), [128] * 64) == [(0, 64)]
+    assert runs(list(range(9)), [32] * 4 + [1024] + [32] * 4) == [(0, 4), (4, 5), (5, 9)]
+    assert runs([0, 1, 3, 4], [64] * 4) == [(0, 5)]
+    assert runs([0, 1, 40, 41], [64] * 4) == [(0, 2), (40, 42)]
 
 
 @pytest.mark.parametrize("top_k", [None, 20])
@@ -367,3 +382,12 @@ def test_step_profile_command_names_where_a_step_goes(capsys) -> None:
     assert main(["--batch", "1", "--steps", "8", "--rows", "5"]) == 0
     out = capsys.readouterr().out
     assert "batch 1:" in out and "ms per decode step" in out and "aten::addmm" in out
+
+
+def test_attention_runs_command_compares_both_rules(capsys) -> None:
+    """benchmarks/attention_runs.py (the A/B docs/engine.md quotes) times both rules side by side."""
+    from benchmarks.attention_runs import main
+
+    assert main(["--batch", "8", "--reps", "1", "--steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fixed/engine" in out and out.count("x\n") >= 2 and "512 row-keys" in out
