@@ -18,6 +18,7 @@ class EngineOptions:
     checkpoint: Path = DEFAULT_CHECKPOINT
     device: str = "cpu"
     max_attempts: int = 5
+    redraws: int = 3                 # AgentConfig.redraws: redraw a retry repeating rejected code
     max_batch: int = 64
     workers: int = 0                 # verifier sandbox workers (processes); 0: one per CPU core
     batch_wait_ms: float = 0.0
@@ -31,6 +32,8 @@ class EngineOptions:
         p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint directory")
         p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
         p.add_argument("--max-attempts", type=int, default=5, help="attempts per task (1 = no retries)")
+        p.add_argument("--redraws", type=int, default=3,
+                       help="redraw a retry that repeats rejected code up to N times (0: off; docs/model.md)")
         p.add_argument("--max-batch", type=int, default=None, help="sequences decoded together (default: the scenario's)")
         p.add_argument("--workers", type=int, default=None, help="verifier sandbox workers (default: the scenario's; 0 = one per core)")
         p.add_argument("--batch-wait-ms", type=float, default=None, help="wait to gather arrivals (default: the scenario's)")
@@ -61,6 +64,8 @@ class EngineOptions:
     def validate(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"--max-attempts must be at least 1, got {self.max_attempts}")
+        if self.redraws < 0:
+            raise ValueError(f"--redraws must be at least 0, got {self.redraws}")
         if self.max_batch < 1 or self.workers < 0:
             raise ValueError("--max-batch must be at least 1 and --workers at least 0")
 
@@ -78,7 +83,7 @@ def build_engine(opts: EngineOptions):
         torch.set_num_threads(opts.threads)
     model, tokenizer, _meta = load_checkpoint(opts.checkpoint, device=opts.device)
     pool = SandboxPool(workers=opts.workers or None)
-    cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed)
+    cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed, redraws=opts.redraws)
     from sut.engine import Engine
 
     return Engine(model, tokenizer, pool, cfg, max_batch=opts.max_batch, batch_wait_ms=opts.batch_wait_ms,
