@@ -46,7 +46,8 @@ def test_record_writes_reference_figures_only_with_default_settings(tmp_path: Pa
     ckpt = tmp_path / "ckpt"
     shutil.copytree(DEFAULT_CHECKPOINT, ckpt)
     before = (ckpt / "metrics.json").read_text()
-    for extra in (["--count", "4"], ["--temperature", "1.0"], ["--top-k", "0"], ["--max-attempts", "2"]):
+    for extra in (["--count", "4"], ["--temperature", "1.0"], ["--top-k", "0"], ["--max-attempts", "2"],
+                  ["--redraws", "0"]):
         proc = _run("--checkpoint", str(ckpt), "--record", *extra)
         assert proc.returncode == 2 and "--record" in proc.stderr, extra
     assert (ckpt / "metrics.json").read_text() == before

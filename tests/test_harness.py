@@ -91,6 +91,7 @@ def test_second_run_never_overwrites_the_first(tmp_path):
     (["--scenario", "Offline"], "nano-codegen-agent.Offline.min_duration=100\n", "spaces around '='"),
     (["--scenario", "Offline", "--checkpoint", "/nonexistent/ckpt"], QUICK_CONF, "no checkpoint there"),
     (["--scenario", "Offline", "--max-attempts", "0"], QUICK_CONF, "--max-attempts"),
+    (["--scenario", "Offline", "--redraws", "-1"], QUICK_CONF, "--redraws"),
     (["--scenario", "Offline", "--find-peak"], QUICK_CONF, "does not apply to Offline"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, conf, fragment):
