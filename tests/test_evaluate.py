@@ -59,3 +59,14 @@ def test_the_failed_tasks_are_listed_by_evaluation_index() -> None:
     s = json.loads(proc.stdout)
     ref = json.loads((DEFAULT_CHECKPOINT / "metrics.json").read_text())["eval"]["failed_final"]
     assert s["failed_final"] == [i for i in ref if i < 20]   # the same verdicts as the recorded reference run
+
+
+def test_retry_small_checkpoint_reproduces_its_recorded_verdicts() -> None:
+    """checkpoints/retry-small (the size where retries add >= 5 points, docs/model.md): its recorded
+    figures come from real runs; the first 40 tasks give the same verdicts again."""
+    ckpt = DEFAULT_CHECKPOINT.parent / "retry-small"
+    proc = _run("--checkpoint", str(ckpt), "--count", "40", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ref = json.loads((ckpt / "metrics.json").read_text())["eval"]
+    assert json.loads(proc.stdout)["failed_final"] == [i for i in ref["failed_final"] if i < 40]
+    assert ref["tasks"] == 1024 and ref["pass@final"] >= 0.85 and ref["pass@final"] - ref["pass@1"] >= 0.05
