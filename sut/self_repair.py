@@ -37,13 +37,12 @@ import torch
 from sut import train_data
 from sut import transcript as tr
 from sut.agent import AgentConfig, AgentResult
-from sut.checkpoint import CheckpointError, git_commit, load_checkpoint, save_checkpoint
+from sut.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sut.engine import Engine
 from sut.evaluate import evaluate_tasks, summarize
-from sut.platform_info import cpu_model
 from sut.tasks import Task, generate_tasks, iter_train_tasks
 from sut.tokenizer import CodeTokenizer
-from sut.train import TrainConfig, fit, retry_mix
+from sut.train import TrainConfig, fit, retry_mix, run_metrics
 from sut.train_report import write_report
 from verifier.pool import SandboxPool
 
@@ -149,19 +148,10 @@ def self_repair(init: Path, out: Path, cfg: TrainConfig, rcfg: RepairConfig) -> 
         summary = evaluate_tasks(model, tok, pool, val[:cfg.val_tasks], AgentConfig(seed=cfg.seed), cfg.device,
                                  desc="validate")
     t_end = time.perf_counter()
-    metrics = {
-        "val_pass@1": summary["pass@1"], "val_pass@final": summary["pass@final"],
-        "val_mean_attempts": summary["mean_attempts"], "val_tasks": cfg.val_tasks,
-        "final_train_loss": fitted.ema, "final_val_loss": fitted.val_curve[-1][1] if fitted.val_curve else None,
-        "tokens_seen": fitted.tokens_seen, "loss_tokens": fitted.loss_tokens, "n_params": model.num_params(),
-        "init": str(init), "init_commit": meta.get("commit"),
-        "collected": {"tasks": len(fresh), "pass@1": before["pass@1"], "pass@final": before["pass@final"],
-                      "failed_tasks": len(chains), "repair_transcripts": len(repair)},
-        "wall_s": round(t_end - t_start, 1), "data_s": round(t_data - t_start, 1),
-        "train_s": round(t_train - t_data, 1), "validate_s": round(t_end - t_train, 1),
-        "threads": cfg.threads, "cpu": cpu_model(), "commit": git_commit(),
-        "command": "python -m sut.self_repair " + " ".join(sys.argv[1:]),
-    }
+    metrics = run_metrics(summary, fitted, model, cfg, (t_start, t_data, t_train, t_end), "sut.self_repair")
+    metrics.update({"init": str(init), "init_commit": meta.get("commit"),
+                    "collected": {"tasks": len(fresh), "pass@1": before["pass@1"], "pass@final": before["pass@final"],
+                                  "failed_tasks": len(chains), "repair_transcripts": len(repair)}})
     train_cfg = {**meta.get("train", {}), "self_repair": {**asdict(cfg), **asdict(rcfg), "init": str(init)}}
     save_checkpoint(out, model, tok, mcfg, train_cfg, metrics)
     write_report(out, metrics, fitted.curve, fitted.val_curve, train_cfg["self_repair"], mcfg.to_dict())

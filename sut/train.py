@@ -164,6 +164,22 @@ def fit(model: NanoCodeGen, tok: CodeTokenizer, cfg: TrainConfig, val_batches: l
     return out
 
 
+def run_metrics(summary: dict, fitted: Fitted, model: NanoCodeGen, cfg: TrainConfig,
+                times: tuple[float, float, float, float], module: str) -> dict:
+    """metrics.json's figures for a training run (start, data ready, trained, validated times)."""
+    t_start, t_data, t_train, t_end = times
+    return {
+        "val_pass@1": summary["pass@1"], "val_pass@final": summary["pass@final"],
+        "val_mean_attempts": summary["mean_attempts"], "val_tasks": cfg.val_tasks,
+        "final_train_loss": fitted.ema, "final_val_loss": fitted.val_curve[-1][1] if fitted.val_curve else None,
+        "tokens_seen": fitted.tokens_seen, "loss_tokens": fitted.loss_tokens, "n_params": model.num_params(),
+        "wall_s": round(t_end - t_start, 1), "data_s": round(t_data - t_start, 1),
+        "train_s": round(t_train - t_data, 1), "validate_s": round(t_end - t_train, 1),
+        "threads": cfg.threads, "cpu": cpu_model(), "commit": git_commit(),
+        "command": f"python -m {module} " + " ".join(sys.argv[1:]),
+    }
+
+
 def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     t_start = time.perf_counter()
     random.seed(cfg.seed)
@@ -204,16 +220,7 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
         summary = evaluate_tasks(model, tok, pool, val[:cfg.val_tasks], AgentConfig(max_new_tokens=cfg.val_max_new_tokens, seed=cfg.seed), cfg.device,
                                  desc="validate")
     t_end = time.perf_counter()
-    metrics = {
-        "val_pass@1": summary["pass@1"], "val_pass@final": summary["pass@final"],
-        "val_mean_attempts": summary["mean_attempts"], "val_tasks": cfg.val_tasks,
-        "final_train_loss": fitted.ema, "final_val_loss": fitted.val_curve[-1][1] if fitted.val_curve else None,
-        "tokens_seen": fitted.tokens_seen, "loss_tokens": fitted.loss_tokens, "n_params": model.num_params(),
-        "wall_s": round(t_end - t_start, 1), "data_s": round(t_data - t_start, 1),
-        "train_s": round(t_train - t_data, 1), "validate_s": round(t_end - t_train, 1),
-        "threads": cfg.threads, "cpu": cpu_model(), "commit": git_commit(),
-        "command": "python -m sut.train " + " ".join(sys.argv[1:]),
-    }
+    metrics = run_metrics(summary, fitted, model, cfg, (t_start, t_data, t_train, t_end), "sut.train")
     save_checkpoint(out, model, tok, mcfg, asdict(cfg), metrics)
     write_report(out, metrics, fitted.curve, fitted.val_curve, asdict(cfg), mcfg.to_dict())
     return metrics
