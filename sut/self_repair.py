@@ -42,7 +42,7 @@ from sut.engine import Engine
 from sut.evaluate import evaluate_tasks, summarize
 from sut.tasks import Task, generate_tasks, iter_train_tasks
 from sut.tokenizer import CodeTokenizer
-from sut.train import TrainConfig, fit, retry_mix, run_metrics
+from sut.train import TrainConfig, add_field_flags, apply_field_flags, fit, retry_mix, run_metrics
 from sut.train_report import write_report
 from verifier.pool import SandboxPool
 
@@ -171,20 +171,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, Path, TrainConfig, 
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write (must not exist)")
     p.add_argument("--smoke", action="store_true", help="tiny run for tests")
     skip = {"vocab_size", "tokenizer_tasks", "sinusoidal_pos", "val_max_new_tokens"}
-    for f in [*(f for f in fields(TrainConfig) if f.name not in skip), *fields(RepairConfig)]:
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            p.add_argument(flag, type=type(f.default), default=None)
+    add_field_flags(p, [*(f for f in fields(TrainConfig) if f.name not in skip), *fields(RepairConfig)])
     a = p.parse_args(argv)
     cfg = TrainConfig(**{**FINETUNE, **(SMOKE if a.smoke else {})})
     rcfg = RepairConfig(**(SMOKE_REPAIR if a.smoke else {}))
-    for obj in (cfg, rcfg):
-        for f in fields(obj):
-            v = getattr(a, f.name, None)
-            if v is not None:
-                setattr(obj, f.name, v)
+    apply_field_flags(a, cfg, rcfg)
     if a.out.exists():
         p.error(f"--out {a.out} exists: pick a new directory (a checkpoint is never overwritten)")
     if not 0 <= rcfg.repair_share < 1:

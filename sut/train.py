@@ -24,8 +24,8 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterable
+from dataclasses import Field, asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -231,24 +231,34 @@ def retry_mix(cfg: TrainConfig) -> tuple[float, ...]:
     return tuple(float(x) for x in cfg.retry_mix.split(",")) if cfg.retry_mix else train_data.DEFAULT_MIX
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTConfig]:
-    p = argparse.ArgumentParser(prog="python -m sut.train", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
-    p.add_argument("--smoke", action="store_true", help="tiny run (< 60 s) that still writes a loadable checkpoint")
-    for f in [*fields(TrainConfig), *(f for f in fields(GPTConfig) if f.name not in ("vocab_size", "max_retries"))]:
+def add_field_flags(p: argparse.ArgumentParser, flds: Iterable[Field]) -> None:
+    """A ``--name`` flag per dataclass field (booleans get ``--no-name`` too); unset flags stay None."""
+    for f in flds:
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         else:
             p.add_argument(flag, type=type(f.default), default=None)
-    a = p.parse_args(argv)
-    cfg = TrainConfig(**(SMOKE if a.smoke else {}))
-    mcfg = GPTConfig(**(SMOKE_MODEL if a.smoke else {}))
-    for obj in (cfg, mcfg):
+
+
+def apply_field_flags(a: argparse.Namespace, *objs: object) -> None:
+    """Set each dataclass field that was given on the command line."""
+    for obj in objs:
         for f in fields(obj):
             v = getattr(a, f.name, None)
             if v is not None:
                 setattr(obj, f.name, v)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTConfig]:
+    p = argparse.ArgumentParser(prog="python -m sut.train", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    p.add_argument("--smoke", action="store_true", help="tiny run (< 60 s) that still writes a loadable checkpoint")
+    add_field_flags(p, [*fields(TrainConfig), *(f for f in fields(GPTConfig) if f.name not in ("vocab_size", "max_retries"))])
+    a = p.parse_args(argv)
+    cfg = TrainConfig(**(SMOKE if a.smoke else {}))
+    mcfg = GPTConfig(**(SMOKE_MODEL if a.smoke else {}))
+    apply_field_flags(a, cfg, mcfg)
     if mcfg.n_embd % mcfg.n_head:
         p.error(f"--n-embd {mcfg.n_embd} must be a multiple of --n-head {mcfg.n_head}")
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.train_tasks < 1:
