@@ -42,7 +42,7 @@ from sut.engine import Engine
 from sut.evaluate import evaluate_tasks, summarize
 from sut.tasks import Task, generate_tasks, iter_train_tasks
 from sut.tokenizer import CodeTokenizer
-from sut.train import TrainConfig, add_field_flags, apply_field_flags, fit, retry_mix, run_metrics
+from sut.train import TrainConfig, add_field_flags, apply_field_flags, check_recipe_flags, fit, retry_mix, run_metrics
 from sut.train_report import write_report
 from verifier.pool import SandboxPool
 
@@ -182,6 +182,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, Path, TrainConfig, 
         p.error(f"--repair-share {rcfg.repair_share}: give a share in [0, 1)")
     if cfg.steps < 1 or rcfg.repair_tasks < 1:
         p.error("--steps and --repair-tasks must be positive")
+    check_recipe_flags(p, cfg)
     return a.init, a.out, cfg, rcfg
 
 

@@ -226,6 +226,19 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     return metrics
 
 
+def check_recipe_flags(p: argparse.ArgumentParser, cfg: TrainConfig) -> None:
+    """Refuse a malformed --retry-mix or a negative --literal-mistakes up front (both trainers),
+    rather than with a ValueError minutes into a run."""
+    try:
+        mix = retry_mix(cfg)
+    except ValueError:
+        mix = ()
+    if not mix or min(mix) < 0 or sum(mix) <= 0:
+        p.error(f"--retry-mix {cfg.retry_mix!r}: give non-negative shares for 0, 1, 2, ... wrong attempts")
+    if cfg.literal_mistakes < 0:
+        p.error("--literal-mistakes must be >= 0")
+
+
 def retry_mix(cfg: TrainConfig) -> tuple[float, ...]:
     """The retry mix: shares of examples shown with 0, 1, 2, ... wrong attempts."""
     return tuple(float(x) for x in cfg.retry_mix.split(",")) if cfg.retry_mix else train_data.DEFAULT_MIX
@@ -263,14 +276,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTCon
         p.error(f"--n-embd {mcfg.n_embd} must be a multiple of --n-head {mcfg.n_head}")
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.train_tasks < 1:
         p.error("--steps, --batch-size and --train-tasks must be positive")
-    try:
-        mix = retry_mix(cfg)
-    except ValueError:
-        mix = ()
-    if not mix or min(mix) < 0 or sum(mix) <= 0:
-        p.error(f"--retry-mix {cfg.retry_mix!r}: give non-negative shares for 0, 1, 2, ... wrong attempts")
-    if cfg.literal_mistakes < 0:
-        p.error("--literal-mistakes must be >= 0")
+    check_recipe_flags(p, cfg)
     return a.out, cfg, mcfg
 
 

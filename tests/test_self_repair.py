@@ -64,3 +64,12 @@ def test_flags() -> None:
     assert cfg.steps == 9 and rcfg.repair_share == 0.3 and cfg.lr == 5e-4
     with pytest.raises(SystemExit):
         parse_args(["--init", "a", "--out", "/nonexistent/b", "--repair-share", "1"])
+
+
+@pytest.mark.parametrize("bad", [["--retry-mix", "a,b"], ["--retry-mix", "-1,2"], ["--literal-mistakes", "-1"]])
+def test_bad_recipe_flags_are_refused_up_front(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """A malformed mix is a one-line usage error (exit 2) before any work, as in sut.train."""
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--init", "a", "--out", "/nonexistent/b", *bad])
+    assert e.value.code == 2
+    assert bad[0] in capsys.readouterr().err.splitlines()[-1]
