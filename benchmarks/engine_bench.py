@@ -130,6 +130,8 @@ def bench_agent(a: argparse.Namespace, model: Any, tok: Any, pool: SandboxPool) 
     ref, ref_s, ref_stats = run_engine(model, tok, pool, sub, cfg, a.device, "reference way (subset)", max_batch=1,
                                        use_kv_cache=False, prefix_reuse=False)
     same = [[x.code for x in r.attempts] for r in ref] == [[x.code for x in r.attempts] for r in sub_eng]
+    # the roofline: the engine's own model FLOPs at the measured fp32 matmul peak, verification free
+    bound_tasks_s = len(tasks) / (full_stats["model_flops"] / (a.peak_gflops * 1e9))
     return {
         "tasks": len(tasks), "ref_tasks": len(sub),
         "engine_tasks_s": len(tasks) / full_s, "engine_wall_s": full_s,
@@ -137,6 +139,7 @@ def bench_agent(a: argparse.Namespace, model: Any, tok: Any, pool: SandboxPool) 
         "engine_subset_tasks_s": len(sub) / sub_s, "reference_subset_tasks_s": len(sub) / ref_s,
         "speedup_vs_reference": (len(tasks) / full_s) / (len(sub) / ref_s),
         "speedup_same_subset": (len(sub) / sub_s) / (len(sub) / ref_s),
+        "engine_tasks_s_at_peak": bound_tasks_s, "speedup_at_peak": bound_tasks_s / (len(sub) / ref_s),
         "reference_outputs_identical": same,
         "pass_rate": sum(r.passed for r in full) / len(full),
         "mean_attempts": sum(len(r.attempts) for r in full) / len(full),
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": {**cfg_model.to_dict(), "trained_checkpoint": str(a.checkpoint) if trained else None,
                   "params": model.num_params()},
     }
-    res["matmul_peak_gflops"] = matmul_peak(a.device) / 1e9
+    res["matmul_peak_gflops"] = a.peak_gflops = matmul_peak(a.device) / 1e9
     with SandboxPool(workers=a.workers or None) as pool:
         res["isolation"] = pool.isolation
         if "decode" in a.sections:
@@ -236,6 +239,8 @@ def report(r: dict[str, Any]) -> None:
         print(f"  reference way, first {k} tasks:      {ag['reference_subset_tasks_s']:8.3f}")
         print(f"  speedup {ag['speedup_vs_reference']:.1f}x (engine on {n} tasks vs reference on the first {k}); "
               f"{ag['speedup_same_subset']:.1f}x on the same {k}; identical outputs: {ag['reference_outputs_identical']}")
+        print(f"  bound: the engine's {st['model_flops'] / 1e9:.1f} GFLOP at the matmul peak, verification free: "
+              f"{ag['engine_tasks_s_at_peak']:.0f} tasks/s = {ag['speedup_at_peak']:.0f}x the reference way")
         print(f"  prefix-reuse hit rate {st['prefix_reuse_hit_rate']:.3f}, cache rebuilds {st['cache_rebuilds']}, "
               f"mean decode rows {st['mean_decode_rows']:.1f}")
         print("  per attempt (mean context / prefilled tokens / ms of the batched step that prefilled it):")

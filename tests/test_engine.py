@@ -391,3 +391,27 @@ def test_attention_runs_command_compares_both_rules(capsys) -> None:
     assert main(["--batch", "8", "--reps", "1", "--steps", "1"]) == 0
     out = capsys.readouterr().out
     assert "fixed/engine" in out and out.count("x\n") >= 2 and "512 row-keys" in out
+
+
+def test_step_variants_command_times_both_attentions_side_by_side(capsys) -> None:
+    """benchmarks/step_variants.py (the SDPA and torch.compile A/B docs/engine.md quotes) runs and prints ratios."""
+    from benchmarks.step_variants import main
+
+    assert main(["--batch", "1", "4", "--reps", "1", "--steps", "2", "--skip-compile"]) == 0
+    out = capsys.readouterr().out
+    assert "sdpa/attend" in out and out.count("x\n") == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--steps", "0"])
+    assert e.value.code == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err
+
+
+def test_step_variants_compiled_dense_part_matches_eager() -> None:
+    """The torch.compile A/B times the same function: inductor's output agrees with eager's to float precision."""
+    from benchmarks.step_variants import compile_ab
+
+    torch.manual_seed(0)
+    model = NanoCodeGen(GPTConfig(vocab_size=64, n_layer=2, n_embd=32, n_head=2, block_size=64)).eval()
+    compile_s, rows = compile_ab(model, [8, 16], reps=1, calls=2)
+    assert compile_s > 0 and [r["rows"] for r in rows] == [8, 16]
+    assert all(r["max_abs_diff"] < 1e-5 and r["eager"] > 0 and r["compiled"] > 0 for r in rows)

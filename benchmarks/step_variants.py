@@ -1,0 +1,142 @@
+"""Two ways to speed up the engine's decode step that lose on CPU, measured against it in one run.
+
+    python -m benchmarks.step_variants
+
+1. Attention: the engine's one-query attention (``sut.engine_batch.attend``: matmul, softmax,
+   matmul over views of the slot cache) against ``F.scaled_dot_product_attention`` with the
+   same mask, swapped into ``BatchModel.step`` and timed on whole decode steps, interleaved
+   rep by rep (random weights of the shipped checkpoint's shape).
+2. ``torch.compile``: the part of a layer that is not attention (out-projection, residual,
+   LayerNorm, MLP, residual, the next layer's LayerNorm and QKV projection: four matmuls and
+   their elementwise neighbours, the fusion gpt-fast relies on) eager against inductor-compiled,
+   on the row counts the engine runs (multiples of 8). Compiled once with dynamic shapes; the
+   compile time is printed and not counted.
+
+Ratios above 1 mean the engine's choice (eager, ``attend``) is faster. docs/engine.md quotes
+the figures with the machine they ran on.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import sut.engine_batch as engine_batch
+from benchmarks.bench_util import random_model
+from sut.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from sut.platform_info import cpu_model
+
+
+def sdpa_attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """The candidate: PyTorch's fused attention, same inputs and mask as ``engine_batch.attend``."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def best_us(fns: dict[str, Callable[[], object]], reps: int, calls: int) -> dict[str, float]:
+    """Best microseconds per call of each function, interleaved rep by rep (a busy spell hits all alike)."""
+    best = {name: float("inf") for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - t) / calls * 1e6)
+    return best
+
+
+def attention_ab(model: torch.nn.Module, batches: list[int], context: int, reps: int, steps: int) -> list[dict]:
+    """Whole decode steps with each attention function swapped into ``BatchModel.step``."""
+    rows = []
+    shipped = engine_batch.attend
+    for n in batches:
+        bm = engine_batch.BatchModel(model, n)
+        dec = [(s, 7, 0, context) for s in range(n)]
+        with torch.inference_mode():
+            for s in range(n):
+                bm.step([], [(s, [5] * context, [0] * context, 0)])
+
+            def with_attend(fn: Callable) -> Callable[[], object]:
+                def run() -> object:
+                    engine_batch.attend = fn
+                    try:
+                        return bm.step(dec, [])
+                    finally:
+                        engine_batch.attend = shipped
+                return run
+            t = best_us({"attend": with_attend(shipped), "sdpa": with_attend(sdpa_attend)}, reps, steps)
+        rows.append({"batch": n, "context": context, **t, "ratio": t["sdpa"] / t["attend"]})
+    return rows
+
+
+def dense_part(model: torch.nn.Module) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """Layer 0's non-attention work followed by layer 1's QKV projection, as ``BatchModel.step`` runs it."""
+    b0, b1 = model.blocks[0], model.blocks[1]
+    C = model.config.n_embd
+
+    def f(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = x + F.linear(y, b0.attn.c_proj.weight, b0.attn.c_proj.bias)
+        h = F.layer_norm(x, (C,), b0.ln_2.weight, b0.ln_2.bias, b0.ln_2.eps)
+        x = x + F.linear(F.gelu(F.linear(h, b0.mlp.c_fc.weight, b0.mlp.c_fc.bias)), b0.mlp.c_proj.weight,
+                         b0.mlp.c_proj.bias)
+        return x, F.linear(F.layer_norm(x, (C,), b1.ln_1.weight, b1.ln_1.bias, b1.ln_1.eps),
+                           b1.attn.c_attn.weight, b1.attn.c_attn.bias)
+    return f
+
+
+def compile_ab(model: torch.nn.Module, row_counts: list[int], reps: int, calls: int) -> tuple[float, list[dict]]:
+    """Eager vs inductor on the dense part; returns (compile seconds, rows)."""
+    eager = dense_part(model)
+    compiled = torch.compile(eager, dynamic=True)
+    C = model.config.n_embd
+    g = torch.Generator().manual_seed(0)
+    rows, compile_s = [], 0.0
+    with torch.inference_mode():
+        for m in row_counts:
+            x, y = torch.randn(m, C, generator=g), torch.randn(m, C, generator=g)
+            t0 = time.perf_counter()
+            out = compiled(x, y)        # the first call compiles; later row counts reuse the dynamic graph
+            compile_s += time.perf_counter() - t0
+            diff = (out[1] - eager(x, y)[1]).abs().max().item()
+            t = best_us({"eager": lambda: eager(x, y), "compiled": lambda: compiled(x, y)}, reps, calls)
+            rows.append({"rows": m, **t, "ratio": t["compiled"] / t["eager"], "max_abs_diff": diff})
+    return compile_s, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.step_variants", description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 32, 128], help="decode rows per step (attention A/B)")
+    p.add_argument("--context", type=int, default=64, help="tokens already in each row's cache")
+    p.add_argument("--rows", type=int, nargs="+", default=[8, 32, 128], help="row counts for the compile A/B")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=50, help="timed steps (or calls) per rep")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--skip-compile", action="store_true", help="skip the torch.compile A/B (its compile takes ~20 s)")
+    a = p.parse_args(argv)
+    for name in ("reps", "steps", "threads", "context"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name} must be at least 1, got {getattr(a, name)}")
+    torch.set_num_threads(a.threads)
+    shipped, tok, _ = load_checkpoint(DEFAULT_CHECKPOINT, "cpu")     # its shape and tokenizer
+    model = random_model(shipped.config, tok, "cpu")
+    print(f"machine: {cpu_model(detail=True)}, torch {torch.__version__}, {a.threads} thread(s)")
+    print(f"\n1. decode step, us (context {a.context}): engine's attend vs scaled_dot_product_attention")
+    print(f"  {'batch':>6} {'attend':>9} {'sdpa':>9} {'sdpa/attend':>12}")
+    for r in attention_ab(model, a.batch, a.context, a.reps, a.steps):
+        print(f"  {r['batch']:>6} {r['attend']:>9.0f} {r['sdpa']:>9.0f} {r['ratio']:>11.2f}x")
+    if not a.skip_compile:
+        compile_s, rows = compile_ab(model, a.rows, a.reps, a.steps * 10)
+        print(f"\n2. a layer's dense part, us: eager vs torch.compile (inductor, dynamic; compile {compile_s:.1f} s)")
+        print(f"  {'rows':>6} {'eager':>9} {'compiled':>9} {'compiled/eager':>15} {'max |diff|':>11}")
+        for r in rows:
+            print(f"  {r['rows']:>6} {r['eager']:>9.1f} {r['compiled']:>9.1f} {r['ratio']:>14.2f}x {r['max_abs_diff']:>11.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
