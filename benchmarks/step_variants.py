@@ -1,19 +1,20 @@
-"""Two ways to speed up the engine's decode step that lose on CPU, measured against it in one run.
+"""The decode step's attention and fusion choices, each against its alternatives, in one run.
 
     python -m benchmarks.step_variants
 
-1. Attention: the engine's one-query attention (``sut.engine_batch.attend``: matmul, softmax,
-   matmul over views of the slot cache) against ``F.scaled_dot_product_attention`` with the
-   same mask, swapped into ``BatchModel.step`` and timed on whole decode steps, interleaved
-   rep by rep (random weights of the shipped checkpoint's shape).
+1. Attention of the decode rows, timed on whole decode steps of ``BatchModel.step``,
+   interleaved rep by rep (random weights of the shipped checkpoint's shape): the engine's
+   kernel (``sut/attention_kernel.py``) against torch's one-query attention
+   (``sut.engine_batch.attend``: matmul, softmax, matmul over views of the slot cache, the
+   engine's fallback) and against ``F.scaled_dot_product_attention`` swapped in for ``attend``.
 2. ``torch.compile``: the part of a layer that is not attention (out-projection, residual,
    LayerNorm, MLP, residual, the next layer's LayerNorm and QKV projection: four matmuls and
    their elementwise neighbours, the fusion gpt-fast relies on) eager against inductor-compiled,
    on the row counts the engine runs (multiples of 8). Compiled once with dynamic shapes; the
    compile time is printed and not counted.
 
-Ratios above 1 mean the engine's choice (eager, ``attend``) is faster. docs/engine.md quotes
-the figures with the machine they ran on.
+Ratios above 1 mean the engine's choice (the kernel; eager over compiled) is faster. docs/engine.md
+quotes the figures with the machine they ran on.
 """
 from __future__ import annotations
 
@@ -51,26 +52,28 @@ def best_us(fns: dict[str, Callable[[], object]], reps: int, calls: int) -> dict
 
 
 def attention_ab(model: torch.nn.Module, batches: list[int], context: int, reps: int, steps: int) -> list[dict]:
-    """Whole decode steps with each attention function swapped into ``BatchModel.step``."""
+    """Whole decode steps under each decode attention: the kernel, torch's matmuls, and SDPA swapped in."""
     rows = []
     shipped = engine_batch.attend
     for n in batches:
-        bm = engine_batch.BatchModel(model, n)
         dec = [(s, 7, 0, context) for s in range(n)]
+        bms = {name: engine_batch.BatchModel(model, n, attention=name) for name in ("kernel", "torch")}
         with torch.inference_mode():
-            for s in range(n):
-                bm.step([], [(s, [5] * context, [0] * context, 0)])
+            for bm in bms.values():
+                for s in range(n):
+                    bm.step([], [(s, [5] * context, [0] * context, 0)])
 
-            def with_attend(fn: Callable) -> Callable[[], object]:
-                def run() -> object:
+            def run(bm: engine_batch.BatchModel, fn: Callable = shipped) -> Callable[[], object]:
+                def step() -> object:
                     engine_batch.attend = fn
                     try:
                         return bm.step(dec, [])
                     finally:
                         engine_batch.attend = shipped
-                return run
-            t = best_us({"attend": with_attend(shipped), "sdpa": with_attend(sdpa_attend)}, reps, steps)
-        rows.append({"batch": n, "context": context, **t, "ratio": t["sdpa"] / t["attend"]})
+                return step
+            t = best_us({"kernel": run(bms["kernel"]), "attend": run(bms["torch"]),
+                         "sdpa": run(bms["torch"], sdpa_attend)}, reps, steps)
+        rows.append({"batch": n, "context": context, **t})
     return rows
 
 
@@ -125,10 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     shipped, tok, _ = load_checkpoint(DEFAULT_CHECKPOINT, "cpu")     # its shape and tokenizer
     model = random_model(shipped.config, tok, "cpu")
     print(f"machine: {cpu_model(detail=True)}, torch {torch.__version__}, {a.threads} thread(s)")
-    print(f"\n1. decode step, us (context {a.context}): engine's attend vs scaled_dot_product_attention")
-    print(f"  {'batch':>6} {'attend':>9} {'sdpa':>9} {'sdpa/attend':>12}")
+    print(f"\n1. decode step, us (context {a.context}): the engine's kernel, torch's matmuls (attend), "
+          f"scaled_dot_product_attention")
+    print(f"  {'batch':>6} {'kernel':>9} {'attend':>9} {'sdpa':>9} {'attend/kernel':>14} {'sdpa/attend':>12}")
     for r in attention_ab(model, a.batch, a.context, a.reps, a.steps):
-        print(f"  {r['batch']:>6} {r['attend']:>9.0f} {r['sdpa']:>9.0f} {r['ratio']:>11.2f}x")
+        print(f"  {r['batch']:>6} {r['kernel']:>9.0f} {r['attend']:>9.0f} {r['sdpa']:>9.0f} "
+              f"{r['attend'] / r['kernel']:>13.2f}x {r['sdpa'] / r['attend']:>11.2f}x")
     if not a.skip_compile:
         compile_s, rows = compile_ab(model, a.rows, a.reps, a.steps * 10)
         print(f"\n2. a layer's dense part, us: eager vs torch.compile (inductor, dynamic; compile {compile_s:.1f} s)")

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sut import attention_kernel
 from sut.model import NanoCodeGen
 
 ROW_ALIGN = 8
@@ -75,7 +76,7 @@ def sample_rows(logits: Tensor, temperature: float, top_k: int | None, gens: lis
 class BatchModel:
     """A model plus a KV cache of ``n_slots`` sequence slots of ``block_size`` positions each."""
 
-    def __init__(self, model: NanoCodeGen, n_slots: int, use_kv_cache: bool = True) -> None:
+    def __init__(self, model: NanoCodeGen, n_slots: int, use_kv_cache: bool = True, attention: str = "auto") -> None:
         self.model = model
         cfg = model.config
         self.device = model.wte.weight.device
@@ -93,6 +94,9 @@ class BatchModel:
                              b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
                             for b in model.blocks]
         self._key_pos = torch.arange(self.window, device=self.device)
+        # decode rows' attention: our kernel (sut/attention_kernel.py) where it applies, else torch's matmuls
+        self.attention = attention_kernel.resolve(attention, self.device, model.wte.weight.dtype, self.hd)
+        self._scratch = torch.empty(self.window, dtype=torch.float32) if self.attention == "kernel" else None
         # FLOPs of one token through the matmuls (embedding lookups excluded, LM head included)
         self.matmul_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 
@@ -176,8 +180,11 @@ class BatchModel:
         return self.step(list(zip(slots, tokens, steps, pos)), [])
 
     def _decode_plan(self, slots: list[int], pos: list[int]) -> tuple:
-        """Attention runs for the decode rows: slot ranges, their key lengths and masks, and where
-        each row sits in the runs (idle slots inside a run attend to key 0 only)."""
+        """With the kernel: each row's slot and key count. Otherwise attention runs for the decode rows:
+        slot ranges, their key lengths and masks, and where each row sits in the runs (idle slots
+        inside a run attend to key 0 only)."""
+        if self.attention == "kernel":
+            return ("kernel", torch.tensor([slots, [p + 1 for p in pos]]), self._scratch)
         dev, L = self.device, self.window
         where = dict(zip(slots, range(len(slots))))
         runs, run_pos, place = [], [], [0] * len(slots)
@@ -201,6 +208,10 @@ class BatchModel:
     @staticmethod
     def _decode_attention(plan: tuple, q: Tensor, kv: Tensor, y: Tensor) -> None:
         """y[:n] = one-query attention of the n decode rows ``q`` (n, nh, hd) over their slots."""
+        if plan[0] == "kernel":
+            _, slots_lens, scratch = plan
+            attention_kernel.decode_attention(q, kv, slots_lens[0], slots_lens[1], y, scratch)
+            return
         runs, masks, place, q_run, y_run = plan
         n, nh, hd = q.shape
         if place is None:

@@ -107,24 +107,29 @@ def test_same_tokens_as_run_agent_any_batch_and_order(tok, pool, tasks, referenc
         assert s["mean_decode_rows"] > 8                              # continuous batching really batched
 
 
-@pytest.mark.parametrize("switch", ["no_kv_cache", "no_prefix_reuse"])
+@pytest.mark.parametrize("switch", ["no_kv_cache", "no_prefix_reuse", "torch_attention"])
 def test_ablation_switches_give_the_same_outputs(tok, pool, tasks, reference, switch) -> None:
     model, ref = reference
     n = 10 if switch == "no_kv_cache" else len(tasks)   # the no-cache path is the slow reference way
     engine = Engine(model, tok, pool, CFG, max_batch=8, use_kv_cache=switch != "no_kv_cache",
-                    prefix_reuse=switch != "no_prefix_reuse")
+                    prefix_reuse=switch != "no_prefix_reuse", attention="torch" if switch == "torch_attention" else "auto")
     got = engine.run(tasks[:n])
     engine.stop(close_pool=False)
     assert tokens(got) == tokens(ref[:n])
+    if switch == "torch_attention":
+        assert engine.stats()["decode_attention"] == "torch"
+        return
     assert all(a.reused_tokens == 0 and a.prefilled_tokens == a.prompt_tokens for r in got for a in r.attempts)
     assert engine.stats()["prefix_reuse_hit_rate"] == 0.0
 
 
-def test_decode_rows_are_bitwise_batch_invariant(tok) -> None:
+@pytest.mark.parametrize("attention", ["kernel", "torch"])
+def test_decode_rows_are_bitwise_batch_invariant(tok, attention) -> None:
     """A row's logits do not change with the batch around it (size, neighbours, their lengths,
-    idle slots, prefills sharing the step), and neither do a prefill's."""
+    idle slots, prefills sharing the step), and neither do a prefill's; with either decode attention."""
     model = random_model(tok, block_size=512, n_layer=3)
-    bm = BatchModel(model, 24)
+    bm = BatchModel(model, 24, attention=attention)
+    assert bm.attention == attention
     g = torch.Generator().manual_seed(0)
     lengths = [int(x) for x in torch.randint(5, 400, (20,), generator=g)]
     seqs = [torch.randint(6, tok.vocab_size, (n,), generator=g).tolist() for n in lengths]
@@ -399,7 +404,7 @@ def test_step_variants_command_times_both_attentions_side_by_side(capsys) -> Non
 
     assert main(["--batch", "1", "4", "--reps", "1", "--steps", "2", "--skip-compile"]) == 0
     out = capsys.readouterr().out
-    assert "sdpa/attend" in out and out.count("x\n") == 2
+    assert "attend/kernel" in out and "sdpa/attend" in out and out.count("x\n") == 2
     with pytest.raises(SystemExit) as e:
         main(["--steps", "0"])
     assert e.value.code == 2

@@ -1,0 +1,131 @@
+"""The decode-attention kernel (``sut/decode_attention.c``): built once per machine, called through ctypes.
+
+Why: a decode row has one query per head, so torch computes its attention as batched GEMMs of
+1 x head_dim matrices, and the per-matrix overhead is most of the attention time of a step
+(docs/engine.md). The kernel does each (row, head) in one pass over its keys and one over its
+values, reading the slot cache in place.
+
+Build: the C file is compiled with the system C compiler (``$CC``, else ``cc``/``gcc``;
+``-O3 -march=native``) into ``$NANO_CODEGEN_CACHE`` (default ``~/.cache/nano-codegen-agent``),
+under a name that hashes the source, the flags and the CPU, so a shared home directory never
+hands one machine another's build. The compile takes well under a second and happens at the
+first use on a machine; concurrent builders write temporary files and rename them into place.
+Without a compiler, ``available()`` is False with the reason, and the engine falls back to
+torch's attention (``BatchModel(attention="auto")``); asking for the kernel explicitly then
+fails with that reason.
+
+Numerics: each (row, head) is computed alone in a fixed order (lane sums in a fixed tree, a
+branch-free exp), so a row's result does not depend on which other rows share the call: the
+engine's bitwise batch invariance holds by construction. It agrees with torch's attention to
+float rounding (tests/test_attention_kernel.py), not bit for bit.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from sut.platform_info import cpu_model
+
+log = logging.getLogger(__name__)
+SOURCE = Path(__file__).with_name("decode_attention.c")
+FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c11"]
+MODES = ("auto", "kernel", "torch")
+
+
+class KernelUnavailable(RuntimeError):
+    """The kernel cannot be built or loaded here (the message says why and what to do)."""
+
+
+def _compiler() -> str | None:
+    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cc and shutil.which(cc):
+            return cc
+    return None
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("NANO_CODEGEN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) \
+        / "nano-codegen-agent"
+    return Path(base)
+
+
+@lru_cache(maxsize=1)
+def _load() -> ctypes.CDLL:
+    cc = _compiler()
+    if cc is None:
+        raise KernelUnavailable("no C compiler found (set $CC or install gcc)")
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS, cpu_model(detail=True)]).encode()).hexdigest()
+    lib = _cache_dir() / f"decode_attention-{key[:16]}.so"
+    if not lib.is_file():
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
+        os.close(fd)
+        try:
+            r = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True)
+            if r.returncode != 0:
+                first = (r.stderr.strip().splitlines() or ["(no output)"])[0]
+                raise KernelUnavailable(f"{cc} could not build {SOURCE.name}: {first}")
+            os.replace(tmp, lib)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    dll = ctypes.CDLL(str(lib))
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    dll.decode_attention.argtypes = [p, i64, p, i64, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p, i64, p,
+                                     i64, i64]
+    dll.decode_attention.restype = ctypes.c_int
+    return dll
+
+
+def available() -> tuple[bool, str]:
+    """(True, path-free note) if the kernel loads here, else (False, why)."""
+    try:
+        _load()
+        return True, "kernel"
+    except (KernelUnavailable, OSError) as e:
+        return False, str(e)
+
+
+def resolve(mode: str, device: torch.device, dtype: torch.dtype, head_dim: int) -> str:
+    """The attention a BatchModel uses: "kernel" or "torch". ``mode`` "auto" takes the kernel where it
+    applies (CPU, float32, head_dim a multiple of 8) and builds; "kernel" insists (KernelUnavailable if not)."""
+    if mode not in MODES:
+        raise ValueError(f"decode attention {mode!r}: choose one of {', '.join(MODES)}")
+    if mode == "torch":
+        return "torch"
+    fits = device.type == "cpu" and dtype == torch.float32 and head_dim % 8 == 0 and head_dim <= 256
+    ok, why = available() if fits else (False, f"it runs on CPU float32 with head_dim a multiple of 8 (here "
+                                                f"{device.type} {dtype}, head_dim {head_dim})")
+    if ok:
+        return "kernel"
+    if mode == "kernel":
+        raise KernelUnavailable(f"decode attention kernel unavailable: {why}; use --decode-attention torch")
+    log.warning("decode attention kernel unavailable (%s): using torch's attention", why)
+    return "torch"
+
+
+def decode_attention(q: Tensor, kv: Tensor, slots: Tensor, lens: Tensor, out: Tensor, scratch: Tensor) -> None:
+    """out[r] = attention of q[r] (nh, hd) over keys 0..lens[r]-1 of slot slots[r] of ``kv`` (2, S, nh, L, hd).
+
+    ``q`` and ``out`` may be row-strided views (heads contiguous); ``kv`` a contiguous layer of the
+    cache; ``slots``/``lens`` int64 CPU tensors; ``scratch`` float32 with at least max(lens) entries."""
+    n, nh, hd = q.shape
+    assert q.stride(2) == 1 and q.stride(1) == hd and out.stride(2) == 1 and out.stride(1) == hd
+    assert kv.is_contiguous() and slots.dtype == lens.dtype == torch.int64 and scratch.numel() >= kv.shape[3]
+    rc = _load().decode_attention(q.data_ptr(), q.stride(0), kv.data_ptr(), kv.stride(1), kv.stride(2), kv.stride(0),
+                                  slots.data_ptr(), lens.data_ptr(), n, nh, hd, hd ** -0.5, out.data_ptr(),
+                                  out.stride(0), scratch.data_ptr(), kv.shape[1], kv.shape[3])
+    if rc == -1:
+        raise ValueError(f"decode attention kernel refused head_dim {hd} (a multiple of 8, at most 256)")
+    if rc != 0:
+        raise ValueError(f"decode attention: a slot outside 0..{kv.shape[1] - 1} or a length outside 1..{kv.shape[3]}")

@@ -1,0 +1,104 @@
+/* One-query attention of the engine's decode rows over its slot KV cache (float32, one thread).
+
+   Built and loaded by sut/attention_kernel.py. Why a kernel of our own: with one query per row and head,
+   torch runs the scores and the weighted sum as batched GEMMs of 1 x head_dim matrices, and pays a
+   per-matrix overhead that is most of the decode step's attention time (docs/engine.md). Here each
+   (row, head) is one pass over its keys and one over its values, in a fixed order. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef float v8 __attribute__((vector_size(32)));   /* 8 floats: one AVX register, two SSE ones */
+
+static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
+/* The 8 lanes summed in a fixed pairwise order. */
+static inline float sum8(v8 a) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
+
+/* exp(x) for x <= 0: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to r^7 (relative
+   error below 1e-8 before rounding), times 2^n built in the exponent bits. Branch-free: it vectorizes. */
+static inline float exp_nonpos(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+#define MAX_CHUNKS 32   /* head_dim up to 256 */
+
+/* One (row, head): keys 0..len-1 at k (hd floats apart), values at v, query qr, result to o. */
+static inline __attribute__((always_inline)) void attend_one(const float *qr, const float *k, const float *v,
+                                                             int64_t len, const int C, float scale, float *scratch,
+                                                             float *o) {
+    v8 q[MAX_CHUNKS], acc[MAX_CHUNKS];
+    for (int c = 0; c < C; c++) q[c] = load8(qr + 8 * c);
+    float m = -INFINITY;
+    for (int64_t p = 0; p < len; p++) {
+        const float *kp = k + p * 8 * C;
+        v8 s = q[0] * load8(kp);
+        for (int c = 1; c < C; c++) s += q[c] * load8(kp + 8 * c);
+        const float x = sum8(s) * scale;
+        scratch[p] = x;
+        m = x > m ? x : m;
+    }
+    float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t p = 0;
+    for (; p + 8 <= len; p += 8)
+        for (int j = 0; j < 8; j++) {
+            const float e = exp_nonpos(scratch[p + j] - m);
+            scratch[p + j] = e;
+            lanes[j] += e;
+        }
+    for (int j = 0; p + j < len; j++) {
+        const float e = exp_nonpos(scratch[p + j] - m);
+        scratch[p + j] = e;
+        lanes[j] += e;
+    }
+    const float inv = 1.0f / sum8(load8(lanes));
+    for (int c = 0; c < C; c++) acc[c] = (v8){0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t p2 = 0; p2 < len; p2++) {
+        const float e = scratch[p2];
+        const float *vp = v + p2 * 8 * C;
+        for (int c = 0; c < C; c++) acc[c] += e * load8(vp + 8 * c);
+    }
+    for (int c = 0; c < C; c++) store8(o + 8 * c, acc[c] * inv);
+}
+
+/* For each decode row r and head h: scores over keys 0..lens[r]-1 of slot slots[r], softmax, weighted
+   sum of the values. q: row r, head h at q + r*q_row + h*hd. Cache: key p of (slot, head) at
+   kv + slot*s_stride + h*h_stride + p*hd, its value v_off floats further. out: row r at out + r*out_row.
+   scratch: at least max_len floats. hd: a multiple of 8, at most 256. Returns 0, or -1 for a head_dim it
+   does not handle, -2 for a slot outside 0..n_slots-1 or a length outside 1..max_len. Each (row, head) is computed
+   alone in a fixed order, so its result never depends on the other rows of the call. */
+int decode_attention(const float *q, int64_t q_row, const float *kv, int64_t s_stride, int64_t h_stride,
+                     int64_t v_off, const int64_t *slots, const int64_t *lens, int64_t n, int64_t nh, int64_t hd,
+                     float scale, float *out, int64_t out_row, float *scratch, int64_t n_slots, int64_t max_len) {
+    if (hd % 8 || hd > 8 * MAX_CHUNKS) return -1;
+    for (int64_t r = 0; r < n; r++)   /* never read outside the cache */
+        if (slots[r] < 0 || slots[r] >= n_slots || lens[r] < 1 || lens[r] > max_len) return -2;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t h = 0; h < nh; h++) {
+            const float *k = kv + slots[r] * s_stride + h * h_stride;
+            const float *qr = q + r * q_row + h * hd;
+            float *o = out + r * out_row + h * hd;
+            switch (hd) {   /* constant chunk counts let the compiler keep the head in registers */
+                case 16: attend_one(qr, k, k + v_off, lens[r], 2, scale, scratch, o); break;
+                case 32: attend_one(qr, k, k + v_off, lens[r], 4, scale, scratch, o); break;
+                case 64: attend_one(qr, k, k + v_off, lens[r], 8, scale, scratch, o); break;
+                default: attend_one(qr, k, k + v_off, lens[r], (int)(hd / 8), scale, scratch, o);
+            }
+        }
+    return 0;
+}
