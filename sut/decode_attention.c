@@ -9,12 +9,23 @@
 #include <string.h>
 
 typedef float v8 __attribute__((vector_size(32)));   /* 8 floats: one AVX register, two SSE ones */
+typedef int32_t v8i __attribute__((vector_size(32)));
 
 static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
-/* The 8 lanes summed in a fixed pairwise order. */
-static inline float sum8(v8 a) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
+/* The 8 lanes summed in a fixed pairwise order: ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7)), as sum8x8 does. */
+static inline float sum8(v8 a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
+
+#define EVEN 0, 2, 4, 6, 8, 10, 12, 14
+#define ODD 1, 3, 5, 7, 9, 11, 13, 15
+static inline v8 pairs(v8 a, v8 b) { return __builtin_shufflevector(a, b, EVEN) + __builtin_shufflevector(a, b, ODD); }
+
+/* Lane j of the result is sum8(s[j]), in sum8's order: three rounds of adjacent-pair sums. */
+static inline v8 sum8x8(const v8 *s) {
+    v8 a0 = pairs(s[0], s[1]), a1 = pairs(s[2], s[3]), a2 = pairs(s[4], s[5]), a3 = pairs(s[6], s[7]);
+    return pairs(pairs(a0, a1), pairs(a2, a3));
+}
 
 /* exp(x) for x <= 0: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to r^7 (relative
    error below 1e-8 before rounding), times 2^n built in the exponent bits. Branch-free: it vectorizes. */
@@ -45,7 +56,22 @@ static inline __attribute__((always_inline)) void attend_one(const float *qr, co
     v8 q[MAX_CHUNKS], acc[MAX_CHUNKS];
     for (int c = 0; c < C; c++) q[c] = load8(qr + 8 * c);
     float m = -INFINITY;
-    for (int64_t p = 0; p < len; p++) {
+    int64_t p0 = 0;
+    v8 mv = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    for (; p0 + 8 <= len; p0 += 8) {          /* 8 keys at a time: one lane-sum network for all 8 */
+        v8 s[8];
+        for (int j = 0; j < 8; j++) {
+            const float *kp = k + (p0 + j) * 8 * C;
+            s[j] = q[0] * load8(kp);
+            for (int c = 1; c < C; c++) s[j] += q[c] * load8(kp + 8 * c);
+        }
+        const v8 x = sum8x8(s) * scale;
+        store8(scratch + p0, x);
+        const v8i gt = x > mv;                 /* lanewise max, as a select (C has no vector ?:) */
+        mv = (v8)((gt & (v8i)x) | (~gt & (v8i)mv));
+    }
+    m = fmaxf(fmaxf(fmaxf(mv[0], mv[1]), fmaxf(mv[2], mv[3])), fmaxf(fmaxf(mv[4], mv[5]), fmaxf(mv[6], mv[7])));
+    for (int64_t p = p0; p < len; p++) {       /* the tail, key by key, in the same order */
         const float *kp = k + p * 8 * C;
         v8 s = q[0] * load8(kp);
         for (int c = 1; c < C; c++) s += q[c] * load8(kp + 8 * c);
