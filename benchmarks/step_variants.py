@@ -4,7 +4,8 @@
 
 1. Attention of the decode rows, timed on whole decode steps of ``BatchModel.step``,
    interleaved rep by rep (random weights of the shipped checkpoint's shape): the engine's
-   kernel (``sut/attention_kernel.py``) against torch's one-query attention
+   native kernels (``sut/attention_kernel.py``: the attention and the cache write) against
+   torch's one-query attention and ``index_put`` cache write
    (``sut.engine_batch.attend``: matmul, softmax, matmul over views of the slot cache, the
    engine's fallback) and against ``F.scaled_dot_product_attention`` swapped in for ``attend``.
 2. ``torch.compile``: the part of a layer that is not attention (out-projection, residual,

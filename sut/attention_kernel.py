@@ -1,4 +1,7 @@
-"""The decode-attention kernel (``sut/decode_attention.c``): built once per machine, called through ctypes.
+"""The engine's native kernels (``sut/decode_attention.c``): built once per machine, called through ctypes.
+
+``decode_attention`` computes the decode rows' attention; ``write_kv`` copies a step's new keys
+and values into the slot cache (what an ``index_put`` writes, at a fraction of its overhead).
 
 Why: a decode row has one query per head, so torch computes its attention as batched GEMMs of
 1 x head_dim matrices, and the per-matrix overhead is most of the attention time of a step
@@ -84,6 +87,8 @@ def _load() -> ctypes.CDLL:
     dll.decode_attention.argtypes = [p, i64, p, i64, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p, i64, p,
                                      i64, i64]
     dll.decode_attention.restype = ctypes.c_int
+    dll.write_kv.argtypes = [p, i64, p, i64, i64, i64, p, p, i64, i64, i64, i64, i64]
+    dll.write_kv.restype = ctypes.c_int
     return dll
 
 
@@ -129,3 +134,19 @@ def decode_attention(q: Tensor, kv: Tensor, slots: Tensor, lens: Tensor, out: Te
         raise ValueError(f"decode attention kernel refused head_dim {hd} (a multiple of 8, at most 256)")
     if rc != 0:
         raise ValueError(f"decode attention: a slot outside 0..{kv.shape[1] - 1} or a length outside 1..{kv.shape[3]}")
+
+
+def write_kv(qkv: Tensor, kv: Tensor, slots: Tensor, pos: Tensor, m: int) -> None:
+    """kv[:, slots[r], :, pos[r]] = the keys and values of qkv row r (columns C..3C), for r < m: what
+    ``kv[:, slots, :, pos] = qkv[:m, C:].view(m, 2, nh, hd)`` writes, without index_put's overhead.
+
+    ``qkv`` (rows, 3C) with contiguous rows; ``kv`` a contiguous cache layer (2, S, nh, L, hd);
+    ``slots``/``pos`` contiguous int64 CPU tensors of at least m entries."""
+    _, n_slots, nh, window, hd = kv.shape
+    assert qkv.stride(1) == 1 and qkv.shape[1] == 3 * nh * hd and kv.is_contiguous()
+    assert slots.dtype == pos.dtype == torch.int64 and slots.is_contiguous() and pos.is_contiguous()
+    assert slots.numel() >= m and pos.numel() >= m
+    rc = _load().write_kv(qkv.data_ptr(), qkv.stride(0), kv.data_ptr(), kv.stride(1), kv.stride(2), kv.stride(0),
+                          slots.data_ptr(), pos.data_ptr(), m, nh, hd, n_slots, window)
+    if rc != 0:
+        raise ValueError(f"write_kv: a slot outside 0..{n_slots - 1} or a position outside 0..{window - 1}")

@@ -128,3 +128,22 @@ int decode_attention(const float *q, int64_t q_row, const float *kv, int64_t s_s
         }
     return 0;
 }
+
+/* The step's new keys and values into the cache: row r of qkv (its keys at column C, its values at
+   2C, C = nh*hd) to position pos[r] of slot slots[r], for every head. Pure copies, so the cache holds
+   exactly what torch's index_put would write. Returns 0, or -2 for a slot or position out of range. */
+int write_kv(const float *qkv, int64_t qkv_row, float *kv, int64_t s_stride, int64_t h_stride, int64_t v_off,
+             const int64_t *slots, const int64_t *pos, int64_t m, int64_t nh, int64_t hd, int64_t n_slots,
+             int64_t max_len) {
+    for (int64_t r = 0; r < m; r++)
+        if (slots[r] < 0 || slots[r] >= n_slots || pos[r] < 0 || pos[r] >= max_len) return -2;
+    const int64_t C = nh * hd;
+    for (int64_t r = 0; r < m; r++) {
+        const float *src = qkv + r * qkv_row + C;
+        float *dst = kv + slots[r] * s_stride + pos[r] * hd;
+        for (int64_t t = 0; t < 2; t++)
+            for (int64_t h = 0; h < nh; h++)
+                memcpy(dst + t * v_off + h * h_stride, src + t * C + h * hd, (size_t)hd * sizeof(float));
+    }
+    return 0;
+}

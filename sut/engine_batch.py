@@ -161,7 +161,10 @@ class BatchModel:
         for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wo, bo) in enumerate(self._layers):
             qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba)           # (P, 3C)
             kv = self.kv[i]                                                     # (2, S, nh, L, hd)
-            kv[:, slot_t[:M], :, pos_t[:M]] = qkv[:M, C:].view(M, 2, nh, hd)   # advanced dims first
+            if self.attention == "kernel":
+                attention_kernel.write_kv(qkv, kv, slot_t, pos_t, M)
+            else:
+                kv[:, slot_t[:M], :, pos_t[:M]] = qkv[:M, C:].view(M, 2, nh, hd)   # advanced dims first
             q = qkv[:, :C].view(P, nh, hd)
             if att is not None:
                 self._decode_attention(att, q[:n], kv, y)

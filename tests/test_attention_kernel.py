@@ -107,3 +107,17 @@ def test_builds_into_a_fresh_cache_under_a_machine_specific_name(monkeypatch, tm
         assert len(built) == 1 and built[0].name.startswith("decode_attention-") and built[0].suffix == ".so"
     finally:
         ak._load.cache_clear()
+
+
+def test_write_kv_writes_what_index_put_writes() -> None:
+    g = torch.Generator().manual_seed(2)
+    nh, hd, C = 4, 32, 128
+    qkv = torch.randn(10, 3 * C, generator=g)
+    slots, pos = torch.tensor([0, 3, 3, 1, 2, 0, 5]), torch.tensor([0, 7, 8, 63, 5, 1, 30])
+    ours, theirs = torch.zeros(2, 6, nh, 64, hd), torch.zeros(2, 6, nh, 64, hd)
+    ak.write_kv(qkv, ours, slots, pos, 7)
+    theirs[:, slots, :, pos] = qkv[:7, C:].view(7, 2, nh, hd)
+    assert torch.equal(ours, theirs)
+    for bad_slots, bad_pos in (([6], [0]), ([0], [64]), ([-1], [0])):
+        with pytest.raises(ValueError, match="outside"):
+            ak.write_kv(qkv, ours, torch.tensor(bad_slots), torch.tensor(bad_pos), 1)
