@@ -5,8 +5,9 @@ and values into the slot cache (what an ``index_put`` writes, at a fraction of i
 
 Why: a decode row has one query per head, so torch computes its attention as batched GEMMs of
 1 x head_dim matrices, and the per-matrix overhead is most of the attention time of a step
-(docs/engine.md). The kernel does each (row, head) in one pass over its keys and one over its
-values, reading the slot cache in place.
+(docs/engine.md). The kernel streams the cache once per step: position by position, the keys of
+every row (the cache is position-major, so a step's rows in adjacent slots are one contiguous
+block per position), then the values.
 
 Build: the C file is compiled with the system C compiler (``$CC``, else ``cc``/``gcc``;
 ``-O3 -march=native``) into ``$NANO_CODEGEN_CACHE`` (default ``~/.cache/nano-codegen-agent``),
@@ -17,9 +18,10 @@ Without a compiler, ``available()`` is False with the reason, and the engine fal
 torch's attention (``BatchModel(attention="auto")``); asking for the kernel explicitly then
 fails with that reason.
 
-Numerics: each (row, head) is computed alone in a fixed order (lane sums in a fixed tree, a
-branch-free exp), so a row's result does not depend on which other rows share the call: the
-engine's bitwise batch invariance holds by construction. It agrees with torch's attention to
+Numerics: each (row, head) is computed in a fixed order of its own (lane sums in a fixed tree,
+a branch-free exp, positions past its length contributing exact zeros), so a row's result does
+not depend on which other rows share the call: the engine's bitwise batch invariance holds by
+construction. It agrees with torch's attention to
 float rounding (tests/test_attention_kernel.py), not bit for bit.
 """
 from __future__ import annotations
@@ -84,10 +86,9 @@ def _load() -> ctypes.CDLL:
                 os.unlink(tmp)
     dll = ctypes.CDLL(str(lib))
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    dll.decode_attention.argtypes = [p, i64, p, i64, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p, i64, p,
-                                     i64, i64]
+    dll.decode_attention.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p, i64, p, i64, i64]
     dll.decode_attention.restype = ctypes.c_int
-    dll.write_kv.argtypes = [p, i64, p, i64, i64, i64, p, p, i64, i64, i64, i64, i64]
+    dll.write_kv.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, i64]
     dll.write_kv.restype = ctypes.c_int
     return dll
 
@@ -119,34 +120,44 @@ def resolve(mode: str, device: torch.device, dtype: torch.dtype, head_dim: int) 
     return "torch"
 
 
-def decode_attention(q: Tensor, kv: Tensor, slots: Tensor, lens: Tensor, out: Tensor, scratch: Tensor) -> None:
-    """out[r] = attention of q[r] (nh, hd) over keys 0..lens[r]-1 of slot slots[r] of ``kv`` (2, S, nh, L, hd).
+def scratch_floats(n_rows: int, n_head: int, window: int) -> int:
+    """Scratch ``decode_attention`` needs for up to ``n_rows`` rows: scores, maxima, sums and lengths."""
+    return (window + 3) * (-(-n_rows * n_head // 8) * 8)
 
-    ``q`` and ``out`` may be row-strided views (heads contiguous); ``kv`` a contiguous layer of the
-    cache; ``slots``/``lens`` int64 CPU tensors; ``scratch`` float32 with at least max(lens) entries."""
+
+def decode_attention(q: Tensor, kv: Tensor, slots: Tensor, lens: Tensor, out: Tensor, scratch: Tensor) -> None:
+    """out[r] = attention of q[r] (nh, hd) over keys 0..lens[r]-1 of slot slots[r] of ``kv``.
+
+    ``kv``: one contiguous layer of the engine's cache, (2, L, S, nh, hd), position-major (the
+    kernel's layout, sut/decode_attention.c). ``q`` and ``out`` may be row-strided views (heads
+    contiguous); ``slots``/``lens`` contiguous int64 CPU tensors; ``scratch`` float32 with at least
+    ``scratch_floats(len(q), nh, L)`` entries."""
     n, nh, hd = q.shape
+    _, window, n_slots, _, _ = kv.shape
     assert q.stride(2) == 1 and q.stride(1) == hd and out.stride(2) == 1 and out.stride(1) == hd
-    assert kv.is_contiguous() and slots.dtype == lens.dtype == torch.int64 and scratch.numel() >= kv.shape[3]
-    rc = _load().decode_attention(q.data_ptr(), q.stride(0), kv.data_ptr(), kv.stride(1), kv.stride(2), kv.stride(0),
+    assert kv.is_contiguous() and slots.dtype == lens.dtype == torch.int64 and slots.is_contiguous()
+    assert lens.is_contiguous() and scratch.numel() >= scratch_floats(n, nh, window)
+    rc = _load().decode_attention(q.data_ptr(), q.stride(0), kv.data_ptr(), kv.stride(1), kv.stride(0),
                                   slots.data_ptr(), lens.data_ptr(), n, nh, hd, hd ** -0.5, out.data_ptr(),
-                                  out.stride(0), scratch.data_ptr(), kv.shape[1], kv.shape[3])
+                                  out.stride(0), scratch.data_ptr(), n_slots, window)
     if rc == -1:
         raise ValueError(f"decode attention kernel refused head_dim {hd} (a multiple of 8, at most 256)")
     if rc != 0:
-        raise ValueError(f"decode attention: a slot outside 0..{kv.shape[1] - 1} or a length outside 1..{kv.shape[3]}")
+        raise ValueError(f"decode attention: a slot outside 0..{n_slots - 1} or a length outside 1..{window}")
 
 
 def write_kv(qkv: Tensor, kv: Tensor, slots: Tensor, pos: Tensor, m: int) -> None:
-    """kv[:, slots[r], :, pos[r]] = the keys and values of qkv row r (columns C..3C), for r < m: what
-    ``kv[:, slots, :, pos] = qkv[:m, C:].view(m, 2, nh, hd)`` writes, without index_put's overhead.
+    """kv[:, pos[r], slots[r]] = the keys and values of qkv row r (columns C..3C), for r < m: what
+    ``kv[:, pos, slots] = qkv[:m, C:].view(m, 2, nh, hd).transpose(0, 1)`` writes, without
+    index_put's overhead.
 
-    ``qkv`` (rows, 3C) with contiguous rows; ``kv`` a contiguous cache layer (2, S, nh, L, hd);
+    ``qkv`` (rows, 3C) with contiguous rows; ``kv`` a contiguous cache layer (2, L, S, nh, hd);
     ``slots``/``pos`` contiguous int64 CPU tensors of at least m entries."""
-    _, n_slots, nh, window, hd = kv.shape
+    _, window, n_slots, nh, hd = kv.shape
     assert qkv.stride(1) == 1 and qkv.shape[1] == 3 * nh * hd and kv.is_contiguous()
     assert slots.dtype == pos.dtype == torch.int64 and slots.is_contiguous() and pos.is_contiguous()
     assert slots.numel() >= m and pos.numel() >= m
-    rc = _load().write_kv(qkv.data_ptr(), qkv.stride(0), kv.data_ptr(), kv.stride(1), kv.stride(2), kv.stride(0),
-                          slots.data_ptr(), pos.data_ptr(), m, nh, hd, n_slots, window)
+    rc = _load().write_kv(qkv.data_ptr(), qkv.stride(0), kv.data_ptr(), kv.stride(1), kv.stride(0),
+                          slots.data_ptr(), pos.data_ptr(), m, nh * hd, n_slots, window)
     if rc != 0:
         raise ValueError(f"write_kv: a slot outside 0..{n_slots - 1} or a position outside 0..{window - 1}")

@@ -27,123 +27,145 @@ static inline v8 sum8x8(const v8 *s) {
     return pairs(pairs(a0, a1), pairs(a2, a3));
 }
 
-/* exp(x) for x <= 0: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to r^7 (relative
-   error below 1e-8 before rounding), times 2^n built in the exponent bits. Branch-free: it vectorizes. */
-static inline float exp_nonpos(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
+/* exp(x) for x <= 0, 8 lanes: x = n ln2 + r with n the nearest integer (the 1.5 * 2^23 rounding trick)
+   and |r| <= ln2/2, e^r by its Taylor series to r^7 (relative error below 1e-8 before rounding), times
+   2^n built in the exponent bits. */
+static inline v8 exp_nonpos8(v8 x) {
+    const v8 lo = {-87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f};
+    const v8i below = x < lo;
+    x = (v8)((below & (v8i)lo) | (~below & (v8i)x));
+    const v8 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    const v8 r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+    v8 p = r * (1.0f / 5040.0f) + 1.0f / 720.0f;
     p = p * r + 1.0f / 120.0f;
     p = p * r + 1.0f / 24.0f;
     p = p * r + 1.0f / 6.0f;
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return p * (v8)((__builtin_convertvector(n, v8i) + 127) << 23);
 }
+
+/* The cache layout (one layer): key p of slot s is C = nh*hd floats at kv + p*p_stride + s*C (heads one
+   after the other), its value v_off floats further. Position-major: a step's rows sit in adjacent
+   slots, so the keys the step reads form one contiguous block per position, which streams from
+   memory at about twice the rate of per-(slot, head) blocks (docs/engine.md). */
 
 #define MAX_CHUNKS 32   /* head_dim up to 256 */
 
-/* One (row, head): keys 0..len-1 at k (hd floats apart), values at v, query qr, result to o. */
-static inline __attribute__((always_inline)) void attend_one(const float *qr, const float *k, const float *v,
-                                                             int64_t len, const int C, float scale, float *scratch,
-                                                             float *o) {
-    v8 q[MAX_CHUNKS], acc[MAX_CHUNKS];
-    for (int c = 0; c < C; c++) q[c] = load8(qr + 8 * c);
-    float m = -INFINITY;
-    int64_t p0 = 0;
-    v8 mv = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    for (; p0 + 8 <= len; p0 += 8) {          /* 8 keys at a time: one lane-sum network for all 8 */
-        v8 s[8];
-        for (int j = 0; j < 8; j++) {
-            const float *kp = k + (p0 + j) * 8 * C;
-            s[j] = q[0] * load8(kp);
-            for (int c = 1; c < C; c++) s[j] += q[c] * load8(kp + 8 * c);
-        }
-        const v8 x = sum8x8(s) * scale;
-        store8(scratch + p0, x);
-        const v8i gt = x > mv;                 /* lanewise max, as a select (C has no vector ?:) */
-        mv = (v8)((gt & (v8i)x) | (~gt & (v8i)mv));
-    }
-    m = fmaxf(fmaxf(fmaxf(mv[0], mv[1]), fmaxf(mv[2], mv[3])), fmaxf(fmaxf(mv[4], mv[5]), fmaxf(mv[6], mv[7])));
-    for (int64_t p = p0; p < len; p++) {       /* the tail, key by key, in the same order */
-        const float *kp = k + p * 8 * C;
-        v8 s = q[0] * load8(kp);
-        for (int c = 1; c < C; c++) s += q[c] * load8(kp + 8 * c);
-        const float x = sum8(s) * scale;
-        scratch[p] = x;
-        m = x > m ? x : m;
-    }
-    float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t p = 0;
-    for (; p + 8 <= len; p += 8)
-        for (int j = 0; j < 8; j++) {
-            const float e = exp_nonpos(scratch[p + j] - m);
-            scratch[p + j] = e;
-            lanes[j] += e;
-        }
-    for (int j = 0; p + j < len; j++) {
-        const float e = exp_nonpos(scratch[p + j] - m);
-        scratch[p + j] = e;
-        lanes[j] += e;
-    }
-    const float inv = 1.0f / sum8(load8(lanes));
-    for (int c = 0; c < C; c++) acc[c] = (v8){0, 0, 0, 0, 0, 0, 0, 0};
-    for (int64_t p2 = 0; p2 < len; p2++) {
-        const float e = scratch[p2];
-        const float *vp = v + p2 * 8 * C;
-        for (int c = 0; c < C; c++) acc[c] += e * load8(vp + 8 * c);
-    }
-    for (int c = 0; c < C; c++) store8(o + 8 * c, acc[c] * inv);
+/* q . key for one (row, head): the 8-lane products over its head_dim, to be summed by sum8/sum8x8. */
+static inline __attribute__((always_inline)) v8 dot_lanes(const float *q, const float *k, const int CH) {
+    v8 s = load8(q) * load8(k);
+    for (int c = 1; c < CH; c++) s += load8(q + 8 * c) * load8(k + 8 * c);
+    return s;
 }
 
-/* For each decode row r and head h: scores over keys 0..lens[r]-1 of slot slots[r], softmax, weighted
-   sum of the values. q: row r, head h at q + r*q_row + h*hd. Cache: key p of (slot, head) at
-   kv + slot*s_stride + h*h_stride + p*hd, its value v_off floats further. out: row r at out + r*out_row.
-   scratch: at least max_len floats. hd: a multiple of 8, at most 256. Returns 0, or -1 for a head_dim it
-   does not handle, -2 for a slot outside 0..n_slots-1 or a length outside 1..max_len. Each (row, head) is computed
-   alone in a fixed order, so its result never depends on the other rows of the call. */
-int decode_attention(const float *q, int64_t q_row, const float *kv, int64_t s_stride, int64_t h_stride,
-                     int64_t v_off, const int64_t *slots, const int64_t *lens, int64_t n, int64_t nh, int64_t hd,
-                     float scale, float *out, int64_t out_row, float *scratch, int64_t n_slots, int64_t max_len) {
+/* Rows x heads are "lanes" rh = r*nh + h, RH of them (a multiple of 8). Three passes over positions
+   p = 0..max(lens)-1, each row's work in a fixed order, so a row's result depends on its own query,
+   keys and length only (a position past its length contributes an exact zero):
+   1. scores e[p][rh] = scale * q_rh . key_p, eight lanes at a time through one lane-sum network;
+   2. per lane, the running max, then e = exp(e - max) (0 past the row's length) and the sum, in p order;
+   3. out_rh = sum_p e[p][rh] * value_p / sum, accumulated in p order. */
+static inline __attribute__((always_inline)) void attend_rows(
+        const float *q, int64_t q_row, const float *kv, int64_t p_stride, int64_t v_off, const int64_t *slots,
+        const int64_t *lens, int64_t n, int64_t nh, const int CH, float scale, float *out, int64_t out_row,
+        float *scratch, int64_t max_len) {
+    const int64_t hd = 8 * CH, C = nh * hd, RH = (n * nh + 7) / 8 * 8;
+    float *e = scratch, *mx = scratch + max_len * RH, *sum = mx + RH, *len = sum + RH;
+    int64_t top = 0;
+    for (int64_t r = 0; r < n; r++) top = lens[r] > top ? lens[r] : top;
+    for (int64_t rh = 0; rh < RH; rh++) {
+        mx[rh] = -INFINITY;
+        sum[rh] = 0.0f;
+        len[rh] = rh < n * nh ? (float)lens[rh / nh] : 0.0f;
+    }
+    for (int64_t p = 0; p < top; p++) {                      /* 1. scores */
+        const float *kp = kv + p * p_stride;
+        float *ep = e + p * RH;
+        int64_t r = 0, h = 0;                                /* lane rh0 + j is (r, h), walked in order */
+        for (int64_t rh0 = 0; rh0 < RH; rh0 += 8) {
+            v8 s[8];
+            for (int j = 0; j < 8; j++) {
+                s[j] = r < n && p < lens[r] ? dot_lanes(q + r * q_row + h * hd, kp + slots[r] * C + h * hd, CH)
+                                            : (v8){0, 0, 0, 0, 0, 0, 0, 0};
+                if (++h == nh) { h = 0; r++; }
+            }
+            const v8 x = sum8x8(s) * scale, live = (v8)(load8(len + rh0) > (float)p);
+            const v8i gt = (x > load8(mx + rh0)) & (v8i)live;    /* running max over the live lanes */
+            store8(mx + rh0, (v8)((gt & (v8i)x) | (~gt & (v8i)load8(mx + rh0))));
+            store8(ep + rh0, x);
+        }
+    }
+    for (int64_t p = 0; p < top; p++)                       /* 2. softmax numerators and their sums, in p order */
+        for (int64_t rh0 = 0; rh0 < RH; rh0 += 8) {
+            const v8i live = (v8i)(load8(len + rh0) > (float)p);
+            const v8 x = (v8)(live & (v8i)exp_nonpos8(load8(e + p * RH + rh0) - load8(mx + rh0)));  /* 0 when dead */
+            store8(e + p * RH + rh0, x);
+            store8(sum + rh0, load8(sum + rh0) + x);
+        }
+    for (int64_t r = 0; r < n; r++) memset(out + r * out_row, 0, (size_t)C * sizeof(float));
+    for (int64_t p = 0; p < top; p += 4) {                   /* 3. weighted values, 4 positions per update */
+        const float *vp = kv + v_off + p * p_stride, *ep = e + p * RH;
+        for (int64_t r = 0; r < n; r++) {
+            if (p >= lens[r]) continue;
+            const float *v = vp + slots[r] * C;
+            float *o = out + r * out_row;
+            const int64_t k = lens[r] - p < 4 ? lens[r] - p : 4;  /* live positions of this group */
+            for (int64_t h = 0; h < nh; h++) {
+                const float *w = ep + r * nh + h, *vh = v + h * hd;
+                for (int c = 0; c < CH; c++) {
+                    const int64_t d = h * hd + 8 * c;
+                    if (k == 4)
+                        store8(o + d, load8(o + d) + ((w[0] * load8(vh + 8 * c) + w[RH] * load8(vh + p_stride + 8 * c))
+                                                      + (w[2 * RH] * load8(vh + 2 * p_stride + 8 * c)
+                                                         + w[3 * RH] * load8(vh + 3 * p_stride + 8 * c))));
+                    else
+                        for (int64_t i = 0; i < k; i++)
+                            store8(o + d, load8(o + d) + w[i * RH] * load8(vh + i * p_stride + 8 * c));
+                }
+            }
+        }
+    }
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t h = 0; h < nh; h++) {
+            const float inv = 1.0f / sum[r * nh + h];
+            float *o = out + r * out_row + h * hd;
+            for (int64_t d = 0; d < hd; d++) o[d] *= inv;
+        }
+}
+
+/* One-query attention of every head of n decode rows over keys 0..lens[r]-1 of slot slots[r] (layout
+   above). q: row r at q + r*q_row, heads one after the other; out likewise at out + r*out_row.
+   scratch: at least (max_len + 3) * RH floats, RH = n*nh rounded up to a multiple of 8. hd: a
+   multiple of 8, at most 256. Returns 0, or -1 for a head_dim it does not handle, -2 for a slot
+   outside 0..n_slots-1 or a length outside 1..max_len. */
+int decode_attention(const float *q, int64_t q_row, const float *kv, int64_t p_stride, int64_t v_off,
+                     const int64_t *slots, const int64_t *lens, int64_t n, int64_t nh, int64_t hd, float scale,
+                     float *out, int64_t out_row, float *scratch, int64_t n_slots, int64_t max_len) {
     if (hd % 8 || hd > 8 * MAX_CHUNKS) return -1;
     for (int64_t r = 0; r < n; r++)   /* never read outside the cache */
         if (slots[r] < 0 || slots[r] >= n_slots || lens[r] < 1 || lens[r] > max_len) return -2;
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t h = 0; h < nh; h++) {
-            const float *k = kv + slots[r] * s_stride + h * h_stride;
-            const float *qr = q + r * q_row + h * hd;
-            float *o = out + r * out_row + h * hd;
-            switch (hd) {   /* constant chunk counts let the compiler keep the head in registers */
-                case 16: attend_one(qr, k, k + v_off, lens[r], 2, scale, scratch, o); break;
-                case 32: attend_one(qr, k, k + v_off, lens[r], 4, scale, scratch, o); break;
-                case 64: attend_one(qr, k, k + v_off, lens[r], 8, scale, scratch, o); break;
-                default: attend_one(qr, k, k + v_off, lens[r], (int)(hd / 8), scale, scratch, o);
-            }
-        }
+    switch (hd) {   /* constant chunk counts let the compiler unroll a head */
+        case 16: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 2, scale, out, out_row, scratch, max_len); break;
+        case 32: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 4, scale, out, out_row, scratch, max_len); break;
+        case 64: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 8, scale, out, out_row, scratch, max_len); break;
+        default: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, (int)(hd / 8), scale, out, out_row, scratch, max_len);
+    }
     return 0;
 }
 
 /* The step's new keys and values into the cache: row r of qkv (its keys at column C, its values at
-   2C, C = nh*hd) to position pos[r] of slot slots[r], for every head. Pure copies, so the cache holds
-   exactly what torch's index_put would write. Returns 0, or -2 for a slot or position out of range. */
-int write_kv(const float *qkv, int64_t qkv_row, float *kv, int64_t s_stride, int64_t h_stride, int64_t v_off,
-             const int64_t *slots, const int64_t *pos, int64_t m, int64_t nh, int64_t hd, int64_t n_slots,
-             int64_t max_len) {
+   2C, C = nh*hd) to position pos[r] of slot slots[r]. Pure copies: the cache holds exactly what
+   torch's index_put would write. Returns 0, or -2 for a slot or position out of range. */
+int write_kv(const float *qkv, int64_t qkv_row, float *kv, int64_t p_stride, int64_t v_off, const int64_t *slots,
+             const int64_t *pos, int64_t m, int64_t C, int64_t n_slots, int64_t max_len) {
     for (int64_t r = 0; r < m; r++)
         if (slots[r] < 0 || slots[r] >= n_slots || pos[r] < 0 || pos[r] >= max_len) return -2;
-    const int64_t C = nh * hd;
     for (int64_t r = 0; r < m; r++) {
         const float *src = qkv + r * qkv_row + C;
-        float *dst = kv + slots[r] * s_stride + pos[r] * hd;
-        for (int64_t t = 0; t < 2; t++)
-            for (int64_t h = 0; h < nh; h++)
-                memcpy(dst + t * v_off + h * h_stride, src + t * C + h * hd, (size_t)hd * sizeof(float));
+        float *dst = kv + pos[r] * p_stride + slots[r] * C;
+        memcpy(dst, src, (size_t)C * sizeof(float));
+        memcpy(dst + v_off, src + C, (size_t)C * sizeof(float));
     }
     return 0;
 }

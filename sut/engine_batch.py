@@ -53,6 +53,13 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
     return torch.matmul(torch.softmax(s, -1), v)
 
 
+def slot_major(cache: Tensor, lo: int, hi: int, keys: int) -> Tensor:
+    """Slots lo..hi-1, positions 0..keys-1 of a layer's keys or values (L, S, nh, hd), as the packed
+    (slots, nh, keys, hd) tensor torch's attention takes. Packed, the inputs (and so the results) are
+    the same whatever the cache's slot count."""
+    return cache[:keys, lo:hi].permute(1, 2, 0, 3).contiguous()
+
+
 def sample_rows(logits: Tensor, temperature: float, top_k: int | None, gens: list[torch.Generator]) -> list[int]:
     """``sut.agent.sample_next`` for many rows at once: the same tokens, row by row, bit for bit.
 
@@ -87,8 +94,9 @@ class BatchModel:
         if use_kv_cache:
             # keys and values in one tensor: a step writes a layer's new keys and values for all its
             # rows with one index_put_
-            self.kv = torch.zeros(cfg.n_layer, 2, self.n_slots, self.nh, cfg.block_size, self.hd,
-                                  device=self.device, dtype=model.wte.weight.dtype)   # (nl, 2, S, nh, L, hd)
+            # position-major: a step's rows in adjacent slots read one contiguous block per position
+            self.kv = torch.zeros(cfg.n_layer, 2, cfg.block_size, self.n_slots, self.nh, self.hd,
+                                  device=self.device, dtype=model.wte.weight.dtype)   # (nl, 2, L, S, nh, hd)
             self._layers = [(b.ln_1.weight, b.ln_1.bias, b.ln_1.eps, b.attn.c_attn.weight, b.attn.c_attn.bias,
                              b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias, b.ln_2.eps,
                              b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
@@ -96,7 +104,8 @@ class BatchModel:
         self._key_pos = torch.arange(self.window, device=self.device)
         # decode rows' attention: our kernel (sut/attention_kernel.py) where it applies, else torch's matmuls
         self.attention = attention_kernel.resolve(attention, self.device, model.wte.weight.dtype, self.hd)
-        self._scratch = torch.empty(self.window, dtype=torch.float32) if self.attention == "kernel" else None
+        self._scratch = torch.empty(attention_kernel.scratch_floats(self.n_slots, self.nh, self.window)) \
+            if self.attention == "kernel" else None
         # FLOPs of one token through the matmuls (embedding lookups excluded, LM head included)
         self.matmul_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 
@@ -160,17 +169,17 @@ class BatchModel:
         x = m.wte(tok_t) + m.wpe(pos_t) + m.wse(step_t)                         # (P, C), as model._embed
         for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wo, bo) in enumerate(self._layers):
             qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba)           # (P, 3C)
-            kv = self.kv[i]                                                     # (2, S, nh, L, hd)
+            kv = self.kv[i]                                                     # (2, L, S, nh, hd)
             if self.attention == "kernel":
                 attention_kernel.write_kv(qkv, kv, slot_t, pos_t, M)
             else:
-                kv[:, slot_t[:M], :, pos_t[:M]] = qkv[:M, C:].view(M, 2, nh, hd)   # advanced dims first
+                kv[:, pos_t[:M], slot_t[:M]] = qkv[:M, C:].view(M, 2, nh, hd).transpose(0, 1)
             q = qkv[:, :C].view(P, nh, hd)
             if att is not None:
                 self._decode_attention(att, q[:n], kv, y)
             for o, T, slot, end, mask in pre_plan:
-                out = F.scaled_dot_product_attention(q[o:o + T].transpose(0, 1)[None], kv[0, slot:slot + 1, :, :end],
-                                                     kv[1, slot:slot + 1, :, :end], attn_mask=mask)  # (1, nh, T, hd)
+                out = F.scaled_dot_product_attention(q[o:o + T].transpose(0, 1)[None], slot_major(kv[0], slot, slot + 1, end),
+                                                     slot_major(kv[1], slot, slot + 1, end), attn_mask=mask)  # (1, nh, T, hd)
                 y[o:o + T] = out[0].transpose(0, 1)
             x = x + F.linear(y.view(P, C), wp, bp)
             x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf)), wo, bo)
@@ -219,12 +228,13 @@ class BatchModel:
         n, nh, hd = q.shape
         if place is None:
             for (lo, hi, o, keys), mask in zip(runs, masks):
-                y[o:o + hi - lo] = attend(q[o:o + hi - lo, :, None], kv[0, lo:hi, :, :keys], kv[1, lo:hi, :, :keys],
-                                          mask).view(hi - lo, nh, hd)
+                y[o:o + hi - lo] = attend(q[o:o + hi - lo, :, None], slot_major(kv[0], lo, hi, keys),
+                                          slot_major(kv[1], lo, hi, keys), mask).view(hi - lo, nh, hd)
             return
         q_run.index_copy_(0, place, q[:, :, None])
         for (lo, hi, o, keys), mask in zip(runs, masks):
-            y_run[o:o + hi - lo] = attend(q_run[o:o + hi - lo], kv[0, lo:hi, :, :keys], kv[1, lo:hi, :, :keys], mask)
+            y_run[o:o + hi - lo] = attend(q_run[o:o + hi - lo], slot_major(kv[0], lo, hi, keys),
+                                          slot_major(kv[1], lo, hi, keys), mask)
         y[:n] = y_run.index_select(0, place).view(n, nh, hd)
 
     @staticmethod

@@ -11,7 +11,7 @@ def reference(q: torch.Tensor, kv: torch.Tensor, slots: list[int], lens: list[in
     """Softmax attention in float64, one row at a time."""
     out = []
     for r, (s, n) in enumerate(zip(slots, lens)):
-        k, v = kv[0, s, :, :n].double(), kv[1, s, :, :n].double()          # (nh, n, hd)
+        k, v = kv[0, :n, s].transpose(0, 1).double(), kv[1, :n, s].transpose(0, 1).double()   # (nh, n, hd)
         w = torch.softmax((k @ q[r].double()[:, :, None])[..., 0] * q.shape[-1] ** -0.5, -1)   # (nh, n)
         out.append((w[:, None] @ v)[:, 0])
     return torch.stack(out).float()
@@ -19,7 +19,8 @@ def reference(q: torch.Tensor, kv: torch.Tensor, slots: list[int], lens: list[in
 
 def call(q, kv, slots, lens, out=None):
     out = torch.full(q.shape, float("nan")) if out is None else out
-    ak.decode_attention(q, kv, torch.tensor(slots), torch.tensor(lens), out, torch.empty(kv.shape[3]))
+    scratch = torch.empty(ak.scratch_floats(len(slots), q.shape[1], kv.shape[1]))
+    ak.decode_attention(q, kv, torch.tensor(slots), torch.tensor(lens), out, scratch)
     return out
 
 
@@ -34,7 +35,7 @@ def test_matches_softmax_attention(hd: int) -> None:
     """Every length tail (1, 7, 8, 9, ..., the whole window), strided query rows, the fixed and generic head sizes."""
     g = torch.Generator().manual_seed(hd)
     nh, window = 4, 96
-    kv = torch.randn(2, 6, nh, window, hd, generator=g) * 2
+    kv = torch.randn(2, window, 6, nh, hd, generator=g) * 2
     lens = [1, 7, 8, 9, 33, window]
     slots = [5, 0, 3, 3, 1, 2]
     qkv = torch.randn(len(lens), 3 * nh * hd, generator=g)
@@ -45,19 +46,19 @@ def test_matches_softmax_attention(hd: int) -> None:
 
 def test_a_rows_result_does_not_depend_on_the_other_rows() -> None:
     g = torch.Generator().manual_seed(1)
-    kv = torch.randn(2, 8, 4, 200, 32, generator=g)
+    kv = torch.randn(2, 200, 8, 4, 32, generator=g)
     q = torch.randn(8, 4, 32, generator=g)
     lens = [150, 3, 77, 200, 1, 64, 65, 12]
     full = call(q, kv, list(range(8)), lens)
     for r in (0, 3, 6):
         assert torch.equal(call(q[r:r + 1], kv, [r], [lens[r]])[0], full[r])
     # keys past a row's length are never read: changing them changes nothing
-    kv[:, 2, :, 77:] = 1e9
+    kv[:, 77:, 2] = 1e9
     assert torch.equal(call(q, kv, list(range(8)), lens)[2], full[2])
 
 
 def test_writes_only_its_rows_of_the_output() -> None:
-    kv = torch.randn(2, 2, 4, 16, 32)
+    kv = torch.randn(2, 16, 2, 4, 32)
     out = torch.zeros(5, 4, 32)
     call(torch.randn(2, 4, 32), kv, [0, 1], [16, 4], out)
     assert out[:2].abs().sum() > 0 and torch.equal(out[2:], torch.zeros(3, 4, 32))
@@ -65,7 +66,7 @@ def test_writes_only_its_rows_of_the_output() -> None:
 
 @pytest.mark.parametrize("slots, lens", [([2], [4]), ([-1], [4]), ([0], [0]), ([0], [17])])
 def test_out_of_range_rows_are_refused_not_read(slots, lens) -> None:
-    kv = torch.randn(2, 2, 4, 16, 32)
+    kv = torch.randn(2, 16, 2, 4, 32)
     with pytest.raises(ValueError, match="outside"):
         call(torch.randn(1, 4, 32), kv, slots, lens)
 
@@ -114,9 +115,9 @@ def test_write_kv_writes_what_index_put_writes() -> None:
     nh, hd, C = 4, 32, 128
     qkv = torch.randn(10, 3 * C, generator=g)
     slots, pos = torch.tensor([0, 3, 3, 1, 2, 0, 5]), torch.tensor([0, 7, 8, 63, 5, 1, 30])
-    ours, theirs = torch.zeros(2, 6, nh, 64, hd), torch.zeros(2, 6, nh, 64, hd)
+    ours, theirs = torch.zeros(2, 64, 6, nh, hd), torch.zeros(2, 64, 6, nh, hd)
     ak.write_kv(qkv, ours, slots, pos, 7)
-    theirs[:, slots, :, pos] = qkv[:7, C:].view(7, 2, nh, hd)
+    theirs[:, pos, slots] = qkv[:7, C:].view(7, 2, nh, hd).transpose(0, 1)
     assert torch.equal(ours, theirs)
     for bad_slots, bad_pos in (([6], [0]), ([0], [64]), ([-1], [0])):
         with pytest.raises(ValueError, match="outside"):

@@ -154,9 +154,9 @@ def test_decode_rows_are_bitwise_batch_invariant(tok, attention) -> None:
         # a prefill: alone, beside decode rows, beside another prefill: same logits, same cache
         new, steps = seqs[5][:23], [2] * 23
         a = bm.step([], [(22, new, steps, 100)])[0].clone()
-        keys_a = bm.kv[:, :, 22, :, 100:123].clone()
+        keys_a = bm.kv[:, :, 100:123, 22].clone()
         b = bm.step([(r, 7, 1, lengths[r]) for r in (1, 2, 9)], [(23, seqs[6][:11], [0] * 11, 0), (22, new, steps, 100)])
-        assert torch.equal(a, b[4]) and torch.equal(keys_a, bm.kv[:, :, 22, :, 100:123])
+        assert torch.equal(a, b[4]) and torch.equal(keys_a, bm.kv[:, :, 100:123, 22])
 
 
 def test_attention_runs_merge_when_one_call_is_cheaper() -> None:
