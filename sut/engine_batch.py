@@ -55,8 +55,7 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
 
 def slot_major(cache: Tensor, lo: int, hi: int, keys: int) -> Tensor:
     """Slots lo..hi-1, positions 0..keys-1 of a layer's keys or values (L, S, nh, hd), as the packed
-    (slots, nh, keys, hd) tensor torch's attention takes. Packed, the inputs (and so the results) are
-    the same whatever the cache's slot count."""
+    (slots, nh, keys, hd) tensor torch's one-query attention takes (matmul would pack it anyway)."""
     return cache[:keys, lo:hi].permute(1, 2, 0, 3).contiguous()
 
 
@@ -178,8 +177,9 @@ class BatchModel:
             if att is not None:
                 self._decode_attention(att, q[:n], kv, y)
             for o, T, slot, end, mask in pre_plan:
-                out = F.scaled_dot_product_attention(q[o:o + T].transpose(0, 1)[None], slot_major(kv[0], slot, slot + 1, end),
-                                                     slot_major(kv[1], slot, slot + 1, end), attn_mask=mask)  # (1, nh, T, hd)
+                # strided views of the slot: SDPA gives the packed copy's bits (tested), without the copy
+                out = F.scaled_dot_product_attention(q[o:o + T].transpose(0, 1)[None], kv[0, :end, slot].transpose(0, 1)[None],
+                                                     kv[1, :end, slot].transpose(0, 1)[None], attn_mask=mask)  # (1, nh, T, hd)
                 y[o:o + T] = out[0].transpose(0, 1)
             x = x + F.linear(y.view(P, C), wp, bp)
             x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf)), wo, bo)

@@ -420,3 +420,21 @@ def test_step_variants_compiled_dense_part_matches_eager() -> None:
     compile_s, rows = compile_ab(model, [8, 16], reps=1, calls=2)
     assert compile_s > 0 and [r["rows"] for r in rows] == [8, 16]
     assert all(r["max_abs_diff"] < 1e-5 and r["eager"] > 0 and r["compiled"] > 0 for r in rows)
+
+
+def test_prefill_logits_do_not_depend_on_the_cache_slot_count(tok) -> None:
+    """The position-major cache gives a slot's keys a stride that grows with the slot count; a
+    prefill (SDPA over strided views) and the decode rows after it must not notice."""
+    model = random_model(tok, block_size=512, n_layer=2)
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(6, tok.vocab_size, (300,), generator=g).tolist()
+    outs = []
+    with torch.inference_mode():
+        for n_slots in (1, 3, 64):
+            bm = BatchModel(model, n_slots)
+            slot = n_slots - 1
+            a = bm.step([], [(slot, ids[:200], [0] * 200, 0)])[0].clone()
+            b = bm.step([], [(slot, ids[200:223], [1] * 23, 200)])[0].clone()
+            c = bm.step([(slot, 9, 1, 223)], [])[0].clone()
+            outs.append((a, b, c))
+    assert all(torch.equal(x, y) for o in outs[1:] for x, y in zip(outs[0], o))
