@@ -86,7 +86,8 @@ def _load() -> ctypes.CDLL:
                 os.unlink(tmp)
     dll = ctypes.CDLL(str(lib))
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    dll.decode_attention.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p, i64, p, i64, i64]
+    dll.decode_attention.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p, i64, p, i64, i64,
+                                     ctypes.c_int]
     dll.decode_attention.restype = ctypes.c_int
     dll.write_kv.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, i64]
     dll.write_kv.restype = ctypes.c_int
@@ -122,16 +123,22 @@ def resolve(mode: str, device: torch.device, dtype: torch.dtype, head_dim: int) 
 
 def scratch_floats(n_rows: int, n_head: int, window: int) -> int:
     """Scratch ``decode_attention`` needs for up to ``n_rows`` rows: scores, maxima, sums and lengths."""
-    return (window + 3) * (-(-n_rows * n_head // 8) * 8)
+    return (window + 3) * (-(-n_rows * n_head // 8) * 8) + 8
 
 
-def decode_attention(q: Tensor, kv: Tensor, slots: Tensor, lens: Tensor, out: Tensor, scratch: Tensor) -> None:
+ORDERS = {"auto": 0, "rows": 1, "positions": 2}
+
+
+def decode_attention(q: Tensor, kv: Tensor, slots: Tensor, lens: Tensor, out: Tensor, scratch: Tensor,
+                     order: str = "auto") -> None:
     """out[r] = attention of q[r] (nh, hd) over keys 0..lens[r]-1 of slot slots[r] of ``kv``.
 
     ``kv``: one contiguous layer of the engine's cache, (2, L, S, nh, hd), position-major (the
     kernel's layout, sut/decode_attention.c). ``q`` and ``out`` may be row-strided views (heads
     contiguous); ``slots``/``lens`` contiguous int64 CPU tensors; ``scratch`` float32 with at least
-    ``scratch_floats(len(q), nh, L)`` entries."""
+    ``scratch_floats(len(q), nh, L)`` entries. ``order``: "rows" (row by row), "positions" (every row
+    position by position: streams a large step's keys), or "auto" (by the bytes the call reads); the
+    bits are the same whichever runs."""
     n, nh, hd = q.shape
     _, window, n_slots, _, _ = kv.shape
     assert q.stride(2) == 1 and q.stride(1) == hd and out.stride(2) == 1 and out.stride(1) == hd
@@ -139,7 +146,7 @@ def decode_attention(q: Tensor, kv: Tensor, slots: Tensor, lens: Tensor, out: Te
     assert lens.is_contiguous() and scratch.numel() >= scratch_floats(n, nh, window)
     rc = _load().decode_attention(q.data_ptr(), q.stride(0), kv.data_ptr(), kv.stride(1), kv.stride(0),
                                   slots.data_ptr(), lens.data_ptr(), n, nh, hd, hd ** -0.5, out.data_ptr(),
-                                  out.stride(0), scratch.data_ptr(), n_slots, window)
+                                  out.stride(0), scratch.data_ptr(), n_slots, window, ORDERS[order])
     if rc == -1:
         raise ValueError(f"decode attention kernel refused head_dim {hd} (a multiple of 8, at most 256)")
     if rc != 0:

@@ -60,6 +60,12 @@ static inline __attribute__((always_inline)) v8 dot_lanes(const float *q, const 
     return s;
 }
 
+/* The value updates both orders use, so they round alike: four positions at once, or one. */
+static inline v8 add4(v8 o, float w0, v8 v0, float w1, v8 v1, float w2, v8 v2, float w3, v8 v3) {
+    return o + ((w0 * v0 + w1 * v1) + (w2 * v2 + w3 * v3));
+}
+static inline v8 add1(v8 o, float w, v8 v) { return o + w * v; }
+
 /* Rows x heads are "lanes" rh = r*nh + h, RH of them (a multiple of 8). Three passes over positions
    p = 0..max(lens)-1, each row's work in a fixed order, so a row's result depends on its own query,
    keys and length only (a position past its length contributes an exact zero):
@@ -71,7 +77,7 @@ static inline __attribute__((always_inline)) void attend_rows(
         const int64_t *lens, int64_t n, int64_t nh, const int CH, float scale, float *out, int64_t out_row,
         float *scratch, int64_t max_len) {
     const int64_t hd = 8 * CH, C = nh * hd, RH = (n * nh + 7) / 8 * 8;
-    float *e = scratch, *mx = scratch + max_len * RH, *sum = mx + RH, *len = sum + RH;
+    float *e = scratch, *mx = scratch + max_len * RH, *sum = mx + RH, *len = sum + RH, glen[RH / 8];
     int64_t top = 0;
     for (int64_t r = 0; r < n; r++) top = lens[r] > top ? lens[r] : top;
     for (int64_t rh = 0; rh < RH; rh++) {
@@ -79,11 +85,15 @@ static inline __attribute__((always_inline)) void attend_rows(
         sum[rh] = 0.0f;
         len[rh] = rh < n * nh ? (float)lens[rh / nh] : 0.0f;
     }
+    for (int64_t g = 0; g < RH / 8; g++)      /* a group of 8 lanes is skipped past its longest row */
+        glen[g] = fmaxf(fmaxf(fmaxf(len[8 * g], len[8 * g + 1]), fmaxf(len[8 * g + 2], len[8 * g + 3])),
+                        fmaxf(fmaxf(len[8 * g + 4], len[8 * g + 5]), fmaxf(len[8 * g + 6], len[8 * g + 7])));
     for (int64_t p = 0; p < top; p++) {                      /* 1. scores */
         const float *kp = kv + p * p_stride;
         float *ep = e + p * RH;
-        int64_t r = 0, h = 0;                                /* lane rh0 + j is (r, h), walked in order */
         for (int64_t rh0 = 0; rh0 < RH; rh0 += 8) {
+            if ((float)p >= glen[rh0 / 8]) continue;
+            int64_t r = rh0 / nh, h = rh0 % nh;              /* lane rh0 + j is (r, h), walked in order */
             v8 s[8];
             for (int j = 0; j < 8; j++) {
                 s[j] = r < n && p < lens[r] ? dot_lanes(q + r * q_row + h * hd, kp + slots[r] * C + h * hd, CH)
@@ -98,6 +108,7 @@ static inline __attribute__((always_inline)) void attend_rows(
     }
     for (int64_t p = 0; p < top; p++)                       /* 2. softmax numerators and their sums, in p order */
         for (int64_t rh0 = 0; rh0 < RH; rh0 += 8) {
+            if ((float)p >= glen[rh0 / 8]) continue;
             const v8i live = (v8i)(load8(len + rh0) > (float)p);
             const v8 x = (v8)(live & (v8i)exp_nonpos8(load8(e + p * RH + rh0) - load8(mx + rh0)));  /* 0 when dead */
             store8(e + p * RH + rh0, x);
@@ -116,12 +127,12 @@ static inline __attribute__((always_inline)) void attend_rows(
                 for (int c = 0; c < CH; c++) {
                     const int64_t d = h * hd + 8 * c;
                     if (k == 4)
-                        store8(o + d, load8(o + d) + ((w[0] * load8(vh + 8 * c) + w[RH] * load8(vh + p_stride + 8 * c))
-                                                      + (w[2 * RH] * load8(vh + 2 * p_stride + 8 * c)
-                                                         + w[3 * RH] * load8(vh + 3 * p_stride + 8 * c))));
+                        store8(o + d, add4(load8(o + d), w[0], load8(vh + 8 * c), w[RH], load8(vh + p_stride + 8 * c),
+                                           w[2 * RH], load8(vh + 2 * p_stride + 8 * c),
+                                           w[3 * RH], load8(vh + 3 * p_stride + 8 * c)));
                     else
                         for (int64_t i = 0; i < k; i++)
-                            store8(o + d, load8(o + d) + w[i * RH] * load8(vh + i * p_stride + 8 * c));
+                            store8(o + d, add1(load8(o + d), w[i * RH], load8(vh + i * p_stride + 8 * c)));
                 }
             }
         }
@@ -134,17 +145,73 @@ static inline __attribute__((always_inline)) void attend_rows(
         }
 }
 
+/* attend_rows' arithmetic, row by row and head by head, for steps whose keys stay in cache (few rows,
+   short contexts), where its passes over every lane cost more than they stream: the same score (one
+   key's lanes through sum8, the lane network's order), the same elementwise exp, the same running
+   sum in position order, the same 4-position value updates. So it gives attend_rows' bits, and the
+   choice between them (decode_attention) never changes a result; tests/test_attention_kernel.py checks. */
+static inline __attribute__((always_inline)) void attend_row_by_row(
+        const float *q, int64_t q_row, const float *kv, int64_t p_stride, int64_t v_off, const int64_t *slots,
+        const int64_t *lens, int64_t n, int64_t nh, const int CH, float scale, float *out, int64_t out_row,
+        float *e) {
+    const int64_t hd = 8 * CH, C = nh * hd;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t h = 0; h < nh; h++) {
+            const float *qh = q + r * q_row + h * hd, *k = kv + slots[r] * C + h * hd, *v = k + v_off;
+            const int64_t len = lens[r];
+            float m = -INFINITY, sum = 0.0f;
+            for (int64_t p = 0; p < len; p++) {
+                e[p] = sum8(dot_lanes(qh, k + p * p_stride, CH)) * scale;
+                m = e[p] > m ? e[p] : m;
+            }
+            const v8 mv = {m, m, m, m, m, m, m, m};
+            for (int64_t p = 0; p < len; p += 8)          /* e has room: at least max_len + 8 floats */
+                store8(e + p, exp_nonpos8(load8(e + p) - mv));
+            for (int64_t p = 0; p < len; p++) sum += e[p];
+            v8 acc[MAX_CHUNKS];
+            for (int c = 0; c < CH; c++) acc[c] = (v8){0, 0, 0, 0, 0, 0, 0, 0};
+            int64_t p = 0;
+            for (; p + 4 <= len; p += 4) {
+                const float *vp = v + p * p_stride;
+                for (int c = 0; c < CH; c++)
+                    acc[c] = add4(acc[c], e[p], load8(vp + 8 * c), e[p + 1], load8(vp + p_stride + 8 * c),
+                                  e[p + 2], load8(vp + 2 * p_stride + 8 * c), e[p + 3], load8(vp + 3 * p_stride + 8 * c));
+            }
+            for (; p < len; p++)
+                for (int c = 0; c < CH; c++) acc[c] = add1(acc[c], e[p], load8(v + p * p_stride + 8 * c));
+            const float inv = 1.0f / sum;
+            float *o = out + r * out_row + h * hd;
+            for (int c = 0; c < CH; c++) store8(o + 8 * c, acc[c]);
+            for (int64_t d = 0; d < hd; d++) o[d] *= inv;
+        }
+}
+
+/* Keys and values a call reads beyond which the position-major passes win: about what the L2 cache
+   holds (measured with benchmarks/step_variants.py). */
+#define STREAM_BYTES (1 << 20)
+
 /* One-query attention of every head of n decode rows over keys 0..lens[r]-1 of slot slots[r] (layout
    above). q: row r at q + r*q_row, heads one after the other; out likewise at out + r*out_row.
-   scratch: at least (max_len + 3) * RH floats, RH = n*nh rounded up to a multiple of 8. hd: a
+   scratch: at least (max_len + 3) * RH + 8 floats, RH = n*nh rounded up to a multiple of 8. hd: a
    multiple of 8, at most 256. Returns 0, or -1 for a head_dim it does not handle, -2 for a slot
    outside 0..n_slots-1 or a length outside 1..max_len. */
 int decode_attention(const float *q, int64_t q_row, const float *kv, int64_t p_stride, int64_t v_off,
                      const int64_t *slots, const int64_t *lens, int64_t n, int64_t nh, int64_t hd, float scale,
-                     float *out, int64_t out_row, float *scratch, int64_t n_slots, int64_t max_len) {
+                     float *out, int64_t out_row, float *scratch, int64_t n_slots, int64_t max_len, int order) {
     if (hd % 8 || hd > 8 * MAX_CHUNKS) return -1;
-    for (int64_t r = 0; r < n; r++)   /* never read outside the cache */
+    int64_t keys = 0;
+    for (int64_t r = 0; r < n; r++) {  /* never read outside the cache */
         if (slots[r] < 0 || slots[r] >= n_slots || lens[r] < 1 || lens[r] > max_len) return -2;
+        keys += lens[r];
+    }
+    /* order: 0 = by size (the engine's), 1 = row by row, 2 = position-major passes; same bits either way */
+    if (order == 1 || (order == 0 && keys * nh * hd * 8 < STREAM_BYTES)) {
+        switch (hd) {
+            case 32: attend_row_by_row(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 4, scale, out, out_row, scratch); break;
+            default: attend_row_by_row(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, (int)(hd / 8), scale, out, out_row, scratch);
+        }
+        return 0;
+    }
     switch (hd) {   /* constant chunk counts let the compiler unroll a head */
         case 16: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 2, scale, out, out_row, scratch, max_len); break;
         case 32: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 4, scale, out, out_row, scratch, max_len); break;
