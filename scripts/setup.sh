@@ -4,9 +4,14 @@
 # clearly labelled isolation level). torch is pinned to the CPU build that installs in
 # seconds; on a GPU box install the CUDA build of your choice first and drop the pin.
 set -euo pipefail
-if ! command -v bwrap >/dev/null 2>&1; then
+# A C compiler builds the engine's decode-attention kernel at first use (sut/attention_kernel.py);
+# without one the engine falls back to torch's slower attention.
+NEED=""
+command -v bwrap >/dev/null 2>&1 || NEED="$NEED bubblewrap"
+{ command -v cc || command -v gcc; } >/dev/null 2>&1 || NEED="$NEED gcc libc6-dev"
+if [ -n "$NEED" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq bubblewrap >/dev/null
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $NEED >/dev/null
 fi
 if ! python -c "import torch" >/dev/null 2>&1; then
   python -m pip install -q torch==2.13.0
