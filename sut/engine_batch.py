@@ -2,10 +2,12 @@
 
 ``BatchModel.step`` runs, as rows of the same matmuls, the new tokens of every sequence
 starting an attempt and one token for every decoding sequence, each row at its own
-position in its own cache slot. Attention is per kind: decode rows in runs of adjacent
-slots on plain views of the slot cache (no gather copy of any row's keys and values), each
-run with its own key length; each prefill causally over its own slot. Only the rows that
-need logits (decode rows, a prefill's last position) reach the LM head.
+position in its own cache slot. The cache is position-major, (layer, k/v, position, slot,
+head, head_dim): the keys a step's rows read at one position are one contiguous block.
+Attention is per kind: decode rows through the native kernel (sut/attention_kernel.py), or
+with attention="torch" in runs of adjacent slots, each run with its own key length; each
+prefill causally over its own slot with SDPA. Only the rows that need logits (decode rows,
+a prefill's last position) reach the LM head.
 
 Batch invariance (a task's tokens never depend on what else is in the step) is built in,
 not hoped for. Two kernels on CPU change their floating-point reduction order with the
@@ -15,10 +17,11 @@ shape of the call (measured; docs/engine.md):
   from tail rows and from the M=1 (GEMV) path. Every matmul therefore runs on a row count
   padded to a multiple of ROW_ALIGN, so each row always goes through the same
   micro-kernel whatever else is in the step (the padding rows write and attend nothing).
-- Attention: the softmax and the P.V reduction depend on the key length's tail. Decode key
-  lengths are padded to a multiple of KEY_ALIGN (masked), which gives identical results
-  for any padded length, run composition and cache stride; a prefill attends over exactly
-  its own length, which depends on its sequence only.
+- Attention (torch's path): the softmax and the P.V reduction depend on the key length's
+  tail. Decode key lengths are padded to a multiple of KEY_ALIGN (masked), which gives
+  identical results for any padded length and run composition; a prefill attends over
+  exactly its own length, which depends on its sequence only. The kernel computes each row
+  on its own in a fixed order, invariant by construction.
 
 LayerNorm, GELU, embedding lookups, argmax and the row-wise sampling are row-local.
 tests/test_engine.py checks the logits bitwise. (On CUDA, cuBLAS chooses algorithms by
