@@ -11,8 +11,8 @@ block per position), then the values.
 
 Build: the C file is compiled with the system C compiler (``$CC``, else ``cc``/``gcc``;
 ``-O3 -march=native``) into ``$NANO_CODEGEN_CACHE`` (default ``~/.cache/nano-codegen-agent``),
-under a name that hashes the source, the flags and the CPU, so a shared home directory never
-hands one machine another's build. The compile takes well under a second and happens at the
+under a name that hashes the source, the flags and the CPU (model and feature flags), so a
+shared home directory never hands one machine a build it cannot run. The compile takes well under a second and happens at the
 first use on a machine; concurrent builders write temporary files and rename them into place.
 Without a compiler, ``available()`` is False with the reason, and the engine falls back to
 torch's attention (``BatchModel(attention="auto")``); asking for the kernel explicitly then
@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sut.platform_info import cpu_model
+from sut.platform_info import cpu_flags, cpu_model
 
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("decode_attention.c")
@@ -69,7 +69,8 @@ def _load() -> ctypes.CDLL:
     cc = _compiler()
     if cc is None:
         raise KernelUnavailable("no C compiler found (set $CC or install gcc)")
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *FLAGS, cpu_model(detail=True)]).encode()).hexdigest()
+    machine = " ".join([cc, *FLAGS, cpu_model(detail=True), cpu_flags()])   # -march=native: this CPU's build only
+    key = hashlib.sha256(SOURCE.read_bytes() + machine.encode()).hexdigest()
     lib = _cache_dir() / f"decode_attention-{key[:16]}.so"
     if not lib.is_file():
         lib.parent.mkdir(parents=True, exist_ok=True)

@@ -20,3 +20,15 @@ def cpu_model(detail: bool = False) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> str:
+    """The CPU's feature flags (/proc/cpuinfo), e.g. to key a ``-march=native`` build to what this
+    CPU can run: two VMs may share a model name and expose different instruction sets."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
