@@ -88,22 +88,26 @@ static inline __attribute__((always_inline)) void attend_rows(
     for (int64_t g = 0; g < RH / 8; g++)      /* a group of 8 lanes is skipped past its longest row */
         glen[g] = fmaxf(fmaxf(fmaxf(len[8 * g], len[8 * g + 1]), fmaxf(len[8 * g + 2], len[8 * g + 3])),
                         fmaxf(fmaxf(len[8 * g + 4], len[8 * g + 5]), fmaxf(len[8 * g + 6], len[8 * g + 7])));
-    for (int64_t p = 0; p < top; p++) {                      /* 1. scores */
-        const float *kp = kv + p * p_stride;
-        float *ep = e + p * RH;
+    for (int64_t p0 = 0; p0 < top; p0 += 4) {                /* 1. scores, 4 positions per pass over the lanes */
+        const int64_t np = top - p0 < 4 ? top - p0 : 4;      /* (each query is loaded once for all 4) */
         for (int64_t rh0 = 0; rh0 < RH; rh0 += 8) {
-            if ((float)p >= glen[rh0 / 8]) continue;
+            if ((float)p0 >= glen[rh0 / 8]) continue;
             int64_t r = rh0 / nh, h = rh0 % nh;              /* lane rh0 + j is (r, h), walked in order */
-            v8 s[8];
+            v8 s[4][8];
             for (int j = 0; j < 8; j++) {
-                s[j] = r < n && p < lens[r] ? dot_lanes(q + r * q_row + h * hd, kp + slots[r] * C + h * hd, CH)
-                                            : (v8){0, 0, 0, 0, 0, 0, 0, 0};
+                const float *qh = q + r * q_row + h * hd, *kh = kv + (r < n ? slots[r] : 0) * C + h * hd;
+                for (int64_t i = 0; i < np; i++)
+                    s[i][j] = r < n && p0 + i < lens[r] ? dot_lanes(qh, kh + (p0 + i) * p_stride, CH)
+                                                        : (v8){0, 0, 0, 0, 0, 0, 0, 0};
                 if (++h == nh) { h = 0; r++; }
             }
-            const v8 x = sum8x8(s) * scale, live = (v8)(load8(len + rh0) > (float)p);
-            const v8i gt = (x > load8(mx + rh0)) & (v8i)live;    /* running max over the live lanes */
-            store8(mx + rh0, (v8)((gt & (v8i)x) | (~gt & (v8i)load8(mx + rh0))));
-            store8(ep + rh0, x);
+            for (int64_t i = 0; i < np; i++) {
+                const int64_t p = p0 + i;
+                const v8 x = sum8x8(s[i]) * scale, live = (v8)(load8(len + rh0) > (float)p);
+                const v8i gt = (x > load8(mx + rh0)) & (v8i)live;    /* running max over the live lanes */
+                store8(mx + rh0, (v8)((gt & (v8i)x) | (~gt & (v8i)load8(mx + rh0))));
+                store8(e + p * RH + rh0, x);
+            }
         }
     }
     for (int64_t p = 0; p < top; p++)                       /* 2. softmax numerators and their sums, in p order */
