@@ -2,8 +2,10 @@
 
    Built and loaded by sut/attention_kernel.py. Why a kernel of our own: with one query per row and head,
    torch runs the scores and the weighted sum as batched GEMMs of 1 x head_dim matrices, and pays a
-   per-matrix overhead that is most of the decode step's attention time (docs/engine.md). Here each
-   (row, head) is one pass over its keys and one over its values, in a fixed order. */
+   per-matrix overhead that is most of the decode step's attention time (docs/engine.md). Here a call
+   streams the position-major cache once for the keys and once for the values (large calls), or
+   walks it row by row (small ones), with the same arithmetic either way; every row is computed
+   in a fixed order of its own, so its bits never depend on the other rows of the call. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -69,7 +71,8 @@ static inline v8 add1(v8 o, float w, v8 v) { return o + w * v; }
 /* Rows x heads are "lanes" rh = r*nh + h, RH of them (a multiple of 8). Three passes over positions
    p = 0..max(lens)-1, each row's work in a fixed order, so a row's result depends on its own query,
    keys and length only (a position past its length contributes an exact zero):
-   1. scores e[p][rh] = scale * q_rh . key_p, eight lanes at a time through one lane-sum network;
+   1. scores e[p][rh] = scale * q_rh . key_p, eight lanes at a time through one lane-sum network,
+      four positions per pass over the lanes (each query loaded once for the four);
    2. per lane, the running max, then e = exp(e - max) (0 past the row's length) and the sum, in p order;
    3. out_rh = sum_p e[p][rh] * value_p / sum, accumulated in p order. */
 static inline __attribute__((always_inline)) void attend_rows(
