@@ -12,8 +12,9 @@ block per position), then the values.
 Build: the C file is compiled with the system C compiler (``$CC``, else ``cc``/``gcc``;
 ``-O3 -march=native``) into ``$NANO_CODEGEN_CACHE`` (default ``~/.cache/nano-codegen-agent``),
 under a name that hashes the source, the flags and the CPU (model and feature flags), so a
-shared home directory never hands one machine a build it cannot run. The compile takes well under a second and happens at the
-first use on a machine; concurrent builders write temporary files and rename them into place.
+shared home directory never hands one machine a build it cannot run. The compile takes well
+under a second and happens at the first use on a machine; concurrent builders write temporary
+files and rename them into place.
 Without a compiler, ``available()`` is False with the reason, and the engine falls back to
 torch's attention (``BatchModel(attention="auto")``); asking for the kernel explicitly then
 fails with that reason.
@@ -21,8 +22,8 @@ fails with that reason.
 Numerics: each (row, head) is computed in a fixed order of its own (lane sums in a fixed tree,
 a branch-free exp, positions past its length contributing exact zeros), so a row's result does
 not depend on which other rows share the call: the engine's bitwise batch invariance holds by
-construction. It agrees with torch's attention to
-float rounding (tests/test_attention_kernel.py), not bit for bit.
+construction. It agrees with torch's attention to float rounding (tests/test_attention_kernel.py),
+not bit for bit.
 """
 from __future__ import annotations
 
@@ -87,8 +88,7 @@ def _load() -> ctypes.CDLL:
                 os.unlink(tmp)
     dll = ctypes.CDLL(str(lib))
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    dll.decode_attention.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p, i64, p, i64, i64,
-                                     ctypes.c_int]
+    dll.decode_attention.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p, i64, p, i64, i64]
     dll.decode_attention.restype = ctypes.c_int
     dll.write_kv.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, i64]
     dll.write_kv.restype = ctypes.c_int
@@ -96,10 +96,10 @@ def _load() -> ctypes.CDLL:
 
 
 def available() -> tuple[bool, str]:
-    """(True, path-free note) if the kernel loads here, else (False, why)."""
+    """(True, "") if the kernel loads here, else (False, why)."""
     try:
         _load()
-        return True, "kernel"
+        return True, ""
     except (KernelUnavailable, OSError) as e:
         return False, str(e)
 
@@ -124,22 +124,16 @@ def resolve(mode: str, device: torch.device, dtype: torch.dtype, head_dim: int) 
 
 def scratch_floats(n_rows: int, n_head: int, window: int) -> int:
     """Scratch ``decode_attention`` needs for up to ``n_rows`` rows: scores, maxima, sums and lengths."""
-    return (window + 3) * (-(-n_rows * n_head // 8) * 8) + 8
+    return (window + 3) * (-(-n_rows * n_head // 8) * 8)
 
 
-ORDERS = {"auto": 0, "rows": 1, "positions": 2}
-
-
-def decode_attention(q: Tensor, kv: Tensor, slots: Tensor, lens: Tensor, out: Tensor, scratch: Tensor,
-                     order: str = "auto") -> None:
+def decode_attention(q: Tensor, kv: Tensor, slots: Tensor, lens: Tensor, out: Tensor, scratch: Tensor) -> None:
     """out[r] = attention of q[r] (nh, hd) over keys 0..lens[r]-1 of slot slots[r] of ``kv``.
 
     ``kv``: one contiguous layer of the engine's cache, (2, L, S, nh, hd), position-major (the
     kernel's layout, sut/decode_attention.c). ``q`` and ``out`` may be row-strided views (heads
     contiguous); ``slots``/``lens`` contiguous int64 CPU tensors; ``scratch`` float32 with at least
-    ``scratch_floats(len(q), nh, L)`` entries. ``order``: "rows" (row by row), "positions" (every row
-    position by position: streams a large step's keys), or "auto" (by the bytes the call reads); the
-    bits are the same whichever runs."""
+    ``scratch_floats(len(q), nh, L)`` entries."""
     n, nh, hd = q.shape
     _, window, n_slots, _, _ = kv.shape
     assert q.stride(2) == 1 and q.stride(1) == hd and out.stride(2) == 1 and out.stride(1) == hd
@@ -147,7 +141,7 @@ def decode_attention(q: Tensor, kv: Tensor, slots: Tensor, lens: Tensor, out: Te
     assert lens.is_contiguous() and scratch.numel() >= scratch_floats(n, nh, window)
     rc = _load().decode_attention(q.data_ptr(), q.stride(0), kv.data_ptr(), kv.stride(1), kv.stride(0),
                                   slots.data_ptr(), lens.data_ptr(), n, nh, hd, hd ** -0.5, out.data_ptr(),
-                                  out.stride(0), scratch.data_ptr(), n_slots, window, ORDERS[order])
+                                  out.stride(0), scratch.data_ptr(), n_slots, window)
     if rc == -1:
         raise ValueError(f"decode attention kernel refused head_dim {hd} (a multiple of 8, at most 256)")
     if rc != 0:

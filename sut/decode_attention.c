@@ -3,9 +3,8 @@
    Built and loaded by sut/attention_kernel.py. Why a kernel of our own: with one query per row and head,
    torch runs the scores and the weighted sum as batched GEMMs of 1 x head_dim matrices, and pays a
    per-matrix overhead that is most of the decode step's attention time (docs/engine.md). Here a call
-   streams the position-major cache once for the keys and once for the values (large calls), or
-   walks it row by row (small ones), with the same arithmetic either way; every row is computed
-   in a fixed order of its own, so its bits never depend on the other rows of the call. */
+   streams the position-major cache once for the keys and once for the values; every row is
+   computed in a fixed order of its own, so its bits never depend on the other rows of the call. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -16,14 +15,13 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 static inline v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
-/* The 8 lanes summed in a fixed pairwise order: ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7)), as sum8x8 does. */
-static inline float sum8(v8 a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
 
 #define EVEN 0, 2, 4, 6, 8, 10, 12, 14
 #define ODD 1, 3, 5, 7, 9, 11, 13, 15
 static inline v8 pairs(v8 a, v8 b) { return __builtin_shufflevector(a, b, EVEN) + __builtin_shufflevector(a, b, ODD); }
 
-/* Lane j of the result is sum8(s[j]), in sum8's order: three rounds of adjacent-pair sums. */
+/* Lane j of the result is the sum of s[j]'s 8 lanes in a fixed order, ((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7)):
+   three rounds of adjacent-pair sums. */
 static inline v8 sum8x8(const v8 *s) {
     v8 a0 = pairs(s[0], s[1]), a1 = pairs(s[2], s[3]), a2 = pairs(s[4], s[5]), a3 = pairs(s[6], s[7]);
     return pairs(pairs(a0, a1), pairs(a2, a3));
@@ -62,7 +60,7 @@ static inline __attribute__((always_inline)) v8 dot_lanes(const float *q, const 
     return s;
 }
 
-/* The value updates both orders use, so they round alike: four positions at once, or one. */
+/* A value update: four positions at once, or one (a row's last few). */
 static inline v8 add4(v8 o, float w0, v8 v0, float w1, v8 v1, float w2, v8 v2, float w3, v8 v3) {
     return o + ((w0 * v0 + w1 * v1) + (w2 * v2 + w3 * v3));
 }
@@ -152,73 +150,17 @@ static inline __attribute__((always_inline)) void attend_rows(
         }
 }
 
-/* attend_rows' arithmetic, row by row and head by head, for steps whose keys stay in cache (few rows,
-   short contexts), where its passes over every lane cost more than they stream: the same score (one
-   key's lanes through sum8, the lane network's order), the same elementwise exp, the same running
-   sum in position order, the same 4-position value updates. So it gives attend_rows' bits, and the
-   choice between them (decode_attention) never changes a result; tests/test_attention_kernel.py checks. */
-static inline __attribute__((always_inline)) void attend_row_by_row(
-        const float *q, int64_t q_row, const float *kv, int64_t p_stride, int64_t v_off, const int64_t *slots,
-        const int64_t *lens, int64_t n, int64_t nh, const int CH, float scale, float *out, int64_t out_row,
-        float *e) {
-    const int64_t hd = 8 * CH, C = nh * hd;
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t h = 0; h < nh; h++) {
-            const float *qh = q + r * q_row + h * hd, *k = kv + slots[r] * C + h * hd, *v = k + v_off;
-            const int64_t len = lens[r];
-            float m = -INFINITY, sum = 0.0f;
-            for (int64_t p = 0; p < len; p++) {
-                e[p] = sum8(dot_lanes(qh, k + p * p_stride, CH)) * scale;
-                m = e[p] > m ? e[p] : m;
-            }
-            const v8 mv = {m, m, m, m, m, m, m, m};
-            for (int64_t p = 0; p < len; p += 8)          /* e has room: at least max_len + 8 floats */
-                store8(e + p, exp_nonpos8(load8(e + p) - mv));
-            for (int64_t p = 0; p < len; p++) sum += e[p];
-            v8 acc[MAX_CHUNKS];
-            for (int c = 0; c < CH; c++) acc[c] = (v8){0, 0, 0, 0, 0, 0, 0, 0};
-            int64_t p = 0;
-            for (; p + 4 <= len; p += 4) {
-                const float *vp = v + p * p_stride;
-                for (int c = 0; c < CH; c++)
-                    acc[c] = add4(acc[c], e[p], load8(vp + 8 * c), e[p + 1], load8(vp + p_stride + 8 * c),
-                                  e[p + 2], load8(vp + 2 * p_stride + 8 * c), e[p + 3], load8(vp + 3 * p_stride + 8 * c));
-            }
-            for (; p < len; p++)
-                for (int c = 0; c < CH; c++) acc[c] = add1(acc[c], e[p], load8(v + p * p_stride + 8 * c));
-            const float inv = 1.0f / sum;
-            float *o = out + r * out_row + h * hd;
-            for (int c = 0; c < CH; c++) store8(o + 8 * c, acc[c]);
-            for (int64_t d = 0; d < hd; d++) o[d] *= inv;
-        }
-}
-
-/* Keys and values a call reads beyond which the position-major passes win: about what the L2 cache
-   holds (measured with benchmarks/step_variants.py). */
-#define STREAM_BYTES (1 << 20)
-
 /* One-query attention of every head of n decode rows over keys 0..lens[r]-1 of slot slots[r] (layout
    above). q: row r at q + r*q_row, heads one after the other; out likewise at out + r*out_row.
-   scratch: at least (max_len + 3) * RH + 8 floats, RH = n*nh rounded up to a multiple of 8. hd: a
+   scratch: at least (max_len + 3) * RH floats, RH = n*nh rounded up to a multiple of 8. hd: a
    multiple of 8, at most 256. Returns 0, or -1 for a head_dim it does not handle, -2 for a slot
    outside 0..n_slots-1 or a length outside 1..max_len. */
 int decode_attention(const float *q, int64_t q_row, const float *kv, int64_t p_stride, int64_t v_off,
                      const int64_t *slots, const int64_t *lens, int64_t n, int64_t nh, int64_t hd, float scale,
-                     float *out, int64_t out_row, float *scratch, int64_t n_slots, int64_t max_len, int order) {
+                     float *out, int64_t out_row, float *scratch, int64_t n_slots, int64_t max_len) {
     if (hd % 8 || hd > 8 * MAX_CHUNKS) return -1;
-    int64_t keys = 0;
-    for (int64_t r = 0; r < n; r++) {  /* never read outside the cache */
+    for (int64_t r = 0; r < n; r++)   /* never read outside the cache */
         if (slots[r] < 0 || slots[r] >= n_slots || lens[r] < 1 || lens[r] > max_len) return -2;
-        keys += lens[r];
-    }
-    /* order: 0 = by size (the engine's), 1 = row by row, 2 = position-major passes; same bits either way */
-    if (order == 1 || (order == 0 && keys * nh * hd * 8 < STREAM_BYTES)) {
-        switch (hd) {
-            case 32: attend_row_by_row(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 4, scale, out, out_row, scratch); break;
-            default: attend_row_by_row(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, (int)(hd / 8), scale, out, out_row, scratch);
-        }
-        return 0;
-    }
     switch (hd) {   /* constant chunk counts let the compiler unroll a head */
         case 16: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 2, scale, out, out_row, scratch, max_len); break;
         case 32: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 4, scale, out, out_row, scratch, max_len); break;

@@ -17,10 +17,10 @@ def reference(q: torch.Tensor, kv: torch.Tensor, slots: list[int], lens: list[in
     return torch.stack(out).float()
 
 
-def call(q, kv, slots, lens, out=None, order="auto"):
+def call(q, kv, slots, lens, out=None):
     out = torch.full(q.shape, float("nan")) if out is None else out
     scratch = torch.empty(ak.scratch_floats(len(slots), q.shape[1], kv.shape[1]))
-    ak.decode_attention(q, kv, torch.tensor(slots), torch.tensor(lens), out, scratch, order)
+    ak.decode_attention(q, kv, torch.tensor(slots), torch.tensor(lens), out, scratch)
     return out
 
 
@@ -30,9 +30,8 @@ def test_the_kernel_builds_on_this_machine() -> None:
     assert ok, why
 
 
-@pytest.mark.parametrize("order", ["rows", "positions"])
 @pytest.mark.parametrize("hd", [16, 24, 32, 64])
-def test_matches_softmax_attention(hd: int, order: str) -> None:
+def test_matches_softmax_attention(hd: int) -> None:
     """Every length tail (1, 7, 8, 9, ..., the whole window), strided query rows, the fixed and generic head sizes."""
     g = torch.Generator().manual_seed(hd)
     nh, window = 4, 96
@@ -41,21 +40,8 @@ def test_matches_softmax_attention(hd: int, order: str) -> None:
     slots = [5, 0, 3, 3, 1, 2]
     qkv = torch.randn(len(lens), 3 * nh * hd, generator=g)
     q = qkv[:, : nh * hd].view(len(lens), nh, hd)                 # row stride 3C, as the engine passes it
-    got = call(q, kv, slots, lens, order=order)
+    got = call(q, kv, slots, lens)
     assert (got - reference(q, kv, slots, lens)).abs().max() < 2e-6
-
-
-@pytest.mark.parametrize("hd", [16, 32, 40])
-def test_both_orders_give_the_same_bits(hd: int) -> None:
-    """The kernel picks its loop order by the size of a call; a row's bits must not depend on it."""
-    g = torch.Generator().manual_seed(7 + hd)
-    for trial in range(5):
-        n = int(torch.randint(1, 40, (1,), generator=g))
-        kv = torch.randn(2, 300, 48, 4, hd, generator=g) * 3
-        slots = torch.randperm(48, generator=g)[:n].tolist()
-        lens = torch.randint(1, 301, (n,), generator=g).tolist()
-        q = torch.randn(n, 4, hd, generator=g)
-        assert torch.equal(call(q, kv, slots, lens, order="rows"), call(q, kv, slots, lens, order="positions"))
 
 
 def test_a_rows_result_does_not_depend_on_the_other_rows() -> None:
@@ -63,9 +49,9 @@ def test_a_rows_result_does_not_depend_on_the_other_rows() -> None:
     kv = torch.randn(2, 200, 8, 4, 32, generator=g)
     q = torch.randn(8, 4, 32, generator=g)
     lens = [150, 3, 77, 200, 1, 64, 65, 12]
-    full = call(q, kv, list(range(8)), lens, order="positions")
+    full = call(q, kv, list(range(8)), lens)
     for r in (0, 3, 6):
-        assert torch.equal(call(q[r:r + 1], kv, [r], [lens[r]], order="positions")[0], full[r])
+        assert torch.equal(call(q[r:r + 1], kv, [r], [lens[r]])[0], full[r])
     # keys past a row's length are never read: changing them changes nothing
     kv[:, 77:, 2] = 1e9
     assert torch.equal(call(q, kv, list(range(8)), lens)[2], full[2])
