@@ -194,12 +194,12 @@ class BatchModel:
         """A step of decode rows only; logits (n, V)."""
         return self.step(list(zip(slots, tokens, steps, pos)), [])
 
-    def _decode_plan(self, slots: list[int], pos: list[int]) -> tuple:
-        """With the kernel: each row's slot and key count. Otherwise attention runs for the decode rows:
-        slot ranges, their key lengths and masks, and where each row sits in the runs (idle slots
-        inside a run attend to key 0 only)."""
+    def _decode_plan(self, slots: list[int], pos: list[int]) -> Tensor | tuple:
+        """With the kernel: each row's slot and key count, (2, n). Otherwise attention runs for the
+        decode rows: slot ranges, their key lengths and masks, and where each row sits in the runs
+        (idle slots inside a run attend to key 0 only)."""
         if self.attention == "kernel":
-            return ("kernel", torch.tensor([slots, [p + 1 for p in pos]]), self._scratch)
+            return torch.tensor([slots, [p + 1 for p in pos]])
         dev, L = self.device, self.window
         where = dict(zip(slots, range(len(slots))))
         runs, run_pos, place = [], [], [0] * len(slots)
@@ -220,12 +220,10 @@ class BatchModel:
         y_run = torch.zeros(len(run_pos), self.nh, 1, self.hd, device=dev, dtype=self.kv.dtype)
         return runs, masks, torch.tensor(place, device=dev), q_run, y_run
 
-    @staticmethod
-    def _decode_attention(plan: tuple, q: Tensor, kv: Tensor, y: Tensor) -> None:
+    def _decode_attention(self, plan: Tensor | tuple, q: Tensor, kv: Tensor, y: Tensor) -> None:
         """y[:n] = one-query attention of the n decode rows ``q`` (n, nh, hd) over their slots."""
-        if plan[0] == "kernel":
-            _, slots_lens, scratch = plan
-            attention_kernel.decode_attention(q, kv, slots_lens[0], slots_lens[1], y, scratch)
+        if self.attention == "kernel":
+            attention_kernel.decode_attention(q, kv, plan[0], plan[1], y, self._scratch)
             return
         runs, masks, place, q_run, y_run = plan
         n, nh, hd = q.shape
