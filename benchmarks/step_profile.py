@@ -27,13 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=200, help="timed steps (the profile covers a quarter of them)")
     p.add_argument("--rows", type=int, default=15, help="operators shown per table")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--attention", choices=("kernel", "torch"), default="kernel",
+                   help="decode attention: the native kernel (not a torch op, so not in the tables) or torch's")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     shipped, tok, _ = load_checkpoint(DEFAULT_CHECKPOINT, "cpu")     # its shape and tokenizer
     model = random_model(shipped.config, tok, "cpu")
     print(f"machine: {cpu_model(detail=True)}, torch {torch.__version__}, {a.threads} thread(s)")
     for n in a.batch:
-        bm = BatchModel(model, n)
+        bm = BatchModel(model, n, attention=a.attention)
         dec = [(s, 7, 0, a.context) for s in range(n)]
         with torch.inference_mode():
             for s in range(n):

@@ -8,7 +8,10 @@
    torch's one-query attention and ``index_put`` cache write
    (``sut.engine_batch.attend``: matmul, softmax, matmul over views of the slot cache, the
    engine's fallback) and against ``F.scaled_dot_product_attention`` swapped in for ``attend``.
-2. ``torch.compile``: the part of a layer that is not attention (out-projection, residual,
+2. The kernel alone, per layer, with the GB/s at which it reads the keys and values.
+3. Memory streaming of a step's keys and values (``torch.sum``) in the position-major layout
+   against the earlier slot-major one: why the cache is position-major.
+4. ``torch.compile``: the part of a layer that is not attention (out-projection, residual,
    LayerNorm, MLP, residual, the next layer's LayerNorm and QKV projection: four matmuls and
    their elementwise neighbours, the fusion gpt-fast relies on) eager against inductor-compiled,
    on the row counts the engine runs (multiples of 8). Compiled once with dynamic shapes; the
@@ -78,6 +81,43 @@ def attention_ab(model: torch.nn.Module, batches: list[int], context: int, reps:
     return rows
 
 
+def kernel_alone(cases: list[tuple[int, int]], reps: int, calls: int, nh: int = 4, hd: int = 32,
+                 window: int = 512, layers: int = 4) -> list[dict]:
+    """The kernel alone: us per layer and the GB/s of keys and values it reads, for each (rows,
+    context), cycling ``layers`` cache layers as a step does (so they do not all sit in cache). Rows
+    sit in adjacent slots of a cache of ``window`` positions, as in an Offline step."""
+    from sut import attention_kernel
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for n, ctx in cases:
+        kvs = [torch.randn(2, window, n, nh, hd, generator=g) for _ in range(layers)]
+        q, y = torch.randn(n, nh, hd, generator=g), torch.empty(n, nh, hd)
+        slots, lens = torch.arange(n), torch.full((n,), ctx)
+        scratch = torch.empty(attention_kernel.scratch_floats(n, nh, window))
+
+        def step() -> None:
+            for kv in kvs:
+                attention_kernel.decode_attention(q, kv, slots, lens, y, scratch)
+        us = best_us({"kernel": step}, reps, calls)["kernel"] / layers
+        mb = 2 * n * ctx * nh * hd * 4 / 1e6
+        out.append({"n": n, "context": ctx, "mb": mb, "us": us, "gb_s": mb / us * 1e3})
+    return out
+
+
+def layout_streaming(reps: int, slots: int = 128, nh: int = 4, hd: int = 32, ctx: int = 129,
+                     window: int = 512) -> dict[str, float]:
+    """GB/s of ``torch.sum`` over the keys and values a step reads (4 layers, ``slots`` rows at ``ctx``
+    positions), in the engine's position-major layout and in the earlier slot-major one, where each
+    (slot, head) holds its positions in a block of its own with the unused window after it."""
+    layers = 4
+    pm = [torch.randn(2, window, slots, nh, hd) for _ in range(layers)]
+    sm = [torch.randn(2, slots, nh, window, hd) for _ in range(layers)]
+    gb = layers * 2 * slots * nh * ctx * hd * 4 / 1e9
+    t = best_us({"position-major": lambda: [c[:, :ctx].sum() for c in pm],
+                 "slot-major": lambda: [c[:, :, :, :ctx].sum() for c in sm]}, reps, 3)
+    return {k: gb / (v / 1e6) for k, v in t.items()}
+
+
 def dense_part(model: torch.nn.Module) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
     """Layer 0's non-attention work followed by layer 1's QKV projection, as ``BatchModel.step`` runs it."""
     b0, b1 = model.blocks[0], model.blocks[1]
@@ -135,9 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     for r in attention_ab(model, a.batch, a.context, a.reps, a.steps):
         print(f"  {r['batch']:>6} {r['kernel']:>9.0f} {r['attend']:>9.0f} {r['sdpa']:>9.0f} "
               f"{r['attend'] / r['kernel']:>13.2f}x {r['sdpa'] / r['attend']:>11.2f}x")
+    print("\n2. the kernel alone (4 heads x 32, 4 layers cycled as in a step): us per layer, GB/s of keys and values")
+    print(f"  {'rows':>5} {'context':>8} {'MB':>6} {'us':>8} {'GB/s':>6}")
+    for r in kernel_alone([(1, 129), (8, 64), (32, 129), (128, 129)], a.reps, a.steps):
+        print(f"  {r['n']:>5} {r['context']:>8} {r['mb']:>6.2f} {r['us']:>8.0f} {r['gb_s']:>6.1f}")
+    bw = layout_streaming(a.reps)
+    print("\n3. torch.sum over a batch-128 step's keys and values (4 layers, context 129), GB/s: "
+          f"position-major {bw['position-major']:.1f}, slot-major {bw['slot-major']:.1f}")
     if not a.skip_compile:
         compile_s, rows = compile_ab(model, a.rows, a.reps, a.steps * 10)
-        print(f"\n2. a layer's dense part, us: eager vs torch.compile (inductor, dynamic; compile {compile_s:.1f} s)")
+        print(f"\n4. a layer's dense part, us: eager vs torch.compile (inductor, dynamic; compile {compile_s:.1f} s)")
         print(f"  {'rows':>6} {'eager':>9} {'compiled':>9} {'compiled/eager':>15} {'max |diff|':>11}")
         for r in rows:
             print(f"  {r['rows']:>6} {r['eager']:>9.1f} {r['compiled']:>9.1f} {r['ratio']:>14.2f}x {r['max_abs_diff']:>11.1e}")

@@ -438,3 +438,13 @@ def test_prefill_logits_do_not_depend_on_the_cache_slot_count(tok) -> None:
             c = bm.step([(slot, 9, 1, 223)], [])[0].clone()
             outs.append((a, b, c))
     assert all(torch.equal(x, y) for o in outs[1:] for x, y in zip(outs[0], o))
+
+
+def test_attention_agreement_command_compares_both_attentions(capsys) -> None:
+    """benchmarks/attention_agreement.py (the 1,024-task agreement docs/engine.md quotes) on a few tasks."""
+    from benchmarks.attention_agreement import main
+
+    assert main(["--count", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "kernel: pass@final" in out and "torch: pass@final" in out
+    assert "tasks whose attempts differ between the two: 0 of 6" in out
