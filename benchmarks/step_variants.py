@@ -1,23 +1,24 @@
-"""The decode step's attention and fusion choices, each against its alternatives, in one run.
+"""The decode step's implementation choices, each against its alternatives, in one run.
 
     python -m benchmarks.step_variants
 
-1. Attention of the decode rows, timed on whole decode steps of ``BatchModel.step``,
-   interleaved rep by rep (random weights of the shipped checkpoint's shape): the engine's
-   native kernels (``sut/attention_kernel.py``: the attention and the cache write) against
-   torch's one-query attention and ``index_put`` cache write
-   (``sut.engine_batch.attend``: matmul, softmax, matmul over views of the slot cache, the
-   engine's fallback) and against ``F.scaled_dot_product_attention`` swapped in for ``attend``.
-2. The kernel alone, per layer, with the GB/s at which it reads the keys and values.
+1. Whole decode steps of ``BatchModel.step``, interleaved rep by rep (random weights of the
+   shipped checkpoint's shape): the engine's native step (``sut/native_step.py``) against
+   torch's operators (``backend="torch"``: 8-row padded matmuls, torch's one-query attention
+   ``sut.engine_batch.attend`` over views of the slot cache, ``index_put`` cache writes) and
+   against that with ``F.scaled_dot_product_attention`` swapped in for ``attend``.
+2. The native attention alone, per layer, with the GB/s at which it reads the keys and values.
 3. Memory streaming of a step's keys and values (``torch.sum``) in the position-major layout
    against the earlier slot-major one: why the cache is position-major.
 4. ``torch.compile``: the part of a layer that is not attention (out-projection, residual,
    LayerNorm, MLP, residual, the next layer's LayerNorm and QKV projection: four matmuls and
    their elementwise neighbours, the fusion gpt-fast relies on) eager against inductor-compiled,
    on the row counts the engine runs (multiples of 8). Compiled once with dynamic shapes; the
-   compile time is printed and not counted.
+   compile time is printed and not counted. (The torch backend's alternative to native code.)
+5. The native step's matmul (``sut.native.linear``) against ``F.linear`` (MKL) on the step's
+   shapes, GFLOP/s.
 
-Ratios above 1 mean the engine's choice (the kernel; eager over compiled) is faster. docs/engine.md
+Ratios above 1 mean the engine's choice (native; eager over compiled) is faster. docs/engine.md
 quotes the figures with the machine they ran on.
 """
 from __future__ import annotations
@@ -55,13 +56,13 @@ def best_us(fns: dict[str, Callable[[], object]], reps: int, calls: int) -> dict
     return best
 
 
-def attention_ab(model: torch.nn.Module, batches: list[int], context: int, reps: int, steps: int) -> list[dict]:
-    """Whole decode steps under each decode attention: the kernel, torch's matmuls, and SDPA swapped in."""
+def backend_ab(model: torch.nn.Module, batches: list[int], context: int, reps: int, steps: int) -> list[dict]:
+    """Whole decode steps: the native step, torch's operators, and torch's with SDPA swapped in."""
     rows = []
     shipped = engine_batch.attend
     for n in batches:
         dec = [(s, 7, 0, context) for s in range(n)]
-        bms = {name: engine_batch.BatchModel(model, n, attention=name) for name in ("kernel", "torch")}
+        bms = {name: engine_batch.BatchModel(model, n, backend=name) for name in ("native", "torch")}
         with torch.inference_mode():
             for bm in bms.values():
                 for s in range(n):
@@ -75,7 +76,7 @@ def attention_ab(model: torch.nn.Module, batches: list[int], context: int, reps:
                     finally:
                         engine_batch.attend = shipped
                 return step
-            t = best_us({"kernel": run(bms["kernel"]), "attend": run(bms["torch"]),
+            t = best_us({"native": run(bms["native"]), "attend": run(bms["torch"]),
                          "sdpa": run(bms["torch"], sdpa_attend)}, reps, steps)
         rows.append({"batch": n, "context": context, **t})
     return rows
@@ -83,21 +84,21 @@ def attention_ab(model: torch.nn.Module, batches: list[int], context: int, reps:
 
 def kernel_alone(cases: list[tuple[int, int]], reps: int, calls: int, nh: int = 4, hd: int = 32,
                  window: int = 512, layers: int = 4) -> list[dict]:
-    """The kernel alone: us per layer and the GB/s of keys and values it reads, for each (rows,
+    """The native attention alone: us per layer and the GB/s of keys and values it reads, for each (rows,
     context), cycling ``layers`` cache layers as a step does (so they do not all sit in cache). Rows
     sit in adjacent slots of a cache of ``window`` positions, as in an Offline step."""
-    from sut import attention_kernel
+    from sut import native
     g = torch.Generator().manual_seed(0)
     out = []
     for n, ctx in cases:
         kvs = [torch.randn(2, window, n, nh, hd, generator=g) for _ in range(layers)]
         q, y = torch.randn(n, nh, hd, generator=g), torch.empty(n, nh, hd)
         slots, lens = torch.arange(n), torch.full((n,), ctx)
-        scratch = torch.empty(attention_kernel.scratch_floats(n, nh, window))
+        scratch = torch.empty(native.scratch_floats(n, nh, window))
 
         def step() -> None:
             for kv in kvs:
-                attention_kernel.decode_attention(q, kv, slots, lens, y, scratch)
+                native.decode_attention(q, kv, slots, lens, y, scratch)
         us = best_us({"kernel": step}, reps, calls)["kernel"] / layers
         mb = 2 * n * ctx * nh * hd * 4 / 1e6
         out.append({"n": n, "context": ctx, "mb": mb, "us": us, "gb_s": mb / us * 1e3})
@@ -152,6 +153,27 @@ def compile_ab(model: torch.nn.Module, row_counts: list[int], reps: int, calls: 
     return compile_s, rows
 
 
+def matmul_ab(model: torch.nn.Module, row_counts: list[int], reps: int, calls: int) -> list[dict]:
+    """GFLOP/s of the native matmul and of F.linear on layer 0's four weights and the LM head."""
+    from sut import native
+    b = model.blocks[0]
+    layers = {"qkv": b.attn.c_attn, "proj": b.attn.c_proj, "fc": b.mlp.c_fc, "out": b.mlp.c_proj}
+    weights = [(name, m.weight.detach(), m.bias.detach()) for name, m in layers.items()]
+    weights.append(("lm_head", model.lm_head.weight.detach(), torch.zeros(model.config.vocab_size)))
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    with torch.inference_mode():
+        for n in row_counts:
+            for name, w, bias in weights:
+                x, packed = torch.randn(n, w.shape[1], generator=g), native.pack_panels(w)
+                t = best_us({"native": lambda: native.linear(x, packed, bias),
+                             "torch": lambda: F.linear(x, w, bias)}, reps, calls)
+                flop = 2 * n * w.numel()
+                rows.append({"rows": n, "weight": name, "shape": f"{w.shape[1]}x{w.shape[0]}",
+                             "native_gflops": flop / t["native"] / 1e3, "torch_gflops": flop / t["torch"] / 1e3})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.step_variants", description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, nargs="+", default=[1, 32, 128], help="decode rows per step (attention A/B)")
@@ -169,13 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     shipped, tok, _ = load_checkpoint(DEFAULT_CHECKPOINT, "cpu")     # its shape and tokenizer
     model = random_model(shipped.config, tok, "cpu")
     print(f"machine: {cpu_model(detail=True)}, torch {torch.__version__}, {a.threads} thread(s)")
-    print(f"\n1. decode step, us (context {a.context}): the engine's kernel, torch's matmuls (attend), "
-          f"scaled_dot_product_attention")
-    print(f"  {'batch':>6} {'kernel':>9} {'attend':>9} {'sdpa':>9} {'attend/kernel':>14} {'sdpa/attend':>12}")
-    for r in attention_ab(model, a.batch, a.context, a.reps, a.steps):
-        print(f"  {r['batch']:>6} {r['kernel']:>9.0f} {r['attend']:>9.0f} {r['sdpa']:>9.0f} "
-              f"{r['attend'] / r['kernel']:>13.2f}x {r['sdpa'] / r['attend']:>11.2f}x")
-    print("\n2. the kernel alone (4 heads x 32, 4 layers cycled as in a step): us per layer, GB/s of keys and values")
+    print(f"\n1. decode step, us (context {a.context}): the native step, torch's operators (attend), "
+          f"torch's with scaled_dot_product_attention")
+    print(f"  {'batch':>6} {'native':>9} {'attend':>9} {'sdpa':>9} {'attend/native':>14} {'sdpa/attend':>12}")
+    for r in backend_ab(model, a.batch, a.context, a.reps, a.steps):
+        print(f"  {r['batch']:>6} {r['native']:>9.0f} {r['attend']:>9.0f} {r['sdpa']:>9.0f} "
+              f"{r['attend'] / r['native']:>13.2f}x {r['sdpa'] / r['attend']:>11.2f}x")
+    print("\n2. the native attention alone (4 heads x 32, 4 layers cycled as in a step): us per layer, GB/s of keys and values")
     print(f"  {'rows':>5} {'context':>8} {'MB':>6} {'us':>8} {'GB/s':>6}")
     for r in kernel_alone([(1, 129), (8, 64), (32, 129), (128, 129)], a.reps, a.steps):
         print(f"  {r['n']:>5} {r['context']:>8} {r['mb']:>6.2f} {r['us']:>8.0f} {r['gb_s']:>6.1f}")
@@ -188,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'rows':>6} {'eager':>9} {'compiled':>9} {'compiled/eager':>15} {'max |diff|':>11}")
         for r in rows:
             print(f"  {r['rows']:>6} {r['eager']:>9.1f} {r['compiled']:>9.1f} {r['ratio']:>14.2f}x {r['max_abs_diff']:>11.1e}")
+    print("\n5. matmul, GFLOP/s: the native step's (sut.native.linear) vs F.linear (torch's BLAS)")
+    print(f"  {'rows':>6} {'weight':>8} {'in x out':>10} {'native':>8} {'torch':>8} {'native/torch':>13}")
+    for r in matmul_ab(model, a.batch, a.reps, a.steps):
+        print(f"  {r['rows']:>6} {r['weight']:>8} {r['shape']:>10} {r['native_gflops']:>8.1f} {r['torch_gflops']:>8.1f} "
+              f"{r['native_gflops'] / r['torch_gflops']:>12.2f}x")
     return 0
 
 

@@ -4,7 +4,7 @@
 # clearly labelled isolation level). torch is pinned to the CPU build that installs in
 # seconds; on a GPU box install the CUDA build of your choice first and drop the pin.
 set -euo pipefail
-# A C compiler builds the engine's decode-attention kernel at first use (sut/attention_kernel.py);
+# A C compiler builds the engine's decode-attention kernel at first use (sut/native.py);
 # without one the engine falls back to torch's slower attention.
 NEED=""
 command -v bwrap >/dev/null 2>&1 || NEED="$NEED bubblewrap"

@@ -1,6 +1,6 @@
 /* One-query attention of the engine's decode rows over its slot KV cache (float32, one thread).
 
-   Built and loaded by sut/attention_kernel.py. Why a kernel of our own: with one query per row and head,
+   Built and loaded by sut/native.py. Why a kernel of our own: with one query per row and head,
    torch runs the scores and the weighted sum as batched GEMMs of 1 x head_dim matrices, and pays a
    per-matrix overhead that is most of the decode step's attention time (docs/engine.md). Here a call
    streams the position-major cache once for the keys and once for the values; every row is

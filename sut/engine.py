@@ -51,7 +51,7 @@ class Engine:
 
     def __init__(self, model: NanoCodeGen, tokenizer: CodeTokenizer, pool: Any, cfg: AgentConfig | None = None,
                  max_batch: int = 64, batch_wait_ms: float = 0.0, use_kv_cache: bool = True,
-                 prefix_reuse: bool = True, device: str = "cpu", attention: str = "auto") -> None:
+                 prefix_reuse: bool = True, device: str = "cpu", backend: str = "auto") -> None:
         cfg = cfg or AgentConfig()
         if max_batch < 1 or batch_wait_ms < 0 or cfg.max_attempts < 1 or cfg.max_new_tokens < 1:
             raise ValueError(f"bad engine settings: max_batch={max_batch} (>= 1), batch_wait_ms={batch_wait_ms} (>= 0), "
@@ -62,7 +62,7 @@ class Engine:
         self.use_kv_cache, self.prefix_reuse = use_kv_cache, prefix_reuse and use_kv_cache
         self.isolation: str = getattr(pool, "isolation", "unknown")
         self.window = model.config.block_size
-        self.bm = BatchModel(self.model, max_batch, use_kv_cache, attention)
+        self.bm = BatchModel(self.model, max_batch, use_kv_cache, backend)
         self._kv_token_bytes = model.kv_bytes(1)
         self._cv = threading.Condition()
         self._queue: deque[tuple[Any, OnDone, OnFirstToken | None, float]] = deque()
@@ -148,7 +148,7 @@ class Engine:
             "steps": n["steps"], "step_s": t["step_s"], "prefill_s": t["prefill_s"], "decode_s": t["decode_s"],
             "loop_errors": n["loop_errors"],
             "max_batch": self.max_batch, "use_kv_cache": self.use_kv_cache, "prefix_reuse": self.prefix_reuse,
-            "isolation": self.isolation, "decode_attention": self.bm.attention,
+            "isolation": self.isolation, "backend": self.bm.backend,
         }
 
     # -- the engine thread -------------------------------------------------------------------

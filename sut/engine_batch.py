@@ -4,7 +4,7 @@
 starting an attempt and one token for every decoding sequence, each row at its own
 position in its own cache slot. The cache is position-major, (layer, k/v, position, slot,
 head, head_dim): the keys a step's rows read at one position are one contiguous block.
-Attention is per kind: decode rows through the native kernel (sut/attention_kernel.py), or
+Attention is per kind: decode rows through the native kernel (sut/native.py), or
 with attention="torch" in runs of adjacent slots, each run with its own key length; each
 prefill causally over its own slot with SDPA. Only the rows that need logits (decode rows,
 a prefill's last position) reach the LM head.
@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sut import attention_kernel
+from sut import native
 from sut.model import NanoCodeGen
+from sut.native_step import NativeStep
 
 ROW_ALIGN = 8
 KEY_ALIGN = 32
@@ -85,7 +86,7 @@ def sample_rows(logits: Tensor, temperature: float, top_k: int | None, gens: lis
 class BatchModel:
     """A model plus a KV cache of ``n_slots`` sequence slots of ``block_size`` positions each."""
 
-    def __init__(self, model: NanoCodeGen, n_slots: int, use_kv_cache: bool = True, attention: str = "auto") -> None:
+    def __init__(self, model: NanoCodeGen, n_slots: int, use_kv_cache: bool = True, backend: str = "auto") -> None:
         self.model = model
         cfg = model.config
         self.device = model.wte.weight.device
@@ -104,10 +105,10 @@ class BatchModel:
                              b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
                             for b in model.blocks]
         self._key_pos = torch.arange(self.window, device=self.device)
-        # decode rows' attention: our kernel (sut/attention_kernel.py) where it applies, else torch's matmuls
-        self.attention = attention_kernel.resolve(attention, self.device, model.wte.weight.dtype, self.hd)
-        self._scratch = torch.empty(attention_kernel.scratch_floats(self.n_slots, self.nh, self.window)) \
-            if self.attention == "kernel" else None
+        # decode rows: the native step (sut/native_step.py) where it applies, else torch's operators
+        self.backend = native.resolve(backend, self.device, model.wte.weight.dtype, self.hd)
+        self._native = NativeStep(model, self.kv) if self.backend == "native" and use_kv_cache \
+            else None
         # FLOPs of one token through the matmuls (embedding lookups excluded, LM head included)
         self.matmul_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 
@@ -136,16 +137,37 @@ class BatchModel:
 
     def step(self, dec: list[tuple[int, int, int, int]], pre: list[tuple[int, list[int], list[int], int]]) -> Tensor:
         """One batched forward: a token for each decoding row ``(slot, token, step, pos)`` (sorted by
-        slot) and the new tokens of each prefill ``(slot, ids, steps, start)``, all rows through
-        the same matmuls. Logits (len(dec) + len(pre), V): the decode rows, then each prefill's
-        last position (nothing else reaches the LM head).
+        slot) and the new tokens of each prefill ``(slot, ids, steps, start)``. Logits
+        (len(dec) + len(pre), V): the decode rows, then each prefill's last position.
+
+        With the native step (sut/native_step.py) every row is one row of one call, a prefill's
+        tokens included (they attend causally through the cache, sut/decode_step.c); with
+        ``backend="torch"``, ``torch_step``.
+        """
+        assert self.use_kv_cache, "step() needs the KV cache; without it use full_logits()"
+        if self._native is None:
+            return self.torch_step(dec, pre)
+        slots, toks, steps, pos = ([d[j] for d in dec] for j in range(4))
+        head = list(range(len(dec)))
+        for slot, ids, st, start in pre:
+            if start + len(ids) > self.window:
+                raise ValueError(f"a row would reach position {start + len(ids)}: the cache holds {self.window} tokens")
+            slots += [slot] * len(ids)
+            toks += ids
+            steps += st
+            pos += range(start, start + len(ids))
+            head.append(len(slots) - 1)
+        return self._native(torch.tensor([slots, toks, steps, pos]), head)
+
+    def torch_step(self, dec: list[tuple[int, int, int, int]], pre: list[tuple[int, list[int], list[int], int]]) -> Tensor:
+        """``step`` in torch's operators: all rows through the same matmuls (nothing but the decode
+        rows and each prefill's last position reaches the LM head).
 
         The matmuls run on rows padded to a multiple of ROW_ALIGN with copies of row 0; the
         copies write nothing to the cache and attend to nothing. Attention: decode rows in runs
         of slots on views of the cache (padded key lengths); each prefill causally over its own
         slot, exactly its length.
         """
-        assert self.use_kv_cache, "step() needs the KV cache; without it use full_logits()"
         m, L, C, dev, nh, hd = self.model, self.window, self.model.config.n_embd, self.device, self.nh, self.hd
         n = len(dec)
         r_slot, r_tok, r_step, r_pos = ([d[j] for d in dec] for j in range(4))
@@ -172,8 +194,8 @@ class BatchModel:
         for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wo, bo) in enumerate(self._layers):
             qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba)           # (P, 3C)
             kv = self.kv[i]                                                     # (2, L, S, nh, hd)
-            if self.attention == "kernel":
-                attention_kernel.write_kv(qkv, kv, slot_t, pos_t, M)
+            if self.backend == "native":
+                native.write_kv(qkv, kv, slot_t, pos_t, M)
             else:
                 kv[:, pos_t[:M], slot_t[:M]] = qkv[:M, C:].view(M, 2, nh, hd).transpose(0, 1)
             q = qkv[:, :C].view(P, nh, hd)
@@ -194,12 +216,9 @@ class BatchModel:
         """A step of decode rows only; logits (n, V)."""
         return self.step(list(zip(slots, tokens, steps, pos)), [])
 
-    def _decode_plan(self, slots: list[int], pos: list[int]) -> Tensor | tuple:
-        """With the kernel: each row's slot and key count, (2, n). Otherwise attention runs for the
-        decode rows: slot ranges, their key lengths and masks, and where each row sits in the runs
-        (idle slots inside a run attend to key 0 only)."""
-        if self.attention == "kernel":
-            return torch.tensor([slots, [p + 1 for p in pos]])
+    def _decode_plan(self, slots: list[int], pos: list[int]) -> tuple:
+        """Attention runs for the decode rows: slot ranges, their key lengths and masks, and where
+        each row sits in the runs (idle slots inside a run attend to key 0 only)."""
         dev, L = self.device, self.window
         where = dict(zip(slots, range(len(slots))))
         runs, run_pos, place = [], [], [0] * len(slots)
@@ -220,11 +239,8 @@ class BatchModel:
         y_run = torch.zeros(len(run_pos), self.nh, 1, self.hd, device=dev, dtype=self.kv.dtype)
         return runs, masks, torch.tensor(place, device=dev), q_run, y_run
 
-    def _decode_attention(self, plan: Tensor | tuple, q: Tensor, kv: Tensor, y: Tensor) -> None:
+    def _decode_attention(self, plan: tuple, q: Tensor, kv: Tensor, y: Tensor) -> None:
         """y[:n] = one-query attention of the n decode rows ``q`` (n, nh, hd) over their slots."""
-        if self.attention == "kernel":
-            attention_kernel.decode_attention(q, kv, plan[0], plan[1], y, self._scratch)
-            return
         runs, masks, place, q_run, y_run = plan
         n, nh, hd = q.shape
         if place is None:

@@ -24,7 +24,7 @@ class EngineOptions:
     batch_wait_ms: float = 0.0
     no_kv_cache: bool = False
     no_prefix_reuse: bool = False
-    decode_attention: str = "auto"   # "kernel" (sut/attention_kernel.py), "torch", or "auto": the kernel where it builds
+    backend: str = "auto"            # the batched forward: "native" (sut/native_step.py), "torch", or "auto"
     seed: int = 0
     threads: int = 0                 # torch intra-op threads; 0: leave torch's default
 
@@ -40,9 +40,9 @@ class EngineOptions:
         p.add_argument("--batch-wait-ms", type=float, default=None, help="wait to gather arrivals (default: the scenario's)")
         p.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context for every token")
         p.add_argument("--no-prefix-reuse", action="store_true", help="re-prefill the whole transcript on every attempt")
-        p.add_argument("--decode-attention", choices=("auto", "kernel", "torch"), default=None,
-                       help="decode rows' attention: our CPU kernel, torch's matmuls, or auto (the kernel where it "
-                            "builds; docs/engine.md)")
+        p.add_argument("--backend", choices=("auto", "native", "torch"), default=None,
+                       help="the engine's batched forward: our native CPU step, torch's operators, or auto (native "
+                            "where it builds and applies; docs/engine.md)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
 
@@ -92,4 +92,4 @@ def build_engine(opts: EngineOptions):
 
     return Engine(model, tokenizer, pool, cfg, max_batch=opts.max_batch, batch_wait_ms=opts.batch_wait_ms,
                   use_kv_cache=not opts.no_kv_cache, prefix_reuse=not opts.no_prefix_reuse, device=opts.device,
-                  attention=opts.decode_attention)
+                  backend=opts.backend)

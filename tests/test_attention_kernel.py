@@ -1,10 +1,10 @@
-"""The decode-attention kernel (sut/attention_kernel.py, sut/decode_attention.c), built and run for real."""
+"""The decode-attention kernel (sut/native.py, sut/decode_attention.c), built and run for real."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sut import attention_kernel as ak
+from sut import native as ak
 
 
 def reference(q: torch.Tensor, kv: torch.Tensor, slots: list[int], lens: list[int]) -> torch.Tensor:
@@ -73,18 +73,18 @@ def test_out_of_range_rows_are_refused_not_read(slots, lens) -> None:
 
 def test_resolve_picks_and_refuses() -> None:
     cpu = torch.device("cpu")
-    assert ak.resolve("auto", cpu, torch.float32, 32) == "kernel"
+    assert ak.resolve("auto", cpu, torch.float32, 32) == "native"
     assert ak.resolve("torch", cpu, torch.float32, 32) == "torch"
     assert ak.resolve("auto", cpu, torch.float64, 32) == "torch"          # the kernel is float32 only
-    with pytest.raises(ak.KernelUnavailable, match="--decode-attention torch"):
-        ak.resolve("kernel", cpu, torch.float32, 12)
-    with pytest.raises(ValueError, match="choose one of auto, kernel, torch"):
+    with pytest.raises(ak.KernelUnavailable, match="--backend torch"):
+        ak.resolve("native", cpu, torch.float32, 12)
+    with pytest.raises(ValueError, match="choose one of auto, native, torch"):
         ak.resolve("fast", cpu, torch.float32, 32)
 
 
-def test_no_compiler_falls_back_in_auto_and_fails_in_kernel_mode(monkeypatch, tmp_path, caplog) -> None:
-    """A machine without a C compiler: auto uses torch's attention with a warning; --decode-attention
-    kernel fails with the reason and the fix. (A fresh cache dir, so nothing built earlier is found.)"""
+def test_no_compiler_falls_back_in_auto_and_fails_in_native_mode(monkeypatch, tmp_path, caplog) -> None:
+    """A machine without a C compiler: auto uses torch's operators with a warning; --backend native
+    fails with the reason and the fix. (A fresh cache dir, so nothing built earlier is found.)"""
     monkeypatch.setenv("NANO_CODEGEN_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "")
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -92,9 +92,9 @@ def test_no_compiler_falls_back_in_auto_and_fails_in_kernel_mode(monkeypatch, tm
     try:
         assert ak.available() == (False, "no C compiler found (set $CC or install gcc)")
         assert ak.resolve("auto", torch.device("cpu"), torch.float32, 32) == "torch"
-        assert "kernel unavailable" in caplog.text
-        with pytest.raises(ak.KernelUnavailable, match="no C compiler found.*--decode-attention torch"):
-            ak.resolve("kernel", torch.device("cpu"), torch.float32, 32)
+        assert "native backend unavailable" in caplog.text
+        with pytest.raises(ak.KernelUnavailable, match="no C compiler found.*--backend torch"):
+            ak.resolve("native", torch.device("cpu"), torch.float32, 32)
     finally:
         ak._load.cache_clear()
 
@@ -105,7 +105,7 @@ def test_builds_into_a_fresh_cache_under_a_machine_specific_name(monkeypatch, tm
     try:
         assert ak.available()[0]
         built = list((tmp_path / "c").iterdir())
-        assert len(built) == 1 and built[0].name.startswith("decode_attention-") and built[0].suffix == ".so"
+        assert len(built) == 1 and built[0].name.startswith("nano_codegen_native-") and built[0].suffix == ".so"
     finally:
         ak._load.cache_clear()
 

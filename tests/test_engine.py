@@ -107,29 +107,29 @@ def test_same_tokens_as_run_agent_any_batch_and_order(tok, pool, tasks, referenc
         assert s["mean_decode_rows"] > 8                              # continuous batching really batched
 
 
-@pytest.mark.parametrize("switch", ["no_kv_cache", "no_prefix_reuse", "torch_attention"])
+@pytest.mark.parametrize("switch", ["no_kv_cache", "no_prefix_reuse", "torch_backend"])
 def test_ablation_switches_give_the_same_outputs(tok, pool, tasks, reference, switch) -> None:
     model, ref = reference
     n = 10 if switch == "no_kv_cache" else len(tasks)   # the no-cache path is the slow reference way
     engine = Engine(model, tok, pool, CFG, max_batch=8, use_kv_cache=switch != "no_kv_cache",
-                    prefix_reuse=switch != "no_prefix_reuse", attention="torch" if switch == "torch_attention" else "auto")
+                    prefix_reuse=switch != "no_prefix_reuse", backend="torch" if switch == "torch_backend" else "auto")
     got = engine.run(tasks[:n])
     engine.stop(close_pool=False)
     assert tokens(got) == tokens(ref[:n])
-    if switch == "torch_attention":
-        assert engine.stats()["decode_attention"] == "torch"
+    if switch == "torch_backend":
+        assert engine.stats()["backend"] == "torch"
         return
     assert all(a.reused_tokens == 0 and a.prefilled_tokens == a.prompt_tokens for r in got for a in r.attempts)
     assert engine.stats()["prefix_reuse_hit_rate"] == 0.0
 
 
-@pytest.mark.parametrize("attention", ["kernel", "torch"])
-def test_decode_rows_are_bitwise_batch_invariant(tok, attention) -> None:
+@pytest.mark.parametrize("backend", ["native", "torch"])
+def test_decode_rows_are_bitwise_batch_invariant(tok, backend) -> None:
     """A row's logits do not change with the batch around it (size, neighbours, their lengths,
-    idle slots, prefills sharing the step), and neither do a prefill's; with either decode attention."""
+    idle slots, prefills sharing the step), and neither do a prefill's; with either backend."""
     model = random_model(tok, block_size=512, n_layer=3)
-    bm = BatchModel(model, 24, attention=attention)
-    assert bm.attention == attention
+    bm = BatchModel(model, 24, backend=backend)
+    assert bm.backend == backend
     g = torch.Generator().manual_seed(0)
     lengths = [int(x) for x in torch.randint(5, 400, (20,), generator=g)]
     seqs = [torch.randint(6, tok.vocab_size, (n,), generator=g).tolist() for n in lengths]
@@ -210,24 +210,34 @@ class Recorder:
         assert self.all_done.wait(timeout), f"only {sum(self.done.values())} of {self.expected} tasks completed"
 
 
-class FlakyNorm(torch.nn.Module):
-    """Wraps the final LayerNorm (a real module, called once per batched step) and raises on its n-th call."""
+class Flaky(torch.nn.Module):
+    """Wraps a real piece of the model's forward and raises on its n-th call: the native step (one call
+    per batched forward) or, on torch's path, the final LayerNorm (called once per batched step)."""
 
-    def __init__(self, inner: torch.nn.Module, fail_on: int) -> None:
+    def __init__(self, inner, fail_on: int) -> None:
         super().__init__()
         self.inner, self.fail_on, self.calls = inner, fail_on, 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args):
         self.calls += 1
         if self.calls == self.fail_on:
             raise RuntimeError("injected failure")
-        return self.inner(x)
+        return self.inner(*args)
 
 
-def test_model_faults_fail_only_their_tasks(tok, pool, tasks, reference) -> None:
+@pytest.mark.parametrize("backend", ["native", "torch"])
+def test_model_faults_fail_only_their_tasks(tok, pool, tasks, reference, backend) -> None:
     model, ref = reference
     flaky = copy.deepcopy(model)
-    engine = Engine(flaky, tok, pool, CFG, max_batch=4)
+    engine = Engine(flaky, tok, pool, CFG, max_batch=4, backend=backend)
+    native = engine.bm._native
+
+    def fail_on(n: int) -> None:
+        if backend == "native":
+            engine.bm._native = Flaky(native, n)
+        else:
+            flaky.ln_f = Flaky(model.ln_f, n)
+
     engine.start()
     rec = Recorder()
     huge = Task("huge", "x", 1, "word " * 400, "", ValueCheck(1))   # longer than the 160-token window
@@ -240,14 +250,14 @@ def test_model_faults_fail_only_their_tasks(tok, pool, tasks, reference) -> None
         assert rec.results[t.id].error is None and tokens([rec.results[t.id]]) == tokens([ref[i]])
 
     # the model raises in a task's first step (its prefill): that task fails, the next ones do not
-    flaky.ln_f = FlakyNorm(model.ln_f, fail_on=1)
+    fail_on(1)
     rec.submit(engine, tasks[8])
     rec.wait()
     assert rec.results[tasks[8].id].error == "model: RuntimeError: injected failure"
     assert rec.results[tasks[8].id].attempts == []
 
     # a batched step that raises mid-generation fails the rows of that step, with their attempts so far
-    flaky.ln_f = FlakyNorm(model.ln_f, fail_on=40)
+    fail_on(40)
     for t in tasks[9:15]:
         rec.submit(engine, t)
     rec.wait()
@@ -386,7 +396,8 @@ def test_step_profile_command_names_where_a_step_goes(capsys) -> None:
 
     assert main(["--batch", "1", "--steps", "8", "--rows", "5"]) == 0
     out = capsys.readouterr().out
-    assert "batch 1:" in out and "ms per decode step" in out and "aten::addmm" in out
+    assert "batch 1: torch backend" in out and "ms per decode step" in out and "native step" in out
+    assert "aten::addmm" in out
 
 
 def test_attention_runs_command_compares_both_rules(capsys) -> None:
@@ -398,13 +409,14 @@ def test_attention_runs_command_compares_both_rules(capsys) -> None:
     assert "fixed/engine" in out and out.count("x\n") >= 2 and "512 row-keys" in out
 
 
-def test_step_variants_command_times_both_attentions_side_by_side(capsys) -> None:
+def test_step_variants_command_times_the_backends_side_by_side(capsys) -> None:
     """benchmarks/step_variants.py (the SDPA and torch.compile A/B docs/engine.md quotes) runs and prints ratios."""
     from benchmarks.step_variants import main
 
     assert main(["--batch", "1", "4", "--reps", "1", "--steps", "2", "--skip-compile"]) == 0
     out = capsys.readouterr().out
-    assert "attend/kernel" in out and "sdpa/attend" in out and out.count("x\n") == 2
+    assert "attend/native" in out and "sdpa/attend" in out and "native/torch" in out
+    assert out.count("x\n") == 2 + 2 * 5            # two step rows, five matmul rows per batch size
     with pytest.raises(SystemExit) as e:
         main(["--steps", "0"])
     assert e.value.code == 2
@@ -440,11 +452,11 @@ def test_prefill_logits_do_not_depend_on_the_cache_slot_count(tok) -> None:
     assert all(torch.equal(x, y) for o in outs[1:] for x, y in zip(outs[0], o))
 
 
-def test_attention_agreement_command_compares_both_attentions(capsys) -> None:
-    """benchmarks/attention_agreement.py (the 1,024-task agreement docs/engine.md quotes) on a few tasks."""
-    from benchmarks.attention_agreement import main
+def test_backend_agreement_command_compares_both_backends(capsys) -> None:
+    """benchmarks/backend_agreement.py (the 1,024-task agreement docs/engine.md quotes) on a few tasks."""
+    from benchmarks.backend_agreement import main
 
     assert main(["--count", "6"]) == 0
     out = capsys.readouterr().out
-    assert "kernel: pass@final" in out and "torch: pass@final" in out
+    assert "native: pass@final" in out and "torch: pass@final" in out
     assert "tasks whose attempts differ between the two: 0 of 6" in out

@@ -60,7 +60,7 @@ def test_scenario_runs_valid_with_mlperf_layout(tmp_path, scenario, mode):
     assert detail.get("effective_scenario") == scenario
     stats = json.loads((perf / "sut_stats.json").read_text())
     assert stats["completed"] == stats["issued"] > 0 and stats["unanswered"] == 0 and stats["duplicate_completions"] == 0
-    assert stats["engine"]["decode_attention"] == "kernel" and stats["engine"]["tasks_done"] == stats["completed"]
+    assert stats["engine"]["backend"] == "native" and stats["engine"]["tasks_done"] == stats["completed"]
     records = [json.loads(line) for line in (perf / "agent_records.jsonl").read_text().splitlines()]
     assert len(records) == stats["completed"]
     assert all(1 <= len(r["attempts"]) <= 3 for r in records)

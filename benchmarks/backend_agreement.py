@@ -1,9 +1,9 @@
-"""Do the engine's two decode attentions write the same code? Every attempt of every task, compared.
+"""Do the engine's two backends write the same code? Every attempt of every task, compared.
 
-    python -m benchmarks.attention_agreement [--checkpoint DIR] [--count N]
+    python -m benchmarks.backend_agreement [--checkpoint DIR] [--count N]
 
-Runs the engine over the evaluation tasks once with the native kernel and once with torch's
-attention, and prints how many tasks' attempts differ, each run's pass@final and wall time, and
+Runs the engine over the evaluation tasks once with the native step and once with torch's
+operators, and prints how many tasks' attempts differ, each run's pass@final and wall time, and
 whether each run fails exactly the tasks the checkpoint's recorded reference
 (``sut.evaluate --record``: ``run_agent``, metrics.json ``eval.failed_final``) failed. docs/engine.md
 quotes it for both shipped checkpoints.
@@ -25,7 +25,7 @@ from verifier.pool import SandboxPool
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.attention_agreement", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.backend_agreement", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--count", type=int, default=None, help="first N evaluation tasks (default: all)")
     p.add_argument("--max-batch", type=int, default=64)
@@ -39,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     recorded = None if recorded is None else [i for i in recorded if i < len(tasks)]
     codes = {}
     with SandboxPool() as pool:
-        for attention in ("kernel", "torch"):
-            results, wall, _ = run_engine(model, tok, pool, tasks, AgentConfig(), "cpu", attention, progress=False,
-                                          max_batch=a.max_batch, attention=attention)
-            codes[attention] = [[x.code for x in r.attempts] for r in results]
+        for backend in ("native", "torch"):
+            results, wall, _ = run_engine(model, tok, pool, tasks, AgentConfig(), "cpu", backend, progress=False,
+                                          max_batch=a.max_batch, backend=backend)
+            codes[backend] = [[x.code for x in r.attempts] for r in results]
             failed = [i for i, r in enumerate(results) if not r.passed]
-            print(f"{attention:>6}: pass@final {1 - len(failed) / len(tasks):.4f}, {wall:.1f} s, fails the recorded "
+            print(f"{backend:>6}: pass@final {1 - len(failed) / len(tasks):.4f}, {wall:.1f} s, fails the recorded "
                   f"reference's tasks: {'n/a' if recorded is None else failed == recorded}")
-    differ = [tasks[i].id for i, (x, y) in enumerate(zip(codes["kernel"], codes["torch"])) if x != y]
+    differ = [tasks[i].id for i, (x, y) in enumerate(zip(codes["native"], codes["torch"])) if x != y]
     print(f"tasks whose attempts differ between the two: {len(differ)} of {len(tasks)}"
           + (f" ({', '.join(differ[:10])})" if differ else ""))
     return 0

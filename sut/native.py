@@ -1,29 +1,30 @@
-"""The engine's native kernels (``sut/decode_attention.c``): built once per machine, called through ctypes.
+"""The engine's native kernels: built once per machine from C, called through ctypes.
 
-``decode_attention`` computes the decode rows' attention; ``write_kv`` copies a step's new keys
-and values into the slot cache (what an ``index_put`` writes, at a fraction of its overhead).
+One library, built from ``sut/decode_step.c`` (which includes ``sut/decode_attention.c``):
 
-Why: a decode row has one query per head, so torch computes its attention as batched GEMMs of
-1 x head_dim matrices, and the per-matrix overhead is most of the attention time of a step
-(docs/engine.md). The kernel streams the cache once per step: position by position, the keys of
-every row (the cache is position-major, so a step's rows in adjacent slots are one contiguous
-block per position), then the values.
+- ``decode_step``: the whole batched forward of the engine's rows (sut/native_step.py);
+- ``decode_attention``: one-query attention of rows over the position-major slot cache;
+- ``write_kv``: a step's new keys and values into the cache (what an ``index_put`` writes).
+The last two are the step's parts; the wrappers below call them alone, for tests and benchmarks.
 
-Build: the C file is compiled with the system C compiler (``$CC``, else ``cc``/``gcc``;
+Why native code: a decode step of this model is small, and in eager torch its ~80 operator calls
+and 8-row padded matmuls cost more than its arithmetic; torch's one-query attention runs as
+batched GEMMs of 1 x head_dim matrices with a per-matrix overhead (docs/engine.md).
+
+Build: the C files are compiled with the system C compiler (``$CC``, else ``cc``/``gcc``;
 ``-O3 -march=native``) into ``$NANO_CODEGEN_CACHE`` (default ``~/.cache/nano-codegen-agent``),
-under a name that hashes the source, the flags and the CPU (model and feature flags), so a
-shared home directory never hands one machine a build it cannot run. The compile takes well
-under a second and happens at the first use on a machine; concurrent builders write temporary
-files and rename them into place.
-Without a compiler, ``available()`` is False with the reason, and the engine falls back to
-torch's attention (``BatchModel(attention="auto")``); asking for the kernel explicitly then
-fails with that reason.
+under a name that hashes the sources, the flags and the CPU (model and feature flags), so a
+shared home directory never hands one machine a build it cannot run. The compile takes about a
+second and happens at the first use on a machine; concurrent builders write temporary files and
+rename them into place. Without a compiler, ``available()`` is False with the reason, and the
+engine falls back to torch's operators (``BatchModel(backend="auto")``); asking for the native
+backend explicitly then fails with that reason.
 
-Numerics: each (row, head) is computed in a fixed order of its own (lane sums in a fixed tree,
-a branch-free exp, positions past its length contributing exact zeros), so a row's result does
-not depend on which other rows share the call: the engine's bitwise batch invariance holds by
-construction. It agrees with torch's attention to float rounding (tests/test_attention_kernel.py),
-not bit for bit.
+Numerics: each row is computed in a fixed order of its own (one fused multiply-add chain per
+matmul output, lane sums in a fixed tree, a branch-free exp, positions past its length
+contributing exact zeros), so a row's result does not depend on which other rows share the
+call: the engine's bitwise batch invariance holds by construction. It agrees with torch to
+float rounding (tests/test_attention_kernel.py, tests/test_native_step.py), not bit for bit.
 """
 from __future__ import annotations
 
@@ -43,9 +44,10 @@ from torch import Tensor
 from sut.platform_info import cpu_flags, cpu_model
 
 log = logging.getLogger(__name__)
-SOURCE = Path(__file__).with_name("decode_attention.c")
+SOURCE = Path(__file__).with_name("decode_step.c")            # includes decode_attention.c
+SOURCES = (SOURCE, Path(__file__).with_name("decode_attention.c"))
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c11"]
-MODES = ("auto", "kernel", "torch")
+MODES = ("auto", "native", "torch")
 
 
 class KernelUnavailable(RuntimeError):
@@ -71,8 +73,8 @@ def _load() -> ctypes.CDLL:
     if cc is None:
         raise KernelUnavailable("no C compiler found (set $CC or install gcc)")
     machine = " ".join([cc, *FLAGS, cpu_model(detail=True), cpu_flags()])   # -march=native: this CPU's build only
-    key = hashlib.sha256(SOURCE.read_bytes() + machine.encode()).hexdigest()
-    lib = _cache_dir() / f"decode_attention-{key[:16]}.so"
+    key = hashlib.sha256(b"".join(f.read_bytes() for f in SOURCES) + machine.encode()).hexdigest()
+    lib = _cache_dir() / f"nano_codegen_native-{key[:16]}.so"
     if not lib.is_file():
         lib.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
@@ -92,6 +94,14 @@ def _load() -> ctypes.CDLL:
     dll.decode_attention.restype = ctypes.c_int
     dll.write_kv.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, i64]
     dll.write_kv.restype = ctypes.c_int
+    dll.decode_step.argtypes = [p, i64, p, i64, p, i64, i64, i64, i64, i64, ctypes.c_float, p, i64, i64, p, p]
+    dll.decode_step.restype = ctypes.c_int
+    dll.decode_step_scratch.argtypes = [i64, i64, i64, i64, i64]
+    dll.decode_step_scratch.restype = i64
+    dll.panel_width.argtypes = []
+    dll.panel_width.restype = ctypes.c_int
+    dll.linear_packed.argtypes = [p, i64, i64, p, p, i64, p]
+    dll.linear_packed.restype = None
     return dll
 
 
@@ -105,20 +115,21 @@ def available() -> tuple[bool, str]:
 
 
 def resolve(mode: str, device: torch.device, dtype: torch.dtype, head_dim: int) -> str:
-    """The attention a BatchModel uses: "kernel" or "torch". ``mode`` "auto" takes the kernel where it
-    applies (CPU, float32, head_dim a multiple of 8) and builds; "kernel" insists (KernelUnavailable if not)."""
+    """The backend a BatchModel uses: "native" or "torch". ``mode`` "auto" takes native where it applies
+    (CPU, float32, head_dim a multiple of 8) and builds; "native" insists (KernelUnavailable if not)."""
     if mode not in MODES:
-        raise ValueError(f"decode attention {mode!r}: choose one of {', '.join(MODES)}")
+        raise ValueError(f"backend {mode!r}: choose one of {', '.join(MODES)}")
     if mode == "torch":
         return "torch"
     fits = device.type == "cpu" and dtype == torch.float32 and head_dim % 8 == 0 and head_dim <= 256
     ok, why = available() if fits else (False, f"it runs on CPU float32 with head_dim a multiple of 8 (here "
                                                 f"{device.type} {dtype}, head_dim {head_dim})")
     if ok:
-        return "kernel"
-    if mode == "kernel":
-        raise KernelUnavailable(f"decode attention kernel unavailable: {why}; use --decode-attention torch")
-    log.warning("decode attention kernel unavailable (%s): using torch's attention", why)
+        return "native"
+    if mode == "native":
+        raise KernelUnavailable(f"native backend unavailable: {why}; use --backend torch")
+    if device.type == "cpu":
+        log.warning("native backend unavailable (%s): using torch's operators", why)
     return "torch"
 
 
@@ -163,3 +174,23 @@ def write_kv(qkv: Tensor, kv: Tensor, slots: Tensor, pos: Tensor, m: int) -> Non
                           slots.data_ptr(), pos.data_ptr(), m, nh * hd, n_slots, window)
     if rc != 0:
         raise ValueError(f"write_kv: a slot outside 0..{n_slots - 1} or a position outside 0..{window - 1}")
+
+
+def pack_panels(weight: Tensor) -> Tensor:
+    """A Linear's (out, in) weight in the native matmul's layout: (in, out) cut into column panels of
+    ``panel_width()`` (the last may be narrower), each panel's rows contiguous, one after the other
+    (sut/decode_step.c): a tile reads its panel front to back."""
+    pw = _load().panel_width()
+    wt = weight.detach().float().t()
+    return torch.cat([wt[:, j:j + pw].reshape(-1) for j in range(0, wt.shape[1], pw)])
+
+
+def linear(x: Tensor, packed: Tensor, bias: Tensor) -> Tensor:
+    """``F.linear(x, weight, bias)`` through the native step's matmul, ``packed = pack_panels(weight)``:
+    each output is its bias then one fused multiply-add per input in order, whatever the row count."""
+    n, K = x.shape
+    N = bias.numel()
+    assert x.is_contiguous() and bias.is_contiguous() and packed.numel() == K * N
+    y = torch.empty(n, N)
+    _load().linear_packed(x.data_ptr(), n, K, packed.data_ptr(), bias.data_ptr(), N, y.data_ptr())
+    return y

@@ -1,0 +1,98 @@
+"""The native batched forward (sut/native_step.py, sut/decode_step.c), built and run for real against torch."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sut import native, native_step
+from sut.engine_batch import BatchModel
+from sut.model import GPTConfig, NanoCodeGen
+
+
+def model_of(n_embd: int = 64, n_head: int = 4, seed: int = 0) -> NanoCodeGen:
+    torch.manual_seed(seed)
+    m = NanoCodeGen(GPTConfig(vocab_size=200, block_size=300, n_layer=2, n_head=n_head, n_embd=n_embd)).eval()
+    with torch.no_grad():                  # trained-looking scales: LayerNorm and biases away from 1 and 0
+        for name, p in m.named_parameters():
+            if "ln" in name or "bias" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+    return m
+
+
+def steps_of(bm: BatchModel, seqs: list[list[int]]) -> list[torch.Tensor]:
+    """Prefill each sequence but its last token into its own slot, then one step decoding all last tokens
+    beside a fresh prefill in another slot: every kind of row."""
+    with torch.inference_mode():
+        for slot, ids in enumerate(seqs):
+            bm.step([], [(slot, ids[:-1], [1] * (len(ids) - 1), 0)])
+        dec = [(slot, ids[-1], 2, len(ids) - 1) for slot, ids in enumerate(seqs)]
+        return [bm.step(dec, [(len(seqs), seqs[-1][:9], [0] * 9, 0)]).clone(), bm.kv.clone()]
+
+
+@pytest.mark.parametrize("n_embd, n_head", [(64, 4), (96, 4), (48, 2)])
+def test_native_step_matches_the_torch_backend(n_embd: int, n_head: int) -> None:
+    """Logits and cache agree with torch's operators to float rounding, for head_dim 16, 24 and 24 with
+    widths whose last weight panel is narrower than a tile."""
+    model = model_of(n_embd, n_head)
+    g = torch.Generator().manual_seed(1)
+    seqs = [torch.randint(0, 200, (n,), generator=g).tolist() for n in (2, 17, 40, 120)]
+    nat, kv_nat = steps_of(BatchModel(model, 6, backend="native"), seqs)
+    ref, kv_ref = steps_of(BatchModel(model, 6, backend="torch"), seqs)
+    assert nat.shape == ref.shape == (5, 200)
+    assert (nat - ref).abs().max() < 2e-4 * ref.abs().max()
+    assert torch.equal(nat.argmax(-1), ref.argmax(-1))
+    assert (kv_nat - kv_ref).abs().max() < 1e-4
+
+
+def test_a_token_prefilled_or_decoded_gives_the_same_bits() -> None:
+    """Prefill rows attend causally through the cache like decode rows, so a transcript prefilled at
+    once, in pieces, or a token at a time gives identical logits and cache."""
+    model = model_of()
+    ids = torch.randint(0, 200, (30,), generator=torch.Generator().manual_seed(2)).tolist()
+    bm = BatchModel(model, 3, backend="native")
+    with torch.inference_mode():
+        whole = bm.step([], [(0, ids, [0] * 30, 0)])[0].clone()
+        bm.step([], [(1, ids[:11], [0] * 11, 0)])
+        pieces = bm.step([], [(1, ids[11:], [0] * 19, 11)])[0].clone()
+        for p, t in enumerate(ids):
+            one = bm.step([(2, t, 0, p)], [])[0].clone()
+    assert torch.equal(whole, pieces) and torch.equal(whole, one)
+    assert torch.equal(bm.kv[:, :, :30, 0], bm.kv[:, :, :30, 1]) and torch.equal(bm.kv[:, :, :30, 0], bm.kv[:, :, :30, 2])
+
+
+def test_a_step_split_over_calls_gives_the_same_bits(monkeypatch) -> None:
+    """A step of more rows than one native call takes (CHUNK) runs in position order over several calls:
+    the same logits and cache as in one call."""
+    model = model_of()
+    g = torch.Generator().manual_seed(3)
+    pre = [(s, torch.randint(0, 200, (n,), generator=g).tolist(), [0] * n, 0) for s, n in enumerate((50, 7, 90))]
+    outs = []
+    for chunk in (native_step.CHUNK, 13):
+        monkeypatch.setattr(native_step, "CHUNK", chunk)
+        bm = BatchModel(model, 3, backend="native")
+        with torch.inference_mode():
+            outs.append((bm.step([], pre).clone(), bm.kv.clone()))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+
+
+def test_bad_rows_are_refused_before_anything_is_written() -> None:
+    model = model_of()
+    bm = BatchModel(model, 2, backend="native")
+    before = bm.kv.clone()
+    for dec in ([(0, 200, 0, 3)], [(2, 5, 0, 3)], [(0, 5, 16, 3)], [(0, 5, 0, 300)]):   # token, slot, step, position
+        with pytest.raises(ValueError, match="out of range"):
+            bm.step(dec, [])
+    assert torch.equal(bm.kv, before)
+
+
+@pytest.mark.parametrize("n_out", [384, 96, 40, 7])
+def test_native_matmul_matches_f_linear_and_ignores_the_other_rows(n_out: int) -> None:
+    """Whole panels, a narrower last panel of whole vectors, and columns past the last vector."""
+    g = torch.Generator().manual_seed(n_out)
+    x, w, b = torch.randn(21, 128, generator=g), torch.randn(n_out, 128, generator=g), torch.randn(n_out, generator=g)
+    packed = native.pack_panels(w)
+    y = native.linear(x, packed, b)
+    assert (y - F.linear(x, w, b)).abs().max() < 1e-4
+    for r in (0, 8, 20):       # a row alone, the first of a tile, a tail row: the same bits
+        assert torch.equal(native.linear(x[r:r + 1].contiguous(), packed, b)[0], y[r])
