@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from sut import transcript as tr
 from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, make_generator, redraw_from
-from sut.engine_batch import ROW_ALIGN, BatchModel, round_up, sample_rows
+from sut.engine_batch import BatchModel, sample_rows
 from sut.engine_seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line
 from sut.model import NanoCodeGen
 from sut.tokenizer import CodeTokenizer
@@ -373,7 +373,7 @@ class Engine:
         """Logits for the decode rows, then for each prefill's last position."""
         if not self.use_kv_cache:  # the reference's way: the whole context through the full forward, row by row
             return torch.stack([self.bm.full_logits(s.ids, s.steps) for s in dec + pre])
-        self._n["rows_computed"] += round_up(len(dec) + sum(len(s) - s.cached for s in pre), ROW_ALIGN)
+        self._n["rows_computed"] += self.bm.rows_computed(len(dec) + sum(len(s) - s.cached for s in pre))
         return self.bm.step([(s.slot, s.ids[-1], s.steps[-1], s.cached) for s in dec],
                             [(s.slot, s.ids[s.cached:], s.steps[s.cached:], s.cached) for s in pre])
 

@@ -112,6 +112,10 @@ class BatchModel:
         # FLOPs of one token through the matmuls (embedding lookups excluded, LM head included)
         self.matmul_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 
+    def rows_computed(self, rows: int) -> int:
+        """Rows a step of ``rows`` rows runs through the matmuls: torch's pads them to ROW_ALIGN."""
+        return rows if self.backend == "native" else round_up(rows, ROW_ALIGN)
+
     def token_flops(self, context: int) -> int:
         """Model FLOPs to produce one token at ``context`` keys: 2 per matmul weight + QK^T and PV."""
         cfg = self.model.config
