@@ -91,6 +91,13 @@ def run_engine(model: Any, tok: Any, pool: SandboxPool, tasks: list[Any], cfg: A
     return results, wall, engine.stats()
 
 
+def machine_cpu_s() -> float:
+    """Core-seconds every CPU of the machine has been busy (Linux /proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_decode(a: argparse.Namespace, tok: Any, pool: SandboxPool, cfg_model: Any) -> dict[str, Any]:
     """Section 1: decode tokens/s, ours vs HF generate, at batch 1 and 32."""
     model = random_model(cfg_model, tok, a.device)
@@ -123,7 +130,13 @@ def bench_agent(a: argparse.Namespace, model: Any, tok: Any, pool: SandboxPool, 
     tasks = load_eval_tasks()[: a.tasks]
     sub = tasks[: a.ref_tasks]
     cfg = AgentConfig()
+    cpu0 = machine_cpu_s(), os.times()
     full, full_s, full_stats = run_engine(model, tok, pool, tasks, cfg, a.device, "engine", max_batch=a.max_batch)
+    cpu1 = machine_cpu_s(), os.times()
+    cpu = {"wall_s": full_s, "engine_thread_s": full_stats["engine_thread_cpu_s"], "steps_s": full_stats["step_cpu_s"],
+           "process_s": (cpu1[1].user + cpu1[1].system) - (cpu0[1].user + cpu0[1].system),
+           "machine_s": cpu1[0] - cpu0[0], "cores": os.cpu_count()}
+    cpu["verifier_s"] = cpu["machine_s"] - cpu["process_s"]   # the sandboxes are other processes
     noreuse, noreuse_s, noreuse_stats = run_engine(model, tok, pool, tasks, cfg, a.device, "engine, no prefix reuse",
                                                    max_batch=a.max_batch, prefix_reuse=False)
     sub_eng, sub_s, _ = run_engine(model, tok, pool, sub, cfg, a.device, "engine (subset)", max_batch=a.max_batch)
@@ -143,7 +156,7 @@ def bench_agent(a: argparse.Namespace, model: Any, tok: Any, pool: SandboxPool, 
         "reference_outputs_identical": not differ, "reference_outputs_differ": differ,
         "pass_rate": sum(r.passed for r in full) / len(full),
         "mean_attempts": sum(len(r.attempts) for r in full) / len(full),
-        "engine_stats": full_stats, "no_prefix_reuse_stats": noreuse_stats, "reference_stats": ref_stats,
+        "cpu": cpu, "engine_stats": full_stats, "no_prefix_reuse_stats": noreuse_stats, "reference_stats": ref_stats,
         "per_attempt": agent_table(full, noreuse),
     }
 
@@ -242,6 +255,10 @@ def report(r: dict[str, Any]) -> None:
               + (f" (differ: {', '.join(ag['reference_outputs_differ'])})" if ag["reference_outputs_differ"] else ""))
         print(f"  bound: the engine's {st['model_flops'] / 1e9:.1f} GFLOP at the matmul peak, verification free: "
               f"{ag['engine_tasks_s_at_peak']:.0f} tasks/s = {ag['speedup_at_peak']:.0f}x the reference way")
+        c = ag["cpu"]
+        print(f"  CPU over the engine run's {c['wall_s']:.2f} s on {c['cores']} cores (core-seconds): engine thread "
+              f"{c['engine_thread_s']:.2f} (batched steps and sampling {c['steps_s']:.2f}), this process "
+              f"{c['process_s']:.2f}, the verifier's sandboxes {c['verifier_s']:.2f}, the whole machine {c['machine_s']:.2f}")
         print(f"  prefix-reuse hit rate {st['prefix_reuse_hit_rate']:.3f}, cache rebuilds {st['cache_rebuilds']}, "
               f"mean decode rows {st['mean_decode_rows']:.1f}")
         print("  per attempt (mean context / prefilled tokens / ms of the batched step that prefilled it):")

@@ -4,8 +4,8 @@
 # clearly labelled isolation level). torch is pinned to the CPU build that installs in
 # seconds; on a GPU box install the CUDA build of your choice first and drop the pin.
 set -euo pipefail
-# A C compiler builds the engine's decode-attention kernel at first use (sut/native.py);
-# without one the engine falls back to torch's slower attention.
+# A C compiler builds the engine's native backend at first use (sut/native.py);
+# without one the engine falls back to torch's operators, about 3-10x slower a step.
 NEED=""
 command -v bwrap >/dev/null 2>&1 || NEED="$NEED bubblewrap"
 { command -v cc || command -v gcc; } >/dev/null 2>&1 || NEED="$NEED gcc libc6-dev"

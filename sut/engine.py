@@ -75,7 +75,7 @@ class Engine:
         self._n = dict(submitted=0, done=0, errors=0, passed=0, attempts=0, tokens=0, reused=0, prefilled=0,
                        rebuilds=0, steps=0, decode_steps=0, decode_rows=0, rows_computed=0, decode_flops=0,
                        model_flops=0, loop_errors=0)
-        self._t = dict(prefill_s=0.0, decode_s=0.0, step_s=0.0)
+        self._t = dict(prefill_s=0.0, decode_s=0.0, step_s=0.0, step_cpu_s=0.0, loop_cpu_s=0.0)
 
     # -- public API -------------------------------------------------------------------------
     def submit(self, task: Any, on_done: OnDone, on_first_token: OnFirstToken | None = None) -> None:
@@ -146,19 +146,21 @@ class Engine:
             "mean_batch_occupancy": n["decode_rows"] / steps / self.max_batch,
             "rows_computed": n["rows_computed"], "decode_flops": n["decode_flops"], "model_flops": n["model_flops"],
             "steps": n["steps"], "step_s": t["step_s"], "prefill_s": t["prefill_s"], "decode_s": t["decode_s"],
-            "loop_errors": n["loop_errors"],
+            "step_cpu_s": t["step_cpu_s"], "engine_thread_cpu_s": t["loop_cpu_s"], "loop_errors": n["loop_errors"],
             "max_batch": self.max_batch, "use_kv_cache": self.use_kv_cache, "prefix_reuse": self.prefix_reuse,
             "isolation": self.isolation, "backend": self.bm.backend,
         }
 
     # -- the engine thread -------------------------------------------------------------------
     def _loop(self) -> None:
+        cpu0 = time.thread_time()
         with torch.inference_mode():
             while self._wait_for_work():
                 try:
                     self._collect_verdicts()
                     self._admit()
                     self._step()
+                    self._t["loop_cpu_s"] = time.thread_time() - cpu0
                 except Exception as e:  # a bug of ours: fail what is in flight, keep serving
                     log.exception("engine loop failed; failing %d tasks in flight", len(self._active))
                     self._n["loop_errors"] += 1
@@ -333,7 +335,7 @@ class Engine:
         dec = [s for s in by_slot if s.state == DECODE]
         if not pre and not dec:
             return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             logits = self._forward(dec, pre)
             tokens = self._pick(dec + pre, logits)
@@ -348,6 +350,7 @@ class Engine:
         self._t["prefill_s"] += (t1 - t0) * share
         self._t["decode_s"] += (t1 - t0) * (1 - share)
         self._t["step_s"] += t1 - t0
+        self._t["step_cpu_s"] += time.thread_time() - c0
         self._n["steps"] += 1
         self._n["decode_steps"] += bool(dec)
         self._n["decode_rows"] += len(dec)
