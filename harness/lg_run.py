@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(json.dumps(rec) + "\n")
         stats = {**asdict(sut.stats), "wall_s": wall, "unanswered": sut.unanswered,
                  "isolation": getattr(engine, "isolation", ""),
-                 "engine": engine.stats()}   # prefix reuse, decode attention, ...
+                 "engine": engine.stats()}   # prefix reuse, backend, CPU time, ...
         stats.pop("started")
         (args.outdir / "sut_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
         sut.destroy()

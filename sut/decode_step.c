@@ -11,7 +11,7 @@
    followed by one fused multiply-add per input, in input order (one chain per output, whatever the
    row or column tiling around it); LayerNorm, GELU and the embeddings work on one row at a time; the
    attention is decode_attention.c's. The results agree with torch's to float rounding, not bit for
-   bit (tests/test_decode_step.py). */
+   bit (tests/test_native_step.py). */
 #include "decode_attention.c"
 
 #if defined(__AVX512F__)
@@ -148,23 +148,29 @@ static void layer_norm(const float *x, int64_t n, int64_t C, const float *w, con
 /* GELU, exact form x/2 (1 + erf(x/sqrt 2)), in place on m floats. erf by Abramowitz & Stegun 7.1.26
    (absolute error below 1.5e-7), the approximation torch's own vectorised CPU erf uses, with the exp
    of decode_attention.c. */
+static inline v8 gelu8(v8 v) {
+    const v8 one = {1, 1, 1, 1, 1, 1, 1, 1}, z = v * 0.70710678118654752f;
+    const v8i neg = z < 0.0f;
+    const v8 a = (v8)((v8i)z & ~(v8i)(v8){-0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f});  /* |z| */
+    const v8 t = one / (a * 0.3275911f + 1.0f);
+    v8 p = t * 1.061405429f - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    const v8 e = one - p * t * exp_nonpos8(-(a * a));              /* erf(|z|) */
+    const v8 erf = (v8)((neg & (v8i)(-e)) | (~neg & (v8i)e));
+    return v * 0.5f * (one + erf);
+}
+
 static void gelu(float *x, int64_t m) {
-    const v8 one = {1, 1, 1, 1, 1, 1, 1, 1};
     int64_t i = 0;
-    for (; i + 8 <= m; i += 8) {
-        const v8 v = load8(x + i), z = v * 0.70710678118654752f;
-        const v8i neg = z < 0.0f;
-        const v8 a = (v8)((v8i)z & ~(v8i)(v8){-0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f});  /* |z| */
-        const v8 t = one / (a * 0.3275911f + 1.0f);
-        v8 p = t * 1.061405429f - 1.453152027f;
-        p = p * t + 1.421413741f;
-        p = p * t - 0.284496736f;
-        p = p * t + 0.254829592f;
-        const v8 e = one - p * t * exp_nonpos8(-(a * a));              /* erf(|z|) */
-        const v8 erf = (v8)((neg & (v8i)(-e)) | (~neg & (v8i)e));
-        store8(x + i, v * 0.5f * (one + erf));
+    for (; i + 8 <= m; i += 8) store8(x + i, gelu8(load8(x + i)));
+    if (i < m) {                     /* the last few through the same arithmetic */
+        float tail[8] = {0};
+        memcpy(tail, x + i, (size_t)(m - i) * sizeof(float));
+        store8(tail, gelu8(load8(tail)));
+        memcpy(x + i, tail, (size_t)(m - i) * sizeof(float));
     }
-    for (; i < m; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
 /* The weights, as an array of pointers: per layer (LAYER_PTRS of them) ln_1 weight, bias; c_attn

@@ -1,31 +1,32 @@
 """The engine's batched forward: prefills and one-token decodes of many sequences in one call.
 
-``BatchModel.step`` runs, as rows of the same matmuls, the new tokens of every sequence
-starting an attempt and one token for every decoding sequence, each row at its own
-position in its own cache slot. The cache is position-major, (layer, k/v, position, slot,
-head, head_dim): the keys a step's rows read at one position are one contiguous block.
-Attention is per kind: decode rows through the native kernel (sut/native.py), or
-with attention="torch" in runs of adjacent slots, each run with its own key length; each
-prefill causally over its own slot with SDPA. Only the rows that need logits (decode rows,
-a prefill's last position) reach the LM head.
+``BatchModel.step`` runs, as rows of one forward, the new tokens of every sequence starting
+an attempt and one token for every decoding sequence, each row at its own position in its own
+cache slot. The cache is position-major, (layer, k/v, position, slot, head, head_dim): the
+keys a step's rows read at one position are one contiguous block. Only the rows that need
+logits (decode rows, a prefill's last position) reach the LM head. Two backends:
 
-Batch invariance (a task's tokens never depend on what else is in the step) is built in,
-not hoped for. Two kernels on CPU change their floating-point reduction order with the
-shape of the call (measured; docs/engine.md):
+- ``native`` (sut/native_step.py, sut/decode_step.c): every row, prefill tokens included,
+  through one C forward; batch invariant by construction (one fused multiply-add chain per
+  matmul output, row-local everything else);
+- ``torch`` (``torch_step``): torch's operators, the path on CUDA and the CPU fallback.
+
+Batch invariance on the torch backend (a task's tokens never depend on what else is in the
+step) is built in, not hoped for. Two kernels on CPU change their floating-point reduction
+order with the shape of the call (measured; docs/engine.md):
 
 - GEMM: rows the BLAS micro-kernel computes in a full group of 4 differ in the last bits
   from tail rows and from the M=1 (GEMV) path. Every matmul therefore runs on a row count
   padded to a multiple of ROW_ALIGN, so each row always goes through the same
   micro-kernel whatever else is in the step (the padding rows write and attend nothing).
-- Attention (torch's path): the softmax and the P.V reduction depend on the key length's
-  tail. Decode key lengths are padded to a multiple of KEY_ALIGN (masked), which gives
-  identical results for any padded length and run composition; a prefill attends over
-  exactly its own length, which depends on its sequence only. The kernel computes each row
-  on its own in a fixed order, invariant by construction.
+- Attention: the softmax and the P.V reduction depend on the key length's tail. Decode key
+  lengths are padded to a multiple of KEY_ALIGN (masked), which gives identical results for
+  any padded length and run composition; a prefill attends over exactly its own length,
+  which depends on its sequence only.
 
 LayerNorm, GELU, embedding lookups, argmax and the row-wise sampling are row-local.
-tests/test_engine.py checks the logits bitwise. (On CUDA, cuBLAS chooses algorithms by
-shape: the padding still helps, but bitwise invariance there is not claimed.)
+tests/test_engine.py checks the logits bitwise for both backends. (On CUDA, cuBLAS chooses
+algorithms by shape: the padding still helps, but bitwise invariance there is not claimed.)
 """
 from __future__ import annotations
 
@@ -84,7 +85,9 @@ def sample_rows(logits: Tensor, temperature: float, top_k: int | None, gens: lis
 
 
 class BatchModel:
-    """A model plus a KV cache of ``n_slots`` sequence slots of ``block_size`` positions each."""
+    """A model plus a KV cache of ``n_slots`` sequence slots of ``block_size`` positions each.
+
+    ``backend``: "native", "torch", or "auto" (native where it builds and applies: CPU float32)."""
 
     def __init__(self, model: NanoCodeGen, n_slots: int, use_kv_cache: bool = True, backend: str = "auto") -> None:
         self.model = model
@@ -151,17 +154,25 @@ class BatchModel:
         assert self.use_kv_cache, "step() needs the KV cache; without it use full_logits()"
         if self._native is None:
             return self.torch_step(dec, pre)
-        slots, toks, steps, pos = ([d[j] for d in dec] for j in range(4))
-        head = list(range(len(dec)))
-        for slot, ids, st, start in pre:
+        slots, toks, steps, pos, offs = self._rows(dec, pre)
+        head = list(range(len(dec))) + [o + len(ids) - 1 for o, (_, ids, _, _) in zip(offs, pre)]
+        return self._native(torch.tensor([slots, toks, steps, pos]), head)
+
+    def _rows(self, dec: list[tuple[int, int, int, int]], pre: list[tuple[int, list[int], list[int], int]]
+              ) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+        """The step's rows, decode rows then each prefill's tokens: slots, tokens, retry steps,
+        positions, and the row where each prefill starts."""
+        r_slot, r_tok, r_step, r_pos = ([d[j] for d in dec] for j in range(4))
+        offs = []
+        for slot, ids, steps, start in pre:
             if start + len(ids) > self.window:
                 raise ValueError(f"a row would reach position {start + len(ids)}: the cache holds {self.window} tokens")
-            slots += [slot] * len(ids)
-            toks += ids
-            steps += st
-            pos += range(start, start + len(ids))
-            head.append(len(slots) - 1)
-        return self._native(torch.tensor([slots, toks, steps, pos]), head)
+            offs.append(len(r_slot))
+            r_slot += [slot] * len(ids)
+            r_tok += ids
+            r_step += steps
+            r_pos += range(start, start + len(ids))
+        return r_slot, r_tok, r_step, r_pos, offs
 
     def torch_step(self, dec: list[tuple[int, int, int, int]], pre: list[tuple[int, list[int], list[int], int]]) -> Tensor:
         """``step`` in torch's operators: all rows through the same matmuls (nothing but the decode
@@ -172,18 +183,9 @@ class BatchModel:
         of slots on views of the cache (padded key lengths); each prefill causally over its own
         slot, exactly its length.
         """
-        m, L, C, dev, nh, hd = self.model, self.window, self.model.config.n_embd, self.device, self.nh, self.hd
+        m, C, dev, nh, hd = self.model, self.model.config.n_embd, self.device, self.nh, self.hd
         n = len(dec)
-        r_slot, r_tok, r_step, r_pos = ([d[j] for d in dec] for j in range(4))
-        offs = []
-        for slot, ids, steps, start in pre:
-            if start + len(ids) > L:
-                raise ValueError(f"a row would reach position {start + len(ids)}: the cache holds {L} tokens")
-            offs.append(len(r_slot))
-            r_slot += [slot] * len(ids)
-            r_tok += ids
-            r_step += steps
-            r_pos += range(start, start + len(ids))
+        r_slot, r_tok, r_step, r_pos, offs = self._rows(dec, pre)
         M = len(r_slot)
         P, fill = round_up(M, ROW_ALIGN), round_up(M, ROW_ALIGN) - M
         meta = torch.tensor([r_slot + r_slot[:1] * fill, r_tok + r_tok[:1] * fill, r_step + r_step[:1] * fill,
@@ -198,10 +200,7 @@ class BatchModel:
         for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wo, bo) in enumerate(self._layers):
             qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba)           # (P, 3C)
             kv = self.kv[i]                                                     # (2, L, S, nh, hd)
-            if self.backend == "native":
-                native.write_kv(qkv, kv, slot_t, pos_t, M)
-            else:
-                kv[:, pos_t[:M], slot_t[:M]] = qkv[:M, C:].view(M, 2, nh, hd).transpose(0, 1)
+            kv[:, pos_t[:M], slot_t[:M]] = qkv[:M, C:].view(M, 2, nh, hd).transpose(0, 1)
             q = qkv[:, :C].view(P, nh, hd)
             if att is not None:
                 self._decode_attention(att, q[:n], kv, y)

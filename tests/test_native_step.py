@@ -96,3 +96,37 @@ def test_native_matmul_matches_f_linear_and_ignores_the_other_rows(n_out: int) -
     assert (y - F.linear(x, w, b)).abs().max() < 1e-4
     for r in (0, 8, 20):       # a row alone, the first of a tile, a tail row: the same bits
         assert torch.equal(native.linear(x[r:r + 1].contiguous(), packed, b)[0], y[r])
+
+
+def _isa_builds() -> list[str]:
+    """-march values this CPU runs besides native: AVX2+FMA (8-wide vectors, 4-row tiles) where it has
+    them, and plain x86-64 (SSE2, the scalar matmul with fmaf)."""
+    from sut.platform_info import cpu_flags
+    import platform
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return []
+    flags = cpu_flags().split()
+    return (["x86-64-v3"] if {"avx2", "fma"} <= set(flags) else []) + ["x86-64"]
+
+
+@pytest.mark.parametrize("march", _isa_builds())
+def test_every_vector_width_computes_the_same_bits(monkeypatch, tmp_path, march: str) -> None:
+    """The native step built for AVX-512, AVX2 or plain SSE2 gives identical logits and cache: every
+    matmul output is the same fused multiply-add chain, and nothing else may be contracted."""
+    model = model_of(96, 4)
+    g = torch.Generator().manual_seed(4)
+    seqs = [torch.randint(0, 200, (n,), generator=g).tolist() for n in (3, 30, 70)]
+    native_out = steps_of(BatchModel(model, 4, backend="native"), seqs)
+    monkeypatch.setattr(native, "FLAGS", [f if f != "-march=native" else f"-march={march}" for f in native.FLAGS])
+    monkeypatch.setenv("NANO_CODEGEN_CACHE", str(tmp_path))
+    native._load.cache_clear()
+    try:
+        ok, why = native.available()
+        if not ok and "could not build" in why:
+            pytest.skip(f"this compiler has no -march={march}: {why}")
+        assert ok, why
+        other = steps_of(BatchModel(model, 4, backend="native"), seqs)
+        assert native._load().panel_width() != 0
+    finally:
+        native._load.cache_clear()
+    assert torch.equal(native_out[0], other[0]) and torch.equal(native_out[1], other[1])
