@@ -108,10 +108,11 @@ class BatchModel:
                              b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
                             for b in model.blocks]
         self._key_pos = torch.arange(self.window, device=self.device)
-        # decode rows: the native step (sut/native_step.py) where it applies, else torch's operators
-        self.backend = native.resolve(backend, self.device, model.wte.weight.dtype, self.hd)
-        self._native = NativeStep(model, self.kv) if self.backend == "native" and use_kv_cache \
-            else None
+        # the native step (sut/native_step.py) where it applies, else torch's operators; without the KV
+        # cache (the reference's way) every token is torch's full forward
+        self.backend = native.resolve(backend, self.device, model.wte.weight.dtype, self.hd) if use_kv_cache \
+            else "torch"
+        self._native = NativeStep(model, self.kv) if self.backend == "native" else None
         # FLOPs of one token through the matmuls (embedding lookups excluded, LM head included)
         self.matmul_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 

@@ -120,6 +120,7 @@ def test_ablation_switches_give_the_same_outputs(tok, pool, tasks, reference, sw
     if switch == "torch_backend":
         assert engine.stats()["backend"] == "torch"
         return
+    assert engine.stats()["backend"] == ("torch" if switch == "no_kv_cache" else "native")   # the reference way: torch
     assert all(a.reused_tokens == 0 and a.prefilled_tokens == a.prompt_tokens for r in got for a in r.attempts)
     assert engine.stats()["prefix_reuse_hit_rate"] == 0.0
 
