@@ -150,24 +150,48 @@ static inline __attribute__((always_inline)) void attend_rows(
         }
 }
 
-/* One-query attention of every head of n decode rows over keys 0..lens[r]-1 of slot slots[r] (layout
-   above). q: row r at q + r*q_row, heads one after the other; out likewise at out + r*out_row.
-   scratch: at least (max_len + 3) * RH floats, RH = n*nh rounded up to a multiple of 8. hd: a
-   multiple of 8, at most 256. Returns 0, or -1 for a head_dim it does not handle, -2 for a slot
-   outside 0..n_slots-1 or a length outside 1..max_len. */
-int decode_attention(const float *q, int64_t q_row, const float *kv, int64_t p_stride, int64_t v_off,
-                     const int64_t *slots, const int64_t *lens, int64_t n, int64_t nh, int64_t hd, float scale,
-                     float *out, int64_t out_row, float *scratch, int64_t n_slots, int64_t max_len) {
-    if (hd % 8 || hd > 8 * MAX_CHUNKS) return -1;
-    for (int64_t r = 0; r < n; r++)   /* never read outside the cache */
-        if (slots[r] < 0 || slots[r] >= n_slots || lens[r] < 1 || lens[r] > max_len) return -2;
+/* Floats of scratch attend() needs for n rows of nh heads and lengths up to max_len: scores, maxima,
+   sums and lengths of every lane, RH = n*nh rounded up to a multiple of 8. */
+int64_t decode_attention_scratch(int64_t n, int64_t nh, int64_t max_len) {
+    return (max_len + 3) * ((n * nh + 7) / 8 * 8);
+}
+
+/* attend_rows for any head_dim (a multiple of 8, at most 256), on checked inputs. */
+static void attend(const float *q, int64_t q_row, const float *kv, int64_t p_stride, int64_t v_off,
+                   const int64_t *slots, const int64_t *lens, int64_t n, int64_t nh, int64_t hd, float scale,
+                   float *out, int64_t out_row, float *scratch, int64_t max_len) {
     switch (hd) {   /* constant chunk counts let the compiler unroll a head */
         case 16: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 2, scale, out, out_row, scratch, max_len); break;
         case 32: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 4, scale, out, out_row, scratch, max_len); break;
         case 64: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, 8, scale, out, out_row, scratch, max_len); break;
         default: attend_rows(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, (int)(hd / 8), scale, out, out_row, scratch, max_len);
     }
+}
+
+/* One-query attention of every head of n decode rows over keys 0..lens[r]-1 of slot slots[r] (layout
+   above). q: row r at q + r*q_row, heads one after the other; out likewise at out + r*out_row.
+   scratch: decode_attention_scratch(n, nh, max_len) floats. hd: a multiple of 8, at most 256.
+   Returns 0, or -1 for a head_dim it does not handle, -2 for a slot outside 0..n_slots-1 or a
+   length outside 1..max_len. */
+int decode_attention(const float *q, int64_t q_row, const float *kv, int64_t p_stride, int64_t v_off,
+                     const int64_t *slots, const int64_t *lens, int64_t n, int64_t nh, int64_t hd, float scale,
+                     float *out, int64_t out_row, float *scratch, int64_t n_slots, int64_t max_len) {
+    if (hd % 8 || hd > 8 * MAX_CHUNKS) return -1;
+    for (int64_t r = 0; r < n; r++)   /* never read outside the cache */
+        if (slots[r] < 0 || slots[r] >= n_slots || lens[r] < 1 || lens[r] > max_len) return -2;
+    attend(q, q_row, kv, p_stride, v_off, slots, lens, n, nh, hd, scale, out, out_row, scratch, max_len);
     return 0;
+}
+
+/* write_kv's copies, on checked inputs. */
+static void copy_kv(const float *qkv, int64_t qkv_row, float *kv, int64_t p_stride, int64_t v_off,
+                    const int64_t *slots, const int64_t *pos, int64_t m, int64_t C) {
+    for (int64_t r = 0; r < m; r++) {
+        const float *src = qkv + r * qkv_row + C;
+        float *dst = kv + pos[r] * p_stride + slots[r] * C;
+        memcpy(dst, src, (size_t)C * sizeof(float));
+        memcpy(dst + v_off, src + C, (size_t)C * sizeof(float));
+    }
 }
 
 /* The step's new keys and values into the cache: row r of qkv (its keys at column C, its values at
@@ -177,11 +201,6 @@ int write_kv(const float *qkv, int64_t qkv_row, float *kv, int64_t p_stride, int
              const int64_t *pos, int64_t m, int64_t C, int64_t n_slots, int64_t max_len) {
     for (int64_t r = 0; r < m; r++)
         if (slots[r] < 0 || slots[r] >= n_slots || pos[r] < 0 || pos[r] >= max_len) return -2;
-    for (int64_t r = 0; r < m; r++) {
-        const float *src = qkv + r * qkv_row + C;
-        float *dst = kv + pos[r] * p_stride + slots[r] * C;
-        memcpy(dst, src, (size_t)C * sizeof(float));
-        memcpy(dst + v_off, src + C, (size_t)C * sizeof(float));
-    }
+    copy_kv(qkv, qkv_row, kv, p_stride, v_off, slots, pos, m, C);
     return 0;
 }

@@ -55,14 +55,15 @@ enum { PW = TV * VW };   /* a weight panel's width: the columns of one tile */
    is left for the last), K rows of pw floats, at wt + p*PW*K. A tile walks its panel front to back. */
 int panel_width(void) { return PW; }
 
-/* y[r, j0 + j] = b[j0 + j] + sum_k x[r, k] panel[k, j] for R rows (R <= TR) and NV vectors of columns:
+/* y[r, j0 + j] = b[j0 + j] + sum_k x[r, k] panel[k, j] for R rows (R <= TR) and NV vectors of columns
+   (b already offset to j0; NULL: no bias):
    the chain of fused multiply-adds runs k = 0..K-1 for every output, so the tile shape changes nothing. */
 static inline __attribute__((always_inline)) void tile(const float *x, int64_t K, const float *panel, int64_t pw,
                                                        const float *b, float *y, int64_t N, const int R,
                                                        const int NV) {
     vf acc[TR][TV];
     for (int r = 0; r < R; r++)
-        for (int c = 0; c < NV; c++) acc[r][c] = VLOAD(b + c * VW);
+        for (int c = 0; c < NV; c++) acc[r][c] = b ? VLOAD(b + c * VW) : VSET1(0.0f);
     for (int64_t k = 0; k < K; k++) {
         vf w[TV];
         for (int c = 0; c < NV; c++) w[c] = VLOAD(panel + k * pw + c * VW);
@@ -90,18 +91,16 @@ static inline __attribute__((always_inline)) void tile_rows(const float *x, int6
     }
 }
 
-/* y (n, N) = x (n, K) @ w + b (N), w packed in panels (above); b may be NULL (zeros). Panels
+/* y (n, N) = x (n, K) @ w + b (N), w packed in panels (above); b may be NULL (no bias). Panels
    outermost: a panel (K x PW floats) stays in L1 across every row tile. */
-static void linear(const float *x, int64_t n, int64_t K, const float *w, const float *b, int64_t N, float *y,
-                   const float *zeros) {
-    if (b == NULL) b = zeros;
+static void linear(const float *x, int64_t n, int64_t K, const float *w, const float *b, int64_t N, float *y) {
     for (int64_t j0 = 0; j0 < N; j0 += PW) {
-        const float *panel = w + j0 * K;
+        const float *panel = w + j0 * K, *bj = b ? b + j0 : NULL;
         const int64_t pw = N - j0 < PW ? N - j0 : PW;
         if (pw % VW)                 /* a last panel not a whole number of vectors: the same chains, one by one */
             for (int64_t r = 0; r < n; r++)
                 for (int64_t j = 0; j < pw; j++) {
-                    float acc = b[j0 + j];
+                    float acc = bj ? bj[j] : 0.0f;
                     for (int64_t k = 0; k < K; k++) acc = fmaf(x[r * K + k], panel[k * pw + j], acc);
                     y[r * N + j0 + j] = acc;
                 }
@@ -109,17 +108,17 @@ static void linear(const float *x, int64_t n, int64_t K, const float *w, const f
             for (int64_t r0 = 0; r0 < n; r0 += TR) {
                 const int64_t R = n - r0 < TR ? n - r0 : TR;
                 if (pw == PW)
-                    tile_rows(x + r0 * K, K, panel, pw, b + j0, y + r0 * N + j0, N, R, TV);
+                    tile_rows(x + r0 * K, K, panel, pw, bj, y + r0 * N + j0, N, R, TV);
                 else         /* a narrower last panel: a vector of columns at a time */
                     for (int64_t v = 0; v < pw; v += VW)
-                        tile_rows(x + r0 * K, K, panel + v, pw, b + j0 + v, y + r0 * N + j0 + v, N, R, 1);
+                        tile_rows(x + r0 * K, K, panel + v, pw, bj ? bj + v : NULL, y + r0 * N + j0 + v, N, R, 1);
             }
     }
 }
 
-/* linear() on its own (b not NULL), for tests and benchmarks (sut/native.py). */
+/* linear() on its own, for tests and benchmarks (sut/native.py). */
 void linear_packed(const float *x, int64_t n, int64_t K, const float *w, const float *b, int64_t N, float *y) {
-    linear(x, n, K, w, b, N, y, b);
+    linear(x, n, K, w, b, N, y);
 }
 
 /* Sum of C floats in a fixed order: 8 running lane sums, then the lanes pairwise. */
@@ -179,11 +178,10 @@ static void gelu(float *x, int64_t m) {
    weight, bias, and the LM head transposed (C, V). */
 enum { LAYER_PTRS = 12 };
 
-/* Scratch the step needs for n rows (floats): what decode_attention takes, plus x, h, y (n*C each),
-   a (n*4C), a row of zeros (4C or V) and one of C. */
-int64_t decode_step_scratch(int64_t n, int64_t C, int64_t nh, int64_t V, int64_t window) {
-    const int64_t att = (window + 3) * ((n * nh + 7) / 8 * 8), zeros = V > 4 * C ? V : 4 * C;
-    return att + 7 * n * C + zeros + C;
+/* Scratch the step needs for n rows (floats): the attention's, then x, h, y (n*C each), a (n*4C) and
+   a row of C for LayerNorm. */
+int64_t decode_step_scratch(int64_t n, int64_t C, int64_t nh, int64_t window) {
+    return decode_attention_scratch(n, nh, window) + 7 * n * C + C;
 }
 
 /* One step of n rows: row r is token tok[r] at position pos[r] of slot slots[r], retry step steps[r]
@@ -208,10 +206,8 @@ int decode_step(const int64_t *meta, int64_t n, const int64_t *head, int64_t n_h
         if (head[i] < 0 || head[i] >= n) return -2;
     const float *const *W = (const float *const *)w;
     const float *const *G = W + n_layer * LAYER_PTRS;
-    const int64_t nz = V > 4 * C ? V : 4 * C;
-    float *att = scratch, *x = att + (window + 3) * ((n * nh + 7) / 8 * 8), *h = x + n * C, *y = h + n * C,
-          *a = y + n * C, *zeros = a + 4 * n * C, *tmp = zeros + nz;
-    memset(zeros, 0, (size_t)nz * sizeof(float));
+    float *att = scratch, *x = att + decode_attention_scratch(n, nh, window), *h = x + n * C, *y = h + n * C,
+          *a = y + n * C, *tmp = a + 4 * n * C;
     int64_t lens[n];
     for (int64_t r = 0; r < n; r++) {
         lens[r] = pos[r] + 1;
@@ -224,19 +220,19 @@ int decode_step(const int64_t *meta, int64_t n, const int64_t *head, int64_t n_h
         const float *const *L = W + l * LAYER_PTRS;
         float *kvl = kv + l * layer;
         layer_norm(x, n, C, L[0], L[1], eps, h, tmp);
-        linear(h, n, C, L[2], L[3], 3 * C, a, zeros);                         /* q, k, v */
-        write_kv(a, 3 * C, kvl, p_stride, v_off, slots, pos, n, C, n_slots, window);
-        decode_attention(a, 3 * C, kvl, p_stride, v_off, slots, lens, n, nh, hd, scale, y, C, att, n_slots, window);
-        linear(y, n, C, L[4], L[5], C, h, zeros);
+        linear(h, n, C, L[2], L[3], 3 * C, a);                                /* q, k, v */
+        copy_kv(a, 3 * C, kvl, p_stride, v_off, slots, pos, n, C);                    /* inputs checked above */
+        attend(a, 3 * C, kvl, p_stride, v_off, slots, lens, n, nh, hd, scale, y, C, att, window);
+        linear(y, n, C, L[4], L[5], C, h);
         for (int64_t i = 0; i < n * C; i++) x[i] += h[i];
         layer_norm(x, n, C, L[6], L[7], eps, h, tmp);
-        linear(h, n, C, L[8], L[9], 4 * C, a, zeros);
+        linear(h, n, C, L[8], L[9], 4 * C, a);
         gelu(a, 4 * n * C);
-        linear(a, n, 4 * C, L[10], L[11], C, h, zeros);
+        linear(a, n, 4 * C, L[10], L[11], C, h);
         for (int64_t i = 0; i < n * C; i++) x[i] += h[i];
     }
     for (int64_t i = 0; i < n_head; i++) memcpy(y + i * C, x + head[i] * C, (size_t)C * sizeof(float));
     layer_norm(y, n_head, C, G[3], G[4], eps, h, tmp);
-    linear(h, n_head, C, G[5], NULL, V, logits, zeros);
+    linear(h, n_head, C, G[5], NULL, V, logits);
     return 0;
 }

@@ -243,7 +243,8 @@ class BatchModel:
         y_run = torch.zeros(len(run_pos), self.nh, 1, self.hd, device=dev, dtype=self.kv.dtype)
         return runs, masks, torch.tensor(place, device=dev), q_run, y_run
 
-    def _decode_attention(self, plan: tuple, q: Tensor, kv: Tensor, y: Tensor) -> None:
+    @staticmethod
+    def _decode_attention(plan: tuple, q: Tensor, kv: Tensor, y: Tensor) -> None:
         """y[:n] = one-query attention of the n decode rows ``q`` (n, nh, hd) over their slots."""
         runs, masks, place, q_run, y_run = plan
         n, nh, hd = q.shape

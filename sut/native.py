@@ -98,7 +98,9 @@ def _load() -> ctypes.CDLL:
     dll.write_kv.restype = ctypes.c_int
     dll.decode_step.argtypes = [p, i64, p, i64, p, i64, i64, i64, i64, i64, ctypes.c_float, p, i64, i64, p, p]
     dll.decode_step.restype = ctypes.c_int
-    dll.decode_step_scratch.argtypes = [i64, i64, i64, i64, i64]
+    dll.decode_step_scratch.argtypes = [i64, i64, i64, i64]
+    dll.decode_attention_scratch.argtypes = [i64, i64, i64]
+    dll.decode_attention_scratch.restype = i64
     dll.decode_step_scratch.restype = i64
     dll.panel_width.argtypes = []
     dll.panel_width.restype = ctypes.c_int
@@ -137,7 +139,7 @@ def resolve(mode: str, device: torch.device, dtype: torch.dtype, head_dim: int) 
 
 def scratch_floats(n_rows: int, n_head: int, window: int) -> int:
     """Scratch ``decode_attention`` needs for up to ``n_rows`` rows: scores, maxima, sums and lengths."""
-    return (window + 3) * (-(-n_rows * n_head // 8) * 8)
+    return _load().decode_attention_scratch(n_rows, n_head, window)
 
 
 def decode_attention(q: Tensor, kv: Tensor, slots: Tensor, lens: Tensor, out: Tensor, scratch: Tensor) -> None:

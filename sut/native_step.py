@@ -51,7 +51,7 @@ class NativeStep:
         self._tensors = [x.detach().contiguous().float() for x in tensors]   # kept alive: the pointers below
         self._ptrs = torch.tensor([x.data_ptr() for x in self._tensors], dtype=torch.uint64)
         self._fn = lib.decode_step
-        self._scratch = torch.empty(lib.decode_step_scratch(CHUNK, self.C, self.nh, self.V, self.window))
+        self._scratch = torch.empty(lib.decode_step_scratch(CHUNK, self.C, self.nh, self.window))
 
     def __call__(self, meta: Tensor, head: list[int]) -> Tensor:
         assert meta.dtype == torch.int64 and meta.shape[0] == 4
