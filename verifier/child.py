@@ -9,6 +9,7 @@ Shipped into the sandbox as source: standard library plus ``verifier.plaindata``
 no ``from __future__`` import.
 """
 import builtins
+import json
 
 from verifier.plaindata import NotPlain, TooLarge, decode, encode
 
@@ -104,6 +105,25 @@ def run_test(code: str, test: str, entry_point: str, workdir: str) -> dict:
     except BaseException as e:
         return {"error": exception_info(e, workdir)}
     return {"completed": True}
+
+
+# Programs of our own that take every path of ``run`` once (a value, an exception with its line,
+# a call, a test): the zygote runs them before it freezes its heap. The first ``compile`` in a
+# process is slow; after a warm-up in the zygote every forked child starts warm. Measured on a
+# trivial snippet: 2.9 ms of child CPU and 335 page faults cold, 1.0 ms and 175 warm.
+WARM_UP = (
+    {"mode": "value", "code": "def f(xs):\n    return sorted(x * 2 for x in xs)[0]\nresult = [f([3, 1]), 'ab'[::-1], {1: (2.5, None)}]"},
+    {"mode": "value", "code": "x = 1\nresult = [][x]"},
+    {"mode": "value", "code": "def f(:\n    pass"},
+    {"mode": "call", "code": "def f(a, b=0):\n    return str(a + b)", "entry_point": "f", "inputs": encode([(1,), (2, 3)])},
+    {"mode": "test", "code": "def f(a):\n    return a", "test": "def check(c):\n    assert c(1) == 2", "entry_point": "f"},
+)
+
+
+def warm_up() -> None:
+    """Run WARM_UP in this process (the zygote, before fork): no submitted code, nothing kept."""
+    for request in WARM_UP:
+        json.dumps(run(request, "/"))
 
 
 def run(request: dict, workdir: str) -> dict:

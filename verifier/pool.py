@@ -34,7 +34,7 @@ class SandboxPool:
     """A warm pool of sandboxed workers; each execution is forked fresh from a clean zygote."""
 
     def __init__(self, workers: int | None = None, timeout_s: float = 2.0, memory_mb: int = 512,
-                 output_limit_bytes: int = 64_000, isolation: str = "auto") -> None:
+                 output_limit_bytes: int = 64_000, isolation: str = "auto", zygote_loop: str = "auto") -> None:
         if workers is None:
             workers = os.cpu_count() or 1
         if workers < 1 or timeout_s <= 0 or memory_mb < 64 or output_limit_bytes < 1:
@@ -42,6 +42,8 @@ class SandboxPool:
                              f"memory_mb={memory_mb} (>= 64), output_limit_bytes={output_limit_bytes} (>= 1)")
         if isolation not in ("auto", "bwrap", "process"):
             raise ValueError(f"isolation={isolation!r}: choose auto, bwrap or process")
+        if zygote_loop not in ("auto", "native", "python"):
+            raise ValueError(f"zygote_loop={zygote_loop!r}: choose auto, native or python")
         self.level = probe(isolation)
         self.isolation: str = self.level.label
         self.limits = Limits(float(timeout_s), int(memory_mb), int(output_limit_bytes))
@@ -49,13 +51,15 @@ class SandboxPool:
         self._closed = False
         self._lock = threading.Lock()
         started = [threading.Event() for _ in range(workers)]
-        self._workers = [SandboxWorker(self.level) for _ in range(workers)]
+        self._workers = [SandboxWorker(self.level, zygote_loop) for _ in range(workers)]
         self._threads = [threading.Thread(target=self._serve, args=(w, ev), daemon=True, name=f"verifier-worker-{i}")
                          for i, (w, ev) in enumerate(zip(self._workers, started))]
         for t in self._threads:
             t.start()
         for ev in started:  # warm: every zygote is up (or has failed and will retry) before the first job
             ev.wait(30)
+        # the zygotes' loop: "native" (verifier/zygote_loop.c) or "python"
+        self.zygote_loop: str = next((w.hello["loop"] for w in self._workers if w.hello.get("loop")), "unknown")
 
     def submit(self, code: str, check: Check) -> concurrent.futures.Future[Verdict]:
         """Queue one execution; thread-safe. The Future always resolves to a Verdict."""

@@ -9,10 +9,12 @@ import json
 import os
 import select
 import signal
+import struct
 import subprocess
 import time
 
 from verifier.sandbox import START_TIMEOUT_S, Level, start_zygote
+from verifier.zygote import decode_reply, encode_request
 
 MAX_FRAME = 64 << 20
 
@@ -22,8 +24,8 @@ class WorkerDied(Exception):
 
 
 class SandboxWorker:
-    def __init__(self, level: Level) -> None:
-        self.level = level
+    def __init__(self, level: Level, loop: str = "auto") -> None:
+        self.level, self.loop = level, loop   # loop: the zygote's loop, "auto" (C where built), "native" or "python"
         self.proc: subprocess.Popen | None = None
         self.hello: dict = {}
 
@@ -35,34 +37,43 @@ class SandboxWorker:
         """Start the zygote and wait for its ready frame; raise WorkerDied with its stderr if it fails."""
         self.close()
         try:
-            self.proc = start_zygote(self.level)
+            self.proc = start_zygote(self.level, native_loop=self.loop != "python")
         except OSError as e:
             raise WorkerDied(f"cannot start: {e}") from e
-        self.hello = self._read_frame(time.monotonic() + START_TIMEOUT_S)
+        self.hello = self._read_json(time.monotonic() + START_TIMEOUT_S)
         if not self.hello.get("ready"):
             self._fail("no ready frame")
+        if self.loop == "native" and self.hello.get("loop") != "native":
+            self._fail("could not run the native zygote loop (verifier/zygote_loop.c)")
 
     def run(self, request: dict, wall_s: float) -> dict:
         """Send one request; return the zygote's reply within ``wall_s`` seconds or raise WorkerDied."""
         if not self.alive:
             self.start()
-        body = json.dumps(request, ensure_ascii=False).encode("utf-8")
+        frame = encode_request(request)
         try:
             assert self.proc is not None and self.proc.stdin is not None
-            self.proc.stdin.write(len(body).to_bytes(4, "big") + body)
+            self.proc.stdin.write(frame)
         except (BrokenPipeError, OSError, ValueError):
             self._fail("died before the request")
-        return self._read_frame(time.monotonic() + wall_s)
+        try:
+            return decode_reply(self._read_frame(time.monotonic() + wall_s))
+        except (ValueError, struct.error):
+            self._fail("sent a malformed frame")
+        raise AssertionError("unreachable")
 
-    def _read_frame(self, deadline: float) -> dict:
+    def _read_frame(self, deadline: float) -> bytes:
         header = self._read_exact(4, deadline)
         size = int.from_bytes(header, "big")
         if size > MAX_FRAME:
             self._fail(f"frame of {size} bytes")
+        return self._read_exact(size, deadline)
+
+    def _read_json(self, deadline: float) -> dict:
         try:
-            frame = json.loads(self._read_exact(size, deadline))
+            frame = json.loads(self._read_frame(deadline))
         except ValueError:
-            self._fail("sent a malformed frame")
+            frame = None
         if not isinstance(frame, dict):
             self._fail("sent a malformed frame")
         return frame

@@ -8,8 +8,18 @@ wall-clock limit; then kill every process the execution left behind and wipe its
 The zygote itself never runs submitted code, so each execution starts from the same clean
 interpreter state, copied by fork.
 
-Frames are a 4-byte big-endian length and UTF-8 JSON. Shipped into the sandbox as source:
-standard library and ``verifier.child`` only, no ``from __future__`` import.
+The loop runs in C where ``verifier/zygote_loop.c`` was built (``cfg["loop_lib"]``, bound into
+the sandbox by ``verifier.sandbox``): the same steps without the copy-on-write faults that
+Python's reference counting causes after every fork, about half an execution's CPU. This
+module's ``Zygote`` is the fallback and the readable statement of what both do; the child's
+Python side (``run_request``) is shared.
+
+Frames are a 4-byte big-endian length, then the payload. The parent's request: ``REQUEST``
+(timeout_s, output_limit, memory_mb, native byte order) then the request as UTF-8 JSON. The
+reply: ``REPLY`` (outcome index into ``OUTCOMES``, exit code or -1, signal or 0, padding,
+exec_ms, report length, output length), then the report and output bytes (for a zygote_error
+the message is the output). The first frame, the ready frame, is JSON. Shipped into the
+sandbox as source: standard library and ``verifier.child`` only, no ``from __future__`` import.
 """
 import gc
 import json
@@ -18,6 +28,7 @@ import resource
 import select
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import time
@@ -33,15 +44,51 @@ NPROC = 32                  # RLIMIT_NPROC: processes of the sandbox user
 # on a trivial snippet for the previous list of 30 modules. typing: HumanEval prompts import it.
 PRELOAD = "bisect collections copy functools heapq itertools math operator random re string typing".split()
 REPORT_FD = 3
+REQUEST = struct.Struct("=dqq")       # zygote_loop.c's ReqHeader
+REPLY = struct.Struct("=iiiidqq")     # zygote_loop.c's ReplyHeader
+OUTCOMES = ("exited", "timeout", "output_limit", "report_too_large", "zygote_error")
+
+
+def encode_request(req: dict) -> bytes:
+    """A request frame: the limits the zygote applies, then the request for the child."""
+    head = REQUEST.pack(float(req["timeout_s"]), int(req["output_limit"]), int(req["memory_mb"]))
+    body = head + json.dumps(req, ensure_ascii=False).encode("utf-8")
+    return len(body).to_bytes(4, "big") + body
+
+
+def decode_request(payload: bytes) -> dict:
+    timeout_s, output_limit, memory_mb = REQUEST.unpack_from(payload)
+    req = json.loads(payload[REQUEST.size:])
+    req.update(timeout_s=timeout_s, output_limit=output_limit, memory_mb=memory_mb)
+    return req
+
+
+def encode_reply(outcome: str, exit_code, sig, exec_ms: float, report: bytes, output: bytes) -> bytes:
+    head = REPLY.pack(OUTCOMES.index(outcome), -1 if exit_code is None else exit_code, sig or 0, 0, exec_ms,
+                      len(report), len(output))
+    return (len(head) + len(report) + len(output)).to_bytes(4, "big") + head + report + output
+
+
+def decode_reply(payload: bytes) -> dict:
+    """The reply as the dict verifier.judge reads: outcome, exit_code, signal, exec_ms, report, output."""
+    outcome, exit_code, sig, _, exec_ms, n_report, n_output = REPLY.unpack_from(payload)
+    if not 0 <= outcome < len(OUTCOMES) or REPLY.size + n_report + n_output != len(payload):
+        raise ValueError("malformed reply")
+    report = payload[REPLY.size:REPLY.size + n_report].decode("utf-8", "replace")
+    output = payload[REPLY.size + n_report:].decode("utf-8", "replace")
+    reply = {"outcome": OUTCOMES[outcome], "exit_code": None if exit_code < 0 else exit_code,
+             "signal": sig or None, "exec_ms": exec_ms, "report": report, "output": output}
+    if reply["outcome"] == "zygote_error":
+        reply["message"] = output[:300]
+    return reply
 
 
 def read_frame(fd: int):
-    """Read one frame; None at end of file."""
+    """Read one frame's payload; None at end of file."""
     header = _read_exact(fd, 4)
     if header is None:
         return None
-    body = _read_exact(fd, int.from_bytes(header, "big"))
-    return None if body is None else json.loads(body)
+    return _read_exact(fd, int.from_bytes(header, "big"))
 
 
 def write_frame(fd: int, obj: object) -> None:
@@ -109,7 +156,8 @@ class Zygote:
         self.drop_uid = cfg.get("drop_uid")          # fallback without namespaces, started as root
         self._reaped: dict = {}                      # pid -> wait status, of this execution's processes
 
-    def execute(self, req: dict) -> dict:
+    def execute(self, req: dict) -> bytes:
+        """Run one request in a forked child; the reply frame."""
         self._reaped = {}
         out_r, out_w = os.pipe()
         rep_r, rep_w = os.pipe()
@@ -134,13 +182,9 @@ class Zygote:
             self._wipe(workdir)
         if status is None:
             status = self._reaped.get(pid, 0)
-        reply = {"outcome": outcome, "exit_code": None, "signal": None, "exec_ms": exec_ms,
-                 "report": rep.decode("utf-8", "replace"), "output": out.decode("utf-8", "replace")}
-        if os.WIFEXITED(status):
-            reply["exit_code"] = os.WEXITSTATUS(status)
-        elif os.WIFSIGNALED(status):
-            reply["signal"] = os.WTERMSIG(status)
-        return reply
+        exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        return encode_reply(outcome, exit_code, sig, exec_ms, bytes(rep), bytes(out))
 
     def _watch(self, pid: int, out_r: int, rep_r: int, deadline: float, output_limit: int):
         """Collect output and report until the child exits, the clock runs out or a cap is hit."""
@@ -286,19 +330,55 @@ class Zygote:
             resource.setrlimit(limit, value)
         os.chdir(workdir)
         _prctl(4, 1)  # dumpable again: the program may use its own /proc/self; the zygote stays protected
-        me = os.getpid()
-        report = child.run(req, workdir)
-        if os.getpid() != me:  # a process the program forked fell back into us: it has nothing to report
-            os._exit(0)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:
-                pass
-        data = memoryview(json.dumps(report).encode("utf-8"))
-        while data:
-            data = data[os.write(REPORT_FD, data):]
+        run_request(req, workdir)
+
+
+def run_request(req: dict, workdir: str) -> None:
+    """In the set-up child: run the request, write the report to REPORT_FD, exit."""
+    me = os.getpid()
+    report = child.run(req, workdir)
+    if os.getpid() != me:  # a process the program forked fell back into us: it has nothing to report
         os._exit(0)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    data = memoryview(json.dumps(report).encode("utf-8"))
+    while data:
+        data = data[os.write(REPORT_FD, data):]
+    os._exit(0)
+
+
+def _native_loop(path: str):
+    """zygote_loop.c loaded with the GIL held (ctypes.PyDLL, as os.fork holds it); None if it cannot run here."""
+    try:
+        import ctypes
+        lib = ctypes.PyDLL(path)
+        lib.zygote_serve.argtypes = [ctypes.c_int] * 5 + [ctypes.c_char_p]
+        lib.zygote_body.restype = ctypes.c_void_p
+        lib.zygote_body_len.restype = ctypes.c_int64
+        lib.zygote_workdir.restype = ctypes.c_char_p
+        return lib if lib.zygote_loop_ok() == 1 else None
+    except (OSError, AttributeError, ImportError):
+        return None
+
+
+def serve_native(lib, rfd: int, wfd: int, cfg: dict) -> None:
+    """The C loop; returns at end of input. In each forked child it returns 1 and the child runs here."""
+    drop_uid = cfg.get("drop_uid")
+    rc = lib.zygote_serve(rfd, wfd, int(bool(cfg["kill_all"])), int(bool(cfg["private_tmp"])),
+                          -1 if drop_uid is None else int(drop_uid), cfg["tmp_root"].encode())
+    if rc == 1:
+        import ctypes
+        body = ctypes.string_at(lib.zygote_body(), lib.zygote_body_len())
+        try:
+            req = json.loads(body)
+        except ValueError:
+            os._exit(76)
+        run_request(req, lib.zygote_workdir().decode())
+    if rc < 0:
+        sys.exit(f"zygote loop failed ({rc})")
 
 
 def main() -> None:
@@ -316,20 +396,27 @@ def main() -> None:
         except ImportError:
             pass
     os.chdir("/")
+    native = _native_loop(cfg["loop_lib"]) if cfg.get("loop_lib") else None
+    child.warm_up()
     gc.collect()
     gc.freeze()
-    zygote = Zygote(cfg)
     write_frame(wfd, {"ready": True, "uid": os.getuid(), "pid": os.getpid(), "subreaper": subreaper,
-                      "nondumpable": nondumpable})
+                      "nondumpable": nondumpable, "loop": "native" if native else "python"})
+    if native:
+        serve_native(native, rfd, wfd, cfg)
+        return
+    zygote = Zygote(cfg)
     while True:
-        req = read_frame(rfd)
-        if req is None:
+        payload = read_frame(rfd)
+        if payload is None:
             return
         try:
-            reply = zygote.execute(req)
+            reply = zygote.execute(decode_request(payload))
         except Exception as e:  # a zygote bug or exhausted resource: say so, keep serving
-            reply = {"outcome": "zygote_error", "message": f"{type(e).__name__}: {e}"[:300]}
-        write_frame(wfd, reply)
+            reply = encode_reply("zygote_error", None, None, 0.0, b"", f"{type(e).__name__}: {e}"[:300].encode())
+        data = memoryview(reply)
+        while data:
+            data = data[os.write(wfd, data):]
 
 
 if __name__ == "__main__":
