@@ -383,9 +383,11 @@ class Engine:
     def _pick(self, rows: list[Seq], logits: torch.Tensor) -> list[int]:
         """Greedy rows by one batched argmax; sampled rows with their own generators
         (``sample_rows`` draws what ``sample_next`` would, row by row)."""
+        sampled = [i for i, s in enumerate(rows) if s.temperature > 0]
+        if not sampled:   # the common step: one argmax over every row
+            return logits.argmax(-1).tolist()
         tokens = [0] * len(rows)
         greedy = [i for i, s in enumerate(rows) if s.temperature <= 0]
-        sampled = [i for i, s in enumerate(rows) if s.temperature > 0]
         if greedy:
             for i, t in zip(greedy, logits[greedy].argmax(-1).tolist()):
                 tokens[i] = t
