@@ -254,3 +254,15 @@ def test_locked_directories_and_ipc_objects_are_cleaned_up(pool):
         assert pool.verify_many([(litter, ValueCheck(-1))] * 2)[0].status is Status.WRONG_OUTPUT
     for v in pool.verify_many([(look, ValueCheck([[], ["work"], 1]))] * 4):
         assert v.passed, v.feedback
+
+
+def test_deeply_nested_directories_are_wiped(pool):
+    """300 nested directories, the innermost locked: wiped after the execution like any litter."""
+    deep = ("import os\n"
+            "path = '/'.join(['d'] * 300)\n"
+            "os.makedirs(path); open(path + '/f', 'w').write('x'); os.chmod(path, 0)\n"
+            "result = 1\n")
+    look = "import os\nresult = os.listdir('.')"
+    assert pool.verify_many([(deep, ValueCheck(1))] * 2)[0].passed
+    for v in pool.verify_many([(look, ValueCheck([]))] * 4):
+        assert v.passed, v.feedback

@@ -48,7 +48,7 @@ typedef struct { int32_t outcome, exit_code, signal, pad; double exec_ms; int64_
 #define NPROC 32
 #define REPORT_FD 3
 #define MAX_FRAME (64 << 20)
-#define MAX_DEPTH 128               /* directories deeper than this are not wiped: the sandbox is replaced */
+#define MAX_DEPTH 512               /* deeper directories are not wiped (one fd a level): the sandbox is replaced */
 
 static struct {
     int kill_all, private_tmp, drop_uid;
