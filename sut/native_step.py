@@ -14,13 +14,14 @@ at construction: build it after the weights are final, as ``BatchModel`` does.
 """
 from __future__ import annotations
 
+import bisect
 import ctypes
 
 import torch
 from torch import Tensor
 
 from sut.model import NanoCodeGen
-from sut.native import _load, pack_panels
+from sut.native import _load, int64_rows, pack_panels
 
 
 CHUNK = 256   # rows per native call: bounds the scratch; a prefill longer than this spans calls in order
@@ -57,13 +58,12 @@ class NativeStep:
         assert meta.dtype == torch.int64 and meta.shape[0] == 4
         n = meta.shape[1]
         logits = torch.empty(len(head), self.V)
-        head_t = torch.tensor(head, dtype=torch.int64)
         done = 0                                            # head rows computed so far
         for lo in range(0, n, CHUNK):
             hi = min(lo + CHUNK, n)
-            k = int(torch.searchsorted(head_t, hi)) if head else 0       # head rows below hi
+            k = bisect.bisect_left(head, hi, lo=done)       # head rows below hi
             part = meta[:, lo:hi].contiguous()
-            local = (head_t[done:k] - lo).contiguous()
+            local = int64_rows(head[done:k] if lo == 0 else [h - lo for h in head[done:k]])
             rc = self._fn(part.data_ptr(), hi - lo, local.data_ptr(), k - done, self._ptrs.data_ptr(), self.n_layer,
                           self.C, self.nh, self.V, self.n_retry, ctypes.c_float(self.eps), self.kv.data_ptr(),
                           self.n_slots, self.window, logits[done:k].data_ptr(), self._scratch.data_ptr())
