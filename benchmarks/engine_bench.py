@@ -82,14 +82,18 @@ def run_engine(model: Any, tok: Any, pool: SandboxPool, tasks: list[Any], cfg: A
                desc: str, progress: bool = True, **kw: Any) -> tuple[list[AgentResult], float, dict[str, Any]]:
     engine = Engine(model, tok, pool, cfg, device=device, **kw)
     engine.start()
-    t0 = time.perf_counter()
+    cpu0, t0 = (machine_cpu_s(), os.times()), time.perf_counter()
     results = engine.run(tasks, progress=progress)
-    wall = time.perf_counter() - t0
+    wall, cpu1 = time.perf_counter() - t0, (machine_cpu_s(), os.times())
     engine.stop(close_pool=False)
     errors = [r.error for r in results if r.error]
     if errors:
         log.warning("%s: %d tasks ended with an error, e.g. %s", desc, len(errors), errors[0])
-    return results, wall, engine.stats()
+    stats = engine.stats()
+    # core-seconds over exactly the timed wall (building the engine, its cache and packed weights excluded)
+    stats["cpu_window"] = {"process_s": (cpu1[1].user + cpu1[1].system) - (cpu0[1].user + cpu0[1].system),
+                           "machine_s": cpu1[0] - cpu0[0]}
+    return results, wall, stats
 
 
 def bench_decode(a: argparse.Namespace, tok: Any, pool: SandboxPool, cfg_model: Any) -> dict[str, Any]:
@@ -124,12 +128,9 @@ def bench_agent(a: argparse.Namespace, model: Any, tok: Any, pool: SandboxPool, 
     tasks = load_eval_tasks()[: a.tasks]
     sub = tasks[: a.ref_tasks]
     cfg = AgentConfig()
-    cpu0 = machine_cpu_s(), os.times()
     full, full_s, full_stats = run_engine(model, tok, pool, tasks, cfg, a.device, "engine", max_batch=a.max_batch)
-    cpu1 = machine_cpu_s(), os.times()
     cpu = {"wall_s": full_s, "engine_thread_s": full_stats["engine_thread_cpu_s"], "steps_s": full_stats["step_cpu_s"],
-           "process_s": (cpu1[1].user + cpu1[1].system) - (cpu0[1].user + cpu0[1].system),
-           "machine_s": cpu1[0] - cpu0[0], "cores": os.cpu_count()}
+           **full_stats["cpu_window"], "cores": os.cpu_count()}
     cpu["verifier_s"] = cpu["machine_s"] - cpu["process_s"]   # the sandboxes are other processes
     noreuse, noreuse_s, noreuse_stats = run_engine(model, tok, pool, tasks, cfg, a.device, "engine, no prefix reuse",
                                                    max_batch=a.max_batch, prefix_reuse=False)
