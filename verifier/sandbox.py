@@ -20,7 +20,7 @@ on stderr once when it had to settle for less than level 1.
 
 At every level the zygote's loop runs in C where ``verifier/zygote_loop.c`` builds (once per
 machine, ``verifier.cbuild``): the library is bound read-only into the sandbox at
-``LOOP_IN_SANDBOX``. Without a compiler the loop runs in Python, at about twice the CPU per
+``LOOP_IN_SANDBOX``. Without a compiler the loop runs in Python, at about 1.25x the CPU per
 execution, with a warning.
 """
 from __future__ import annotations
@@ -76,7 +76,7 @@ def loop_library() -> str | None:
         return str(cbuild.build("verifier_zygote_loop", LOOP_SOURCE, [LOOP_SOURCE],
                                 ["-O2", "-shared", "-fPIC", "-std=c11"]))
     except cbuild.BuildError as e:
-        log.warning("verifier: the zygote loop runs in Python, about twice the CPU per execution: %s", e)
+        log.warning("verifier: the zygote loop runs in Python, about 1.25x the CPU per execution: %s", e)
         return None
 
 

@@ -10,9 +10,9 @@ interpreter state, copied by fork.
 
 The loop runs in C where ``verifier/zygote_loop.c`` was built (``cfg["loop_lib"]``, bound into
 the sandbox by ``verifier.sandbox``): the same steps without the copy-on-write faults that
-Python's reference counting causes after every fork, about half an execution's CPU. This
-module's ``Zygote`` is the fallback and the readable statement of what both do; the child's
-Python side (``run_request``) is shared.
+Python's reference counting causes after every fork (1.25x less CPU an execution,
+docs/verifier.md). This module's ``Zygote`` is the fallback and the readable statement of what
+both do; the child's Python side (``run_request``) is shared.
 
 Frames are a 4-byte big-endian length, then the payload. The parent's request: ``REQUEST``
 (timeout_s, output_limit, memory_mb, native byte order) then the request as UTF-8 JSON. The

@@ -4,7 +4,7 @@
  * readable statement of what happens). Why C: after every fork each page a process writes
  * costs a copy-on-write fault, and the Python loop writes a few hundred pages of its heap per
  * execution (reference counts of every object it touches). This loop touches its stack and
- * its buffers only, which halves the CPU of an execution (docs/verifier.md).
+ * its buffers only: about half the page faults, 1.25x less CPU an execution (docs/verifier.md).
  *
  * zygote_serve() is called from the zygote's Python through ctypes.PyDLL (the GIL stays held,
  * as os.fork holds it). It returns 0 at end of input, negative if it cannot run, and 1 in
