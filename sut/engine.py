@@ -74,7 +74,7 @@ class Engine:
         self._drain = True
         self._n = dict(submitted=0, done=0, errors=0, passed=0, attempts=0, tokens=0, reused=0, prefilled=0,
                        rebuilds=0, steps=0, decode_steps=0, decode_rows=0, rows_computed=0, decode_flops=0,
-                       model_flops=0, loop_errors=0)
+                       model_flops=0, loop_errors=0, slot_moves=0)
         self._t = dict(prefill_s=0.0, decode_s=0.0, step_s=0.0, step_cpu_s=0.0, loop_cpu_s=0.0)
 
     # -- public API -------------------------------------------------------------------------
@@ -145,7 +145,7 @@ class Engine:
             "decode_steps": n["decode_steps"], "mean_decode_rows": n["decode_rows"] / steps,
             "mean_batch_occupancy": n["decode_rows"] / steps / self.max_batch,
             "rows_computed": n["rows_computed"], "decode_flops": n["decode_flops"], "model_flops": n["model_flops"],
-            "steps": n["steps"], "step_s": t["step_s"], "prefill_s": t["prefill_s"], "decode_s": t["decode_s"],
+            "steps": n["steps"], "slot_moves": n["slot_moves"], "step_s": t["step_s"], "prefill_s": t["prefill_s"], "decode_s": t["decode_s"],
             "step_cpu_s": t["step_cpu_s"], "engine_thread_cpu_s": t["loop_cpu_s"], "loop_errors": n["loop_errors"],
             "max_batch": self.max_batch, "use_kv_cache": self.use_kv_cache, "prefix_reuse": self.prefix_reuse,
             "isolation": self.isolation, "backend": self.bm.backend,
@@ -158,6 +158,7 @@ class Engine:
             while self._wait_for_work():
                 try:
                     self._collect_verdicts()
+                    self._compact()
                     self._admit()
                     self._step()
                     self._t["loop_cpu_s"] = time.thread_time() - cpu0
@@ -184,6 +185,29 @@ class Engine:
                 if busy or self._ready or (self._queue and self._free):
                     return True
                 self._cv.wait(0.5)
+
+    def _compact(self) -> None:
+        """Keep the occupied cache slots contiguous from slot 0: the sequence in the highest one moves
+        into the lowest free one (an exact copy of its cached keys and values), until no gap is left.
+
+        Why: the cache is position-major, so the rows of a step in adjacent slots read one block a
+        position, which the hardware prefetcher streams; rows scattered over the slots (the tail of a
+        run, where long retries keep the slots they were given) read a small piece of a different
+        block each, and wait on memory. Measured on the attention alone, 12-16 rows at context 200:
+        3.5-3.7x faster contiguous than scattered (docs/engine.md). Runs between steps only, when
+        every sequence's ``cached`` positions are exactly what its slot holds."""
+        if not self.use_kv_cache:
+            return
+        while self._free and self._active:
+            low, high = self._free[0], max(self._active)
+            if low > high:
+                return
+            seq = self._active.pop(high)
+            heapq.heapreplace(self._free, high)
+            self.bm.move_slot(high, low, seq.cached)
+            seq.slot = low
+            self._active[low] = seq
+            self._n["slot_moves"] += 1
 
     def _admit(self) -> None:
         with self._cv:

@@ -130,6 +130,12 @@ class BatchModel:
         cfg = self.model.config
         return 2 * self.matmul_params * (end - start) + 4 * cfg.n_layer * cfg.n_embd * sum(range(start + 1, end + 1))
 
+    def move_slot(self, src: int, dst: int, n: int) -> None:
+        """Copy positions 0..n-1 of slot ``src`` to slot ``dst`` in every layer (keys and values):
+        the sequence continues in ``dst`` with the same bits (the engine's compaction)."""
+        if n > 0:
+            self.kv[:, :, :n, dst] = self.kv[:, :, :n, src]
+
     # -- the batched forward -------------------------------------------------------------
     def prefill(self, ids: list[int], steps: list[int], slot: int, start: int) -> Tensor:
         """Run ``ids`` (positions start..) into ``slot``; logits after the last token (V,): a step

@@ -106,6 +106,23 @@ def test_same_tokens_as_run_agent_any_batch_and_order(tok, pool, tasks, referenc
                 assert a.reused_tokens == 0 and a.prefilled_tokens == a.prompt_tokens
     if max_batch == 64:
         assert s["mean_decode_rows"] > 8                              # continuous batching really batched
+    if max_batch == 7:   # tasks finished out of slot order: sequences moved down to close the gaps (_compact)
+        assert s["slot_moves"] > 0
+
+
+def test_a_sequence_moved_to_another_slot_continues_with_the_same_bits(tok, reference) -> None:
+    """BatchModel.move_slot copies a slot's cached keys and values exactly: decoding on from the new
+    slot gives the logits decoding on from the old one gives (both backends)."""
+    model, _ = reference
+    ids = tok.encode("def f(x):\n    return x + 1")[:12]
+    for backend in ("native", "torch"):
+        bm = BatchModel(model, 6, backend=backend)
+        bm.prefill(ids, [0] * len(ids), 4, 0)
+        stay = bm.decode([4], [7], [0], [len(ids)])
+        bm.move_slot(4, 1, len(ids))
+        bm.kv[:, :, :, 4] = float("nan")                           # the old slot is gone
+        moved = bm.decode([1], [7], [0], [len(ids)])
+        assert torch.equal(stay, moved), backend
 
 
 @pytest.mark.parametrize("switch", ["no_kv_cache", "no_prefix_reuse", "torch_backend"])
