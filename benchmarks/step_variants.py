@@ -17,6 +17,9 @@
    compile time is printed and not counted. (The torch backend's alternative to native code.)
 5. The native step's matmul (``sut.native.linear``) against ``F.linear`` (MKL) on the step's
    shapes, GFLOP/s.
+6. The native attention with a step's rows in adjacent cache slots (what the engine's
+   compaction keeps, ``Engine._compact``) against the same rows scattered over a 64-slot
+   cache (what a run's tail had before it), interleaved rep by rep.
 
 Ratios above 1 mean the engine's choice (native; eager over compiled) is faster. docs/engine.md
 quotes the figures with the machine they ran on.
@@ -119,6 +122,37 @@ def layout_streaming(reps: int, slots: int = 128, nh: int = 4, hd: int = 32, ctx
     return {k: gb / (v / 1e6) for k, v in t.items()}
 
 
+def slots_ab(cases: list[tuple[int, int]], reps: int, calls: int, n_slots: int = 64, nh: int = 4, hd: int = 32,
+             window: int = 512, layers: int = 4) -> list[dict]:
+    """The native attention over ``layers`` cache layers of ``n_slots`` slots, us per step, for each
+    (rows, context): rows in slots 0..n-1 against the same rows spread over the cache (slot 29 r mod
+    n_slots). Same values in both places, so the outputs must be equal."""
+    from sut import native
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for n, ctx in cases:
+        places = {"adjacent": torch.arange(n), "scattered": torch.tensor(sorted(29 * r % n_slots for r in range(n)))}
+        caches = {"adjacent": [torch.randn(2, window, n_slots, nh, hd, generator=g) for _ in range(layers)]}
+        caches["scattered"] = [torch.zeros_like(kv) for kv in caches["adjacent"]]
+        for kv, other in zip(caches["adjacent"], caches["scattered"]):   # the same rows, elsewhere
+            other[:, :, places["scattered"]] = kv[:, :, places["adjacent"]]
+        q, y = torch.randn(n, nh, hd, generator=g), torch.empty(n, nh, hd)
+        lens = torch.full((n,), ctx)
+        scratch = torch.empty(native.scratch_floats(n, nh, window))
+        ys = {}
+
+        def run(name: str) -> Callable[[], None]:
+            def step() -> None:
+                for kv in caches[name]:
+                    native.decode_attention(q, kv, places[name], lens, y, scratch)
+                ys[name] = y.clone()
+            return step
+        t = best_us({name: run(name) for name in places}, reps, calls)
+        assert torch.equal(ys["adjacent"], ys["scattered"])
+        out.append({"n": n, "context": ctx, **t})
+    return out
+
+
 def dense_part(model: torch.nn.Module) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
     """Layer 0's non-attention work followed by layer 1's QKV projection, as ``BatchModel.step`` runs it."""
     b0, b1 = model.blocks[0], model.blocks[1]
@@ -215,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in matmul_ab(model, a.batch, a.reps, a.steps):
         print(f"  {r['rows']:>6} {r['weight']:>8} {r['shape']:>10} {r['native_gflops']:>8.1f} {r['torch_gflops']:>8.1f} "
               f"{r['native_gflops'] / r['torch_gflops']:>12.2f}x")
+    print("\n6. the native attention over 4 layers of a 64-slot cache, us: the rows in adjacent slots vs scattered")
+    print(f"  {'rows':>5} {'context':>8} {'adjacent':>9} {'scattered':>10} {'scattered/adjacent':>19}")
+    for r in slots_ab([(4, 250), (8, 200), (12, 200), (16, 200), (32, 100)], a.reps, max(1, a.steps // 5)):
+        print(f"  {r['n']:>5} {r['context']:>8} {r['adjacent']:>9.0f} {r['scattered']:>10.0f} "
+              f"{r['scattered'] / r['adjacent']:>18.2f}x")
     return 0
 
 
