@@ -193,8 +193,8 @@ class Engine:
         Why: the cache is position-major, so the rows of a step in adjacent slots read one block a
         position, which the hardware prefetcher streams; rows scattered over the slots (the tail of a
         run, where long retries keep the slots they were given) read a small piece of a different
-        block each, and wait on memory. Measured on the attention alone, 12-16 rows at context 200:
-        3.5-3.7x faster contiguous than scattered (docs/engine.md). Runs between steps only, when
+        block each, and wait on memory (``python -m benchmarks.step_variants``, section 6: the
+        attention 2.3-3.5x faster over adjacent slots at 8-32 rows). Runs between steps only, when
         every sequence's ``cached`` positions are exactly what its slot holds."""
         if not self.use_kv_cache:
             return

@@ -79,7 +79,7 @@ def _load() -> ctypes.CDLL:
 
 def int64_rows(values: list[int]) -> Tensor:
     """A CPU int64 tensor of ``values`` through an ``array`` buffer, for the kernels' row indices:
-    5-6x faster than ``torch.tensor(list)`` (7 vs 34 us for a 64-row step's 256 indices)."""
+    ``torch.tensor(list)`` converts element by element, several times slower at a step's sizes."""
     if not values:
         return torch.empty(0, dtype=torch.int64)
     return torch.frombuffer(array.array("q", values), dtype=torch.int64)

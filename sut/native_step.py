@@ -63,7 +63,7 @@ class NativeStep:
             hi = min(lo + CHUNK, n)
             k = bisect.bisect_left(head, hi, lo=done)       # head rows below hi
             part = meta[:, lo:hi].contiguous()
-            local = int64_rows(head[done:k] if lo == 0 else [h - lo for h in head[done:k]])
+            local = int64_rows([h - lo for h in head[done:k]])
             rc = self._fn(part.data_ptr(), hi - lo, local.data_ptr(), k - done, self._ptrs.data_ptr(), self.n_layer,
                           self.C, self.nh, self.V, self.n_retry, ctypes.c_float(self.eps), self.kv.data_ptr(),
                           self.n_slots, self.window, logits[done:k].data_ptr(), self._scratch.data_ptr())

@@ -355,7 +355,7 @@ def _native_loop(path: str):
     try:
         import ctypes
         lib = ctypes.PyDLL(path)
-        lib.zygote_serve.argtypes = [ctypes.c_int] * 5 + [ctypes.c_char_p]
+        lib.zygote_serve.argtypes = [ctypes.c_int] * 5 + [ctypes.c_char_p] + [ctypes.c_int64] * 4
         lib.zygote_body.restype = ctypes.c_void_p
         lib.zygote_body_len.restype = ctypes.c_int64
         lib.zygote_workdir.restype = ctypes.c_char_p
@@ -368,7 +368,8 @@ def serve_native(lib, rfd: int, wfd: int, cfg: dict) -> None:
     """The C loop; returns at end of input. In each forked child it returns 1 and the child runs here."""
     drop_uid = cfg.get("drop_uid")
     rc = lib.zygote_serve(rfd, wfd, int(bool(cfg["kill_all"])), int(bool(cfg["private_tmp"])),
-                          -1 if drop_uid is None else int(drop_uid), cfg["tmp_root"].encode())
+                          -1 if drop_uid is None else int(drop_uid), cfg["tmp_root"].encode(),
+                          REPORT_MAX, FILE_LIMIT, NPROC, NOFILE)
     if rc == 1:
         import ctypes
         body = ctypes.string_at(lib.zygote_body(), lib.zygote_body_len())

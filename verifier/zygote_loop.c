@@ -42,16 +42,13 @@ typedef struct { double timeout_s; int64_t output_limit, memory_mb; } ReqHeader;
 typedef struct { int32_t outcome, exit_code, signal, pad; double exec_ms; int64_t report_len, output_len; }
     ReplyHeader;                                                                          /* "=iiiidqq" */
 
-#define REPORT_MAX 4000000          /* bytes of report a child may send (zygote.py's REPORT_MAX) */
-#define FILE_LIMIT (16 << 20)       /* the rlimits of zygote.py */
-#define NOFILE 64
-#define NPROC 32
-#define REPORT_FD 3
+#define REPORT_FD 3                 /* zygote.py's REPORT_FD; the caps and rlimits come from zygote.py too */
 #define MAX_FRAME (64 << 20)
 #define MAX_DEPTH 512               /* deeper directories are not wiped (one fd a level): the sandbox is replaced */
 
 static struct {
     int kill_all, private_tmp, drop_uid;
+    int64_t report_max, file_limit, nproc, nofile;   /* zygote.py's REPORT_MAX, FILE_LIMIT, NPROC, NOFILE */
     char tmp_root[256], workdir[300];
     char *body; int64_t body_len, body_cap;
     char *out, *rep; int64_t out_len, rep_len, out_cap;
@@ -125,8 +122,8 @@ static void child_setup(const ReqHeader *req, int out_w, int rep_w, pid_t zygote
     sigaction(SIGCHLD, &dfl, NULL);
     rlim_t cpu = (rlim_t)req->timeout_s + 1, mem = (rlim_t)req->memory_mb << 20;
     struct { int what; rlim_t soft, hard; } limits[] = {
-        {RLIMIT_CPU, cpu, cpu + 1}, {RLIMIT_AS, mem, mem}, {RLIMIT_FSIZE, FILE_LIMIT, FILE_LIMIT},
-        {RLIMIT_NPROC, NPROC, NPROC}, {RLIMIT_NOFILE, NOFILE, NOFILE}, {RLIMIT_CORE, 0, 0}};
+        {RLIMIT_CPU, cpu, cpu + 1}, {RLIMIT_AS, mem, mem}, {RLIMIT_FSIZE, (rlim_t)Z.file_limit, (rlim_t)Z.file_limit},
+        {RLIMIT_NPROC, (rlim_t)Z.nproc, (rlim_t)Z.nproc}, {RLIMIT_NOFILE, (rlim_t)Z.nofile, (rlim_t)Z.nofile}, {RLIMIT_CORE, 0, 0}};
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         struct rlimit r = {limits[i].soft, limits[i].hard};
         if (setrlimit(limits[i].what, &r)) _exit(74);
@@ -160,18 +157,18 @@ static int watch(pid_t pid, int out_r, int rep_r, double deadline, int64_t outpu
         if (pidfd < 0 && ms > 5) ms = 5;
         if (poll(p, 3, ms) < 0 && errno != EINTR) { outcome = TIMEOUT; break; }
         drain(&out_r, Z.out, &Z.out_len, output_limit);
-        drain(&rep_r, Z.rep, &Z.rep_len, REPORT_MAX);
+        drain(&rep_r, Z.rep, &Z.rep_len, Z.report_max);
         if (pidfd < 0 || (p[2].revents & POLLIN)) {
             int st;
             if (waitpid(pid, &st, WNOHANG) == pid) {
                 Z.have_status = 1; Z.status = st;
                 drain(&out_r, Z.out, &Z.out_len, output_limit);
-                drain(&rep_r, Z.rep, &Z.rep_len, REPORT_MAX);
+                drain(&rep_r, Z.rep, &Z.rep_len, Z.report_max);
                 outcome = EXITED;
             }
         }
         if (Z.out_len > output_limit) outcome = OUTPUT_LIMIT;
-        else if (Z.rep_len > REPORT_MAX) outcome = REPORT_TOO_LARGE;
+        else if (Z.rep_len > Z.report_max) outcome = REPORT_TOO_LARGE;
     }
     if (pidfd >= 0) close(pidfd);
     if (out_r >= 0) close(out_r);
@@ -330,15 +327,17 @@ static int execute(int wfd, const ReqHeader *req) {
     return reply(wfd, outcome, exec_ms, Z.rep, rep_len, Z.out, out_len);
 }
 
-int zygote_serve(int rfd, int wfd, int kill_all, int private_tmp, int drop_uid, const char *tmp_root) {
+int zygote_serve(int rfd, int wfd, int kill_all, int private_tmp, int drop_uid, const char *tmp_root,
+                 int64_t report_max, int64_t file_limit, int64_t nproc, int64_t nofile) {
     before_fork = (void (*)(void))dlsym(RTLD_DEFAULT, "PyOS_BeforeFork");
     after_fork_parent = (void (*)(void))dlsym(RTLD_DEFAULT, "PyOS_AfterFork_Parent");
     after_fork_child = (void (*)(void))dlsym(RTLD_DEFAULT, "PyOS_AfterFork_Child");
     if (!before_fork || !after_fork_parent || !after_fork_child) return -2;   /* not inside CPython */
     if (strlen(tmp_root) >= sizeof Z.tmp_root) return -3;
     Z.kill_all = kill_all; Z.private_tmp = private_tmp; Z.drop_uid = drop_uid;
+    Z.report_max = report_max; Z.file_limit = file_limit; Z.nproc = nproc; Z.nofile = nofile;
     strcpy(Z.tmp_root, tmp_root);
-    if (!Z.rep && !(Z.rep = malloc(REPORT_MAX + 1))) return -4;
+    if (report_max < 0 || !(Z.rep = realloc(Z.rep, (size_t)report_max + 1))) return -4;
     for (;;) {
         unsigned char len[4];
         int r = read_exact(rfd, (char *)len, 4);
