@@ -1,8 +1,8 @@
 /* The engine's whole batched step in one call: n rows (decode rows, prefills' tokens), through every
    layer to the logits of the rows that need them (float32, one thread).
 
-   Built and loaded by sut/native.py, with decode_attention.c in the same translation unit
-   (included below) so the step calls the attention and the cache write directly. Why a step of our own:
+   Built and loaded by sut/native.py, with decode_attention.c (and sampling.c, the retry draws) in the
+   same translation unit (included below) so the step calls the attention and the cache write directly. Why a step of our own:
    a decode step of this model is small (a 128-wide model: 1 to 128 rows through 128 x 384 .. 128 x 1536
    weights), and in eager torch it is ~80 operator calls whose fixed overhead, plus matmuls padded to 8
    rows for batch invariance, is most of its time (docs/engine.md). Here it is one call, no padding.
@@ -13,6 +13,7 @@
    attention is decode_attention.c's. The results agree with torch's to float rounding, not bit for
    bit (tests/test_native_step.py). */
 #include "decode_attention.c"
+#include "sampling.c"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>

@@ -36,8 +36,8 @@ import torch
 from tqdm import tqdm
 
 from sut import transcript as tr
-from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, make_generator, redraw_from
-from sut.engine_batch import BatchModel, sample_rows
+from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed, redraw_from
+from sut.engine_batch import BatchModel
 from sut.engine_seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line
 from sut.model import NanoCodeGen
 from sut.tokenizer import CodeTokenizer
@@ -246,7 +246,7 @@ class Engine:
         self._n["reused"] += seq.reused
         self._n["prefilled"] += seq.prompt_tokens - seq.reused
         self._n["rebuilds"] += seq.truncated
-        seq.gen = make_generator(cfg.seed, seq.task.id, k, self.bm.device) if k > 0 else None
+        seq.gen = self.bm.generator(attempt_seed(cfg.seed, seq.task.id, k)) if k > 0 else None
         seq.temperature = cfg.temperature if k > 0 else 0.0
         seq.step, seq.budget, seq.out = tr.step_id(k), budget, []
 
@@ -284,7 +284,7 @@ class Engine:
         redraw_from(seq, seq.prompt_tokens)
         if not self.use_kv_cache:
             seq.cached = 0
-        seq.gen = make_generator(self.cfg.seed, seq.task.id, seq.attempt, self.bm.device, seq.draw)
+        seq.gen = self.bm.generator(attempt_seed(self.cfg.seed, seq.task.id, seq.attempt, seq.draw))
         seq.out = []
         seq.state = PREFILL
 
@@ -405,21 +405,9 @@ class Engine:
                             [(s.slot, s.ids[s.cached:], s.steps[s.cached:], s.cached) for s in pre])
 
     def _pick(self, rows: list[Seq], logits: torch.Tensor) -> list[int]:
-        """Greedy rows by one batched argmax; sampled rows with their own generators
-        (``sample_rows`` draws what ``sample_next`` would, row by row)."""
+        """Greedy rows by argmax, sampled rows with their own generators (``BatchModel.pick``)."""
         sampled = [i for i, s in enumerate(rows) if s.temperature > 0]
-        if not sampled:   # the common step: one argmax over every row
-            return logits.argmax(-1).tolist()
-        tokens = [0] * len(rows)
-        greedy = [i for i, s in enumerate(rows) if s.temperature <= 0]
-        if greedy:
-            for i, t in zip(greedy, logits[greedy].argmax(-1).tolist()):
-                tokens[i] = t
-        if sampled:
-            drawn = sample_rows(logits[sampled], self.cfg.temperature, self.cfg.top_k, [rows[i].gen for i in sampled])
-            for i, t in zip(sampled, drawn):
-                tokens[i] = t
-        return tokens
+        return self.bm.pick(logits, sampled, self.cfg.temperature, self.cfg.top_k, [rows[i].gen for i in sampled])
 
     def _finish(self, seq: Seq, error: str | None = None) -> None:
         """Complete a task exactly once: free its slot and call its on_done."""

@@ -9,7 +9,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import torch
 
 from sut import transcript as tr
 from sut.agent import AgentResult
@@ -39,7 +38,7 @@ class Seq(tr.TokenBuffer):
         self.out: list[int] = []        # tokens generated in the current attempt
         self.step = self.budget = self.prompt_tokens = self.reused = 0
         self.temperature = 0.0
-        self.gen: torch.Generator | None = None
+        self.gen: Any = None            # the attempt's generator (BatchModel.generator), None when greedy
         self.prefill_ms = self.t_decode = self.t_submit = self.t_verdict = 0.0
         self.code = ""
         self.rejected: set[str] = set()  # code the verifier rejected for this task (AgentConfig.redraws)

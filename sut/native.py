@@ -4,8 +4,9 @@ One library, built from ``sut/decode_step.c`` (which includes ``sut/decode_atten
 
 - ``decode_step``: the whole batched forward of the engine's rows (sut/native_step.py);
 - ``decode_attention``: one-query attention of rows over the position-major slot cache;
-- ``write_kv``: a step's new keys and values into the cache (what an ``index_put`` writes).
-The last two are the step's parts; the wrappers below call them alone, for tests and benchmarks.
+- ``write_kv``: a step's new keys and values into the cache (what an ``index_put`` writes);
+- ``sample_race`` and the generator it draws from (``sut/sampling.c``, wrapped by sut/native_sampling.py).
+``decode_attention`` and ``write_kv`` are the step's parts; the wrappers below call them alone, for tests and benchmarks.
 
 Why native code: a decode step of this model is small, and in eager torch its ~80 operator calls
 and 8-row padded matmuls cost more than its arithmetic; torch's one-query attention runs as
@@ -39,8 +40,8 @@ from sut.platform_info import cpu_flags, cpu_model
 from verifier import cbuild
 
 log = logging.getLogger(__name__)
-SOURCE = Path(__file__).with_name("decode_step.c")            # includes decode_attention.c
-SOURCES = (SOURCE, Path(__file__).with_name("decode_attention.c"))
+SOURCE = Path(__file__).with_name("decode_step.c")            # includes decode_attention.c, sampling.c
+SOURCES = (SOURCE, *(Path(__file__).with_name(f) for f in ("decode_attention.c", "sampling.c")))
 # -ffp-contract=off: no multiply-add the source does not spell out (clang contracts by default), so every
 # build, whatever the compiler or vector width, computes the same bits (tests/test_native_step.py)
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC", "-std=c11"]
@@ -74,6 +75,17 @@ def _load() -> ctypes.CDLL:
     dll.panel_width.restype = ctypes.c_int
     dll.linear_packed.argtypes = [p, i64, i64, p, p, i64, p]
     dll.linear_packed.restype = None
+    dll.mt_state_words.restype = ctypes.c_int
+    dll.mt_seed.argtypes = [p, ctypes.c_uint64]
+    dll.mt_seed.restype = None
+    dll.mt_exponentials.argtypes = [p, i64, p]
+    dll.mt_exponentials.restype = None
+    dll.sample_race.argtypes = [p, i64, i64, p, p]
+    dll.sample_race.restype = None
+    dll.argmax_rows.argtypes = [p, i64, i64, p]
+    dll.argmax_rows.restype = None
+    dll.topk_scores.argtypes = [p, i64, p, i64, ctypes.c_float, i64, p]
+    dll.topk_scores.restype = ctypes.c_int
     return dll
 
 
