@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from verifier import SandboxPool, Status, ValueCheck
+from verifier import CallCheck, SandboxPool, Status, TestCheck, ValueCheck
+from verifier import pool as pool_module
 from verifier.sandbox import loop_library
 
 
@@ -168,3 +169,36 @@ def test_both_loops_give_the_same_verdicts():
             verdicts[loop] = [(v.status, v.feedback, v.stdout) for v in pool.verify_many(progs)]
     assert verdicts["native"] == verdicts["python"]
     assert [s for s, _, _ in verdicts["native"]][:2] == [Status.PASSED, Status.WRONG_OUTPUT]
+
+
+def test_the_child_runs_the_parents_code_object_with_the_same_verdicts(monkeypatch):
+    """The parent's compile (sent marshalled) and the child's own give the same verdicts, lines included;
+    no future flag of the parent's leaks in (an annotation naming nothing is still evaluated)."""
+    progs = [("result = 1", ValueCheck(1)), ("x = 1\ny = 2\nresult = [][x]", ValueCheck(1)),
+             ("def f(x: no_such_name) -> int:\n    return x\nresult = f(1)", ValueCheck(1)),
+             ("def inc(a):\n    return a + 1", CallCheck("inc", ((1,), (2,)), (2, 4))),
+             ("def f(a):\n    return a", TestCheck("def check(c):\n    assert c(1) == 2", "f")),
+             ("assert False, 'kept'\nresult = 1", ValueCheck(1))]
+    sent = []
+    real = pool_module.request_for
+    monkeypatch.setattr(pool_module, "request_for", lambda *a: sent.append(real(*a)) or sent[-1])
+    verdicts = {}
+    for tag in ("ours", "another interpreter"):
+        if tag != "ours":
+            monkeypatch.setattr(pool_module, "COMPILED_TAG", tag)   # the zygote's tag no longer matches
+        with SandboxPool(workers=1, timeout_s=2.0) as pool:
+            verdicts[tag] = [(v.status, v.feedback, v.line) for v in pool.verify_many(progs)]
+    assert all("compiled" in r for r in sent[:len(progs)]) and not any("compiled" in r for r in sent[len(progs):])
+    assert verdicts["ours"] == verdicts["another interpreter"]
+    assert [s for s, _, _ in verdicts["ours"]] == [Status.PASSED, Status.RUNTIME_ERROR, Status.RUNTIME_ERROR,
+                                                   Status.WRONG_OUTPUT, Status.WRONG_OUTPUT, Status.RUNTIME_ERROR]
+    assert verdicts["ours"][1][2] == 3 and "no_such_name" in verdicts["ours"][2][1]
+
+
+def test_the_child_executes_the_code_object_it_is_sent(monkeypatch):
+    """What runs is the parent's code object, not a recompile of the source beside it."""
+    real = pool_module.request_for
+    other = compile("result = 2", "<code>", "exec")
+    monkeypatch.setattr(pool_module, "request_for", lambda code, check, limits, program: real(code, check, limits, other))
+    with SandboxPool(workers=1) as pool:
+        assert pool.verify("result = 1", ValueCheck(2)).status is Status.PASSED

@@ -11,11 +11,14 @@ import ast
 import json
 import re
 import signal
+import threading
 import time
+import types
 import warnings
 from typing import Any
 
 from verifier import plaindata
+from verifier.child import encode_compiled
 from verifier.checks import CallCheck, Check, TestCheck, ValueCheck
 from verifier.compare import same, show
 from verifier.verdict import Status, Verdict, cap
@@ -25,6 +28,10 @@ STDOUT_CHARS = 2000      # Verdict.stdout: tail of what the program printed
 RISKY_IMPORTS = {"os", "subprocess", "socket", "ctypes", "shutil", "signal", "multiprocessing", "threading"}
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _NAME = re.compile(r"[^A-Za-z0-9_.]")
+# CPython 3.11 keeps the AST converter's recursion depth in interpreter-wide state, so ast.parse in
+# two threads at once (the pool's) can fail with "SystemError: AST constructor recursion depth
+# mismatch" (python/cpython#106905), which would turn a verdict into an internal error: one at a time.
+_AST_LOCK = threading.Lock()
 
 
 class Limits:
@@ -34,25 +41,28 @@ class Limits:
         self.timeout_s, self.memory_mb, self.output_limit_bytes = timeout_s, memory_mb, output_limit_bytes
 
 
-def precheck(code: str, check: Check) -> tuple[Verdict | None, float, list[str]]:
-    """Compile in the parent (never runs anything). Returns (syntax-error verdict or None, parse ms, lint notes)."""
+def precheck(code: str, check: Check) -> tuple[Verdict | None, float, list[str], types.CodeType | None]:
+    """Compile in the parent (never runs anything). Returns (syntax-error verdict or None, parse ms, lint
+    notes, the code object): compiled as the sandbox's child would compile it (no future flag of ours
+    inherited, no optimization), so the child can run it as is (``verifier.child.COMPILED_TAG``)."""
     t0 = time.perf_counter()
     try:
-        with warnings.catch_warnings():  # SyntaxWarnings about the judged code are not the harness's to print
+        with warnings.catch_warnings(), _AST_LOCK:  # SyntaxWarnings about the judged code are not ours to print
             warnings.simplefilter("ignore")
             tree = ast.parse(code, "<code>")
-            compile(tree, "<code>", "exec")  # symbol-table errors too ('return' outside function, ...)
+            program = compile(tree, "<code>", "exec", dont_inherit=True, optimize=0)  # symbol-table errors too
     except SyntaxError as e:
         ms = (time.perf_counter() - t0) * 1000
         where = f" (line {e.lineno})" if e.lineno else ""
         v = Verdict(Status.SYNTAX_ERROR, cap(f"{type(e).__name__}: {e.msg}{where}"), error_type=type(e).__name__,
                     message=cap(str(e.msg), 300), line=e.lineno, parse_ms=ms)
-        return v, ms, []
+        return v, ms, [], None
     except (ValueError, RecursionError, MemoryError) as e:  # null bytes, absurd nesting
         ms = (time.perf_counter() - t0) * 1000
         msg = str(e) if isinstance(e, ValueError) else "too deeply nested"
-        return Verdict(Status.SYNTAX_ERROR, cap(f"SyntaxError: {msg}"), error_type="SyntaxError", message=msg, parse_ms=ms), ms, []
-    return None, (time.perf_counter() - t0) * 1000, lint(tree, check)
+        return Verdict(Status.SYNTAX_ERROR, cap(f"SyntaxError: {msg}"), error_type="SyntaxError", message=msg,
+                       parse_ms=ms), ms, [], None
+    return None, (time.perf_counter() - t0) * 1000, lint(tree, check), program
 
 
 def lint(tree: ast.AST, check: Check) -> list[str]:
@@ -75,10 +85,13 @@ def lint(tree: ast.AST, check: Check) -> list[str]:
     return notes
 
 
-def request_for(code: str, check: Check, limits: Limits) -> dict:
-    """The request the zygote's child runs: the program and the inputs, never the expected values."""
+def request_for(code: str, check: Check, limits: Limits, program: types.CodeType | None = None) -> dict:
+    """The request the zygote's child runs: the program (and ``program``, its code object from
+    ``precheck``, when the zygote can load it) and the inputs, never the expected values."""
     req: dict[str, Any] = {"code": code, "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb,
                            "output_limit": limits.output_limit_bytes}
+    if program is not None:
+        req["compiled"] = encode_compiled(program)
     if isinstance(check, ValueCheck):
         plaindata.to_wire(check.expected)  # a check whose expectation cannot be matched is a task bug: say so
         req["mode"] = "value"

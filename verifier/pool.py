@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from verifier import plaindata
 from verifier.checks import Check
+from verifier.child import COMPILED_TAG
 from verifier.judge import Limits, judge_reply, precheck, request_for
 from verifier.sandbox import probe
 from verifier.verdict import Status, Verdict, cap
@@ -124,10 +125,11 @@ class SandboxPool:
 
     def _run(self, worker: SandboxWorker, code: str, check: Check) -> Verdict:
         t0 = time.perf_counter()
-        early, parse_ms, notes = precheck(code, check)
+        early, parse_ms, notes, program = precheck(code, check)
         if early is None:
             try:
-                request = request_for(code, check, self.limits)
+                loads = worker.hello.get("compiled_tag") == COMPILED_TAG   # the zygote runs our code objects
+                request = request_for(code, check, self.limits, program if loads else None)
             except (plaindata.NotPlain, plaindata.TooLarge) as e:
                 what = e.type_name if isinstance(e, plaindata.NotPlain) else "too large"
                 early = Verdict(Status.SANDBOX_ERROR, cap(f"sandbox_error: the check's values are not plain data ({what})"))

@@ -402,7 +402,8 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     write_frame(wfd, {"ready": True, "uid": os.getuid(), "pid": os.getpid(), "subreaper": subreaper,
-                      "nondumpable": nondumpable, "loop": "native" if native else "python"})
+                      "nondumpable": nondumpable, "loop": "native" if native else "python",
+                      "compiled_tag": child.COMPILED_TAG})
     if native:
         serve_native(native, rfd, wfd, cfg)
         return
