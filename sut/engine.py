@@ -158,8 +158,8 @@ class Engine:
             while self._wait_for_work():
                 try:
                     self._collect_verdicts()
-                    self._compact()
-                    self._admit()
+                    self._admit()        # new tasks fill freed slots, lowest first
+                    self._compact()      # then only gaps nobody filled move (the run's tail)
                     self._step()
                     self._t["loop_cpu_s"] = time.thread_time() - cpu0
                 except Exception as e:  # a bug of ours: fail what is in flight, keep serving
