@@ -170,7 +170,13 @@ class BatchModel:
     def move_slot(self, src: int, dst: int, n: int) -> None:
         """Copy positions 0..n-1 of slot ``src`` to slot ``dst`` in every layer (keys and values):
         the sequence continues in ``dst`` with the same bits (the engine's compaction)."""
-        if n > 0:
+        if n <= 0:
+            return
+        if self._native is not None:   # a native memcpy a position: torch's indexing costs ~40 us a call
+            nl, _, window, n_slots, nh, hd = self.kv.shape
+            if native._load().copy_slot(self.kv.data_ptr(), nl, window, n_slots, nh * hd, src, dst, n) != 0:
+                raise ValueError(f"move_slot: slot {src} or {dst} or {n} positions out of range")
+        else:
             self.kv[:, :, :n, dst] = self.kv[:, :, :n, src]
 
     # -- the batched forward -------------------------------------------------------------
