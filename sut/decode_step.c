@@ -239,8 +239,8 @@ int decode_step(const int64_t *meta, int64_t n, const int64_t *head, int64_t n_h
 }
 
 /* Positions 0..n-1 of slot src copied to slot dst in every layer, keys and values (n_layer * 2 * n rows
-   of C floats): BatchModel.move_slot, for the engine's compaction and its shared prompts, without
-   torch's indexing overhead on a few hundred bytes. Returns -2 for an index out of range. */
+   of C floats): BatchModel.move_slot, for the engine's compaction, without torch's indexing overhead.
+   Returns -2 for an index out of range. */
 int copy_slot(float *kv, int64_t n_layer, int64_t window, int64_t n_slots, int64_t C, int64_t src, int64_t dst,
               int64_t n) {
     if (src < 0 || src >= n_slots || dst < 0 || dst >= n_slots || n < 0 || n > window) return -2;
