@@ -378,9 +378,9 @@ class Engine:
         self._n["steps"] += 1
         self._n["decode_steps"] += bool(dec)
         self._n["decode_rows"] += len(dec)
-        self._n["decode_flops"] += sum(self.bm.token_flops(len(s.ids)) for s in dec)
-        self._n["model_flops"] += sum(self.bm.token_flops(len(s.ids)) for s in dec) + sum(
-            self.bm.prefill_flops(s.cached, len(s)) for s in pre)
+        decode_flops = self.bm.tokens_flops(len(dec), sum(len(s.ids) for s in dec))
+        self._n["decode_flops"] += decode_flops
+        self._n["model_flops"] += decode_flops + sum(self.bm.prefill_flops(s.cached, len(s)) for s in pre)
         for s, token in zip(dec + pre, tokens):
             try:
                 if s.state == PREFILL:

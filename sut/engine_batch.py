@@ -159,8 +159,12 @@ class BatchModel:
 
     def token_flops(self, context: int) -> int:
         """Model FLOPs to produce one token at ``context`` keys: 2 per matmul weight + QK^T and PV."""
+        return self.tokens_flops(1, context)
+
+    def tokens_flops(self, n: int, contexts: int) -> int:
+        """``token_flops`` summed over ``n`` tokens whose contexts add up to ``contexts`` (one step's rows)."""
         cfg = self.model.config
-        return 2 * self.matmul_params + 4 * cfg.n_layer * cfg.n_embd * context
+        return 2 * self.matmul_params * n + 4 * cfg.n_layer * cfg.n_embd * contexts
 
     def prefill_flops(self, start: int, end: int) -> int:
         """Model FLOPs to prefill positions start..end-1 (each attends to the keys up to itself)."""

@@ -86,7 +86,7 @@ def build_engine(opts: EngineOptions):
     if opts.threads:
         torch.set_num_threads(opts.threads)
     model, tokenizer, _meta = load_checkpoint(opts.checkpoint, device=opts.device)
-    pool = SandboxPool(workers=opts.workers or None)
+    pool = SandboxPool(workers=opts.workers or None, lint=False)   # the agent reads verdicts, not lint notes
     cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed, redraws=opts.redraws)
     from sut.engine import Engine
 

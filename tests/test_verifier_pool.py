@@ -202,3 +202,17 @@ def test_the_child_executes_the_code_object_it_is_sent(monkeypatch):
     monkeypatch.setattr(pool_module, "request_for", lambda code, check, limits, program: real(code, check, limits, other))
     with SandboxPool(workers=1) as pool:
         assert pool.verify("result = 1", ValueCheck(2)).status is Status.PASSED
+
+
+def test_lint_notes_are_advisory_and_can_be_skipped():
+    """Lint notes name risky imports and missing names; with lint=False they are absent and nothing else changes."""
+    progs = [("import os\nx = 1", ValueCheck(1)), ("def g():\n    return 1", CallCheck("f", ((1,),), (1,))),
+             ("result = 1", ValueCheck(1)), ("def f(:", ValueCheck(1))]
+    verdicts = {}
+    for lint in (True, False):
+        with SandboxPool(workers=1, lint=lint) as pool:
+            verdicts[lint] = pool.verify_many(progs)
+    assert [v.extra.get("lint") for v in verdicts[True]] == [["imports os", "result is never assigned by name"],
+                                                            ["f is never defined by name"], None, None]
+    assert all("lint" not in v.extra for v in verdicts[False])
+    assert [(v.status, v.feedback, v.line) for v in verdicts[True]] == [(v.status, v.feedback, v.line) for v in verdicts[False]]

@@ -41,16 +41,21 @@ class Limits:
         self.timeout_s, self.memory_mb, self.output_limit_bytes = timeout_s, memory_mb, output_limit_bytes
 
 
-def precheck(code: str, check: Check) -> tuple[Verdict | None, float, list[str], types.CodeType | None]:
+def precheck(code: str, check: Check, with_lint: bool = True
+             ) -> tuple[Verdict | None, float, list[str], types.CodeType | None]:
     """Compile in the parent (never runs anything). Returns (syntax-error verdict or None, parse ms, lint
     notes, the code object): compiled as the sandbox's child would compile it (no future flag of ours
-    inherited, no optimization), so the child can run it as is (``verifier.child.COMPILED_TAG``)."""
+    inherited, no optimization), so the child can run it as is (``verifier.child.COMPILED_TAG``).
+    ``with_lint=False`` compiles the source directly, without the syntax tree the lint walks."""
     t0 = time.perf_counter()
+    tree = None
     try:
         with warnings.catch_warnings(), _AST_LOCK:  # SyntaxWarnings about the judged code are not ours to print
             warnings.simplefilter("ignore")
-            tree = ast.parse(code, "<code>")
-            program = compile(tree, "<code>", "exec", dont_inherit=True, optimize=0)  # symbol-table errors too
+            if with_lint:
+                tree = ast.parse(code, "<code>")
+            program = compile(tree if tree is not None else code, "<code>", "exec", dont_inherit=True,
+                              optimize=0)  # symbol-table errors too
     except SyntaxError as e:
         ms = (time.perf_counter() - t0) * 1000
         where = f" (line {e.lineno})" if e.lineno else ""
@@ -62,7 +67,7 @@ def precheck(code: str, check: Check) -> tuple[Verdict | None, float, list[str],
         msg = str(e) if isinstance(e, ValueError) else "too deeply nested"
         return Verdict(Status.SYNTAX_ERROR, cap(f"SyntaxError: {msg}"), error_type="SyntaxError", message=msg,
                        parse_ms=ms), ms, [], None
-    return None, (time.perf_counter() - t0) * 1000, lint(tree, check), program
+    return None, (time.perf_counter() - t0) * 1000, lint(tree, check) if tree is not None else [], program
 
 
 def lint(tree: ast.AST, check: Check) -> list[str]:

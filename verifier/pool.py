@@ -35,7 +35,8 @@ class SandboxPool:
     """A warm pool of sandboxed workers; each execution is forked fresh from a clean zygote."""
 
     def __init__(self, workers: int | None = None, timeout_s: float = 2.0, memory_mb: int = 512,
-                 output_limit_bytes: int = 64_000, isolation: str = "auto", zygote_loop: str = "auto") -> None:
+                 output_limit_bytes: int = 64_000, isolation: str = "auto", zygote_loop: str = "auto",
+                 lint: bool = True) -> None:
         if workers is None:
             workers = os.cpu_count() or 1
         if workers < 1 or timeout_s <= 0 or memory_mb < 64 or output_limit_bytes < 1:
@@ -48,6 +49,7 @@ class SandboxPool:
         self.level = probe(isolation)
         self.isolation: str = self.level.label
         self.limits = Limits(float(timeout_s), int(memory_mb), int(output_limit_bytes))
+        self.lint = lint   # advisory notes in verdict.extra["lint"]; False skips the syntax tree they need
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
@@ -125,7 +127,7 @@ class SandboxPool:
 
     def _run(self, worker: SandboxWorker, code: str, check: Check) -> Verdict:
         t0 = time.perf_counter()
-        early, parse_ms, notes, program = precheck(code, check)
+        early, parse_ms, notes, program = precheck(code, check, self.lint)
         if early is None:
             try:
                 loads = worker.hello.get("compiled_tag") == COMPILED_TAG   # the zygote runs our code objects
