@@ -38,12 +38,17 @@ from tqdm import tqdm
 from sut import transcript as tr
 from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed, redraw_from
 from sut.engine_batch import BatchModel
+from sut.engine_draft import draft
 from sut.engine_seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line
 from sut.model import NanoCodeGen
 from sut.tokenizer import CodeTokenizer
 from verifier.verdict import Status
 
 log = logging.getLogger(__name__)
+# Retries draft (sut/engine_draft.py) in steps of at most this many decoding sequences: there a step's
+# fixed costs dominate and a draft's rows come cheap; in a full batch they would add work to a busy
+# machine (python -m benchmarks.engine_bench prints the drafted and accepted tokens; docs/engine.md).
+SPEC_MAX_SEQS = 16
 
 
 class Engine:
@@ -51,7 +56,7 @@ class Engine:
 
     def __init__(self, model: NanoCodeGen, tokenizer: CodeTokenizer, pool: Any, cfg: AgentConfig | None = None,
                  max_batch: int = 64, batch_wait_ms: float = 0.0, use_kv_cache: bool = True,
-                 prefix_reuse: bool = True, device: str = "cpu", backend: str = "auto") -> None:
+                 prefix_reuse: bool = True, device: str = "cpu", backend: str = "auto", speculate: bool = True) -> None:
         cfg = cfg or AgentConfig()
         if max_batch < 1 or batch_wait_ms < 0 or cfg.max_attempts < 1 or cfg.max_new_tokens < 1:
             raise ValueError(f"bad engine settings: max_batch={max_batch} (>= 1), batch_wait_ms={batch_wait_ms} (>= 0), "
@@ -63,6 +68,9 @@ class Engine:
         self.isolation: str = getattr(pool, "isolation", "unknown")
         self.window = model.config.block_size
         self.bm = BatchModel(self.model, max_batch, use_kv_cache, backend)
+        # retries draft by prompt lookup and verify drafts in one pass (sut/engine_draft.py); needs the
+        # native step (a group's logits at every position) and native draws (the sequential check)
+        self.speculate = speculate and self.bm.native_draws
         self._kv_token_bytes = model.kv_bytes(1)
         self._cv = threading.Condition()
         self._queue: deque[tuple[Any, OnDone, OnFirstToken | None, float]] = deque()
@@ -74,7 +82,7 @@ class Engine:
         self._drain = True
         self._n = dict(submitted=0, done=0, errors=0, passed=0, attempts=0, tokens=0, reused=0, prefilled=0,
                        rebuilds=0, steps=0, decode_steps=0, decode_rows=0, rows_computed=0, decode_flops=0,
-                       model_flops=0, loop_errors=0, slot_moves=0)
+                       model_flops=0, loop_errors=0, slot_moves=0, spec_groups=0, drafted=0, accepted=0)
         self._t = dict(prefill_s=0.0, decode_s=0.0, step_s=0.0, step_cpu_s=0.0, loop_cpu_s=0.0)
 
     # -- public API -------------------------------------------------------------------------
@@ -145,7 +153,8 @@ class Engine:
             "decode_steps": n["decode_steps"], "mean_decode_rows": n["decode_rows"] / steps,
             "mean_batch_occupancy": n["decode_rows"] / steps / self.max_batch,
             "rows_computed": n["rows_computed"], "decode_flops": n["decode_flops"], "model_flops": n["model_flops"],
-            "steps": n["steps"], "slot_moves": n["slot_moves"], "step_s": t["step_s"], "prefill_s": t["prefill_s"], "decode_s": t["decode_s"],
+            "steps": n["steps"], "slot_moves": n["slot_moves"], "speculate": self.speculate,
+            "spec_groups": n["spec_groups"], "drafted_tokens": n["drafted"], "accepted_draft_tokens": n["accepted"], "step_s": t["step_s"], "prefill_s": t["prefill_s"], "decode_s": t["decode_s"],
             "step_cpu_s": t["step_cpu_s"], "engine_thread_cpu_s": t["loop_cpu_s"], "loop_errors": n["loop_errors"],
             "max_batch": self.max_batch, "use_kv_cache": self.use_kv_cache, "prefix_reuse": self.prefix_reuse,
             "isolation": self.isolation, "backend": self.bm.backend,
@@ -282,6 +291,7 @@ class Engine:
         seq.draw += 1
         seq.redrawn += len(seq.out)
         redraw_from(seq, seq.prompt_tokens)
+        seq.grams_of = None   # cut in place: the draft index is rebuilt
         if not self.use_kv_cache:
             seq.cached = 0
         seq.gen = self.bm.generator(attempt_seed(self.cfg.seed, seq.task.id, seq.attempt, seq.draw))
@@ -356,31 +366,45 @@ class Engine:
             except Exception as e:
                 log.warning("task %s cannot start attempt %d: %s", seq.task.id, seq.attempt, e)
                 self._finish(seq, one_line("", e))
-        dec = [s for s in by_slot if s.state == DECODE]
-        if not pre and not dec:
+        dec, spec, drafts = [], [], []
+        decoding = [q for q in by_slot if q.state == DECODE]
+        drafting = self.speculate and len(decoding) <= SPEC_MAX_SEQS
+        for seq in decoding:
+            d = self._draft(seq) if drafting and seq.attempt > 0 else []
+            if d:
+                spec.append(seq)
+                drafts.append(d)
+            else:
+                dec.append(seq)
+        if not pre and not dec and not spec:
             return
         t0, c0 = time.perf_counter(), time.thread_time()
         try:
-            logits = self._forward(dec, pre)
-            tokens = self._pick(dec + pre, logits)
+            logits = self._forward(dec, pre, spec, drafts)
+            n = len(dec) + len(pre)
+            tokens = self._pick(dec + pre, logits[:n])
+            spec_tokens = self.bm.accept(logits[n:], drafts, self.cfg.temperature, self.cfg.top_k,
+                                         [s.gen for s in spec]) if spec else []
         except Exception as e:  # one batched call: its rows share the failure
-            log.exception("model step failed; failing its %d sequences", len(dec) + len(pre))
-            for s in dec + pre:
+            log.exception("model step failed; failing its %d sequences", len(dec) + len(pre) + len(spec))
+            for s in dec + pre + spec:
                 self._finish(s, one_line("model: ", e))
             return
         t1 = time.perf_counter()
         new_tokens = sum(len(s) - s.cached for s in pre)
-        share = new_tokens / (new_tokens + len(dec))                   # the step's time, split by rows
+        decode_rows = len(dec) + sum(len(d) + 1 for d in drafts)
+        share = new_tokens / (new_tokens + decode_rows)                # the step's time, split by rows
         self._t["prefill_s"] += (t1 - t0) * share
         self._t["decode_s"] += (t1 - t0) * (1 - share)
         self._t["step_s"] += t1 - t0
         self._t["step_cpu_s"] += time.thread_time() - c0
         self._n["steps"] += 1
-        self._n["decode_steps"] += bool(dec)
-        self._n["decode_rows"] += len(dec)
+        self._n["decode_steps"] += bool(dec or spec)
+        self._n["decode_rows"] += len(dec) + len(spec)
         decode_flops = self.bm.tokens_flops(len(dec), sum(len(s.ids) for s in dec))
         self._n["decode_flops"] += decode_flops
-        self._n["model_flops"] += decode_flops + sum(self.bm.prefill_flops(s.cached, len(s)) for s in pre)
+        self._n["model_flops"] += decode_flops + sum(self.bm.prefill_flops(s.cached, len(s)) for s in pre) + sum(
+            self.bm.prefill_flops(s.cached, s.cached + len(d) + 1) for s, d in zip(spec, drafts))
         for s, token in zip(dec + pre, tokens):
             try:
                 if s.state == PREFILL:
@@ -395,14 +419,35 @@ class Engine:
                 self._take(s, token)
             except Exception as e:
                 self._finish(s, one_line("", e))
+        for s, d, got in zip(spec, drafts, spec_tokens):
+            self._n["spec_groups"] += 1
+            self._n["drafted"] += len(d)
+            self._n["accepted"] += len(got) - 1
+            try:
+                for token in got:   # row j's keys and values hold a token the sequence now has: cached
+                    s.cached += 1
+                    self._take(s, token)
+                    if s.state != DECODE:   # the attempt ended: what was drawn past it is dropped
+                        break
+            except Exception as e:
+                self._finish(s, one_line("", e))
 
-    def _forward(self, dec: list[Seq], pre: list[Seq]) -> torch.Tensor:
-        """Logits for the decode rows, then for each prefill's last position."""
+    def _draft(self, seq: Seq) -> list[int]:
+        """A retry's draft, within its budget (the step yields up to len(draft) + 1 tokens) and the window."""
+        return draft(seq, min(seq.budget - len(seq.out) - 1, self.window - len(seq.ids)))
+
+    def _forward(self, dec: list[Seq], pre: list[Seq], spec: list[Seq] = (), drafts: list[list[int]] = ()
+                 ) -> torch.Tensor:
+        """Logits for the decode rows, then for each prefill's last position, then for every row of each
+        speculative group (a sequence's last token and its draft)."""
         if not self.use_kv_cache:  # the reference's way: the whole context through the full forward, row by row
             return torch.stack([self.bm.full_logits(s.ids, s.steps) for s in dec + pre])
-        self._n["rows_computed"] += self.bm.rows_computed(len(dec) + sum(len(s) - s.cached for s in pre))
+        self._n["rows_computed"] += self.bm.rows_computed(
+            len(dec) + sum(len(s) - s.cached for s in pre) + sum(len(d) + 1 for d in drafts))
         return self.bm.step([(s.slot, s.ids[-1], s.steps[-1], s.cached) for s in dec],
-                            [(s.slot, s.ids[s.cached:], s.steps[s.cached:], s.cached) for s in pre])
+                            [(s.slot, s.ids[s.cached:], s.steps[s.cached:], s.cached) for s in pre],
+                            [(s.slot, [s.ids[-1], *d], [s.steps[-1]] + [s.step] * len(d), s.cached)
+                             for s, d in zip(spec, drafts)])
 
     def _pick(self, rows: list[Seq], logits: torch.Tensor) -> list[int]:
         """Greedy rows by argmax, sampled rows with their own generators (``BatchModel.pick``)."""

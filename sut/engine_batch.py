@@ -153,6 +153,23 @@ class BatchModel:
                 tokens[i] = t
         return tokens
 
+    def accept(self, logits: Tensor, drafts: list[list[int]], temperature: float, top_k: int | None,
+               gens: list[NativeGenerator]) -> list[list[int]]:
+        """The tokens each speculative group yields: ``logits`` holds, group after group, len(draft) + 1
+        rows (its positions); each group's tokens are drawn with its generator row by row while they
+        equal its draft (sut/sampling.c's race_accept): what sequential sampling would draw."""
+        logits = logits.contiguous()
+        x = native_sampling.topk_scores(logits, list(range(logits.shape[0])), temperature, top_k)
+        if x is None:   # NaN logits or an odd top_k: torch's scores, the same draw
+            x = logits / temperature
+            if top_k is not None and top_k < x.shape[-1]:
+                x = x.masked_fill(x < torch.topk(x, top_k, dim=-1).values[:, -1:], float("-inf"))
+        probs, out, r = torch.softmax(x, dim=-1), [], 0
+        for draft, gen in zip(drafts, gens):
+            out.append(native_sampling.race_accept(probs[r:r + len(draft) + 1], draft, gen))
+            r += len(draft) + 1
+        return out
+
     def rows_computed(self, rows: int) -> int:
         """Rows a step of ``rows`` rows runs through the matmuls: torch's pads them to ROW_ALIGN."""
         return rows if self.backend == "native" else round_up(rows, ROW_ALIGN)
@@ -196,10 +213,13 @@ class BatchModel:
         logits, _ = self.model(torch.tensor([ids], device=self.device), torch.tensor([steps], device=self.device))
         return logits[0, -1]
 
-    def step(self, dec: list[tuple[int, int, int, int]], pre: list[tuple[int, list[int], list[int], int]]) -> Tensor:
+    def step(self, dec: list[tuple[int, int, int, int]], pre: list[tuple[int, list[int], list[int], int]],
+             spec: list[tuple[int, list[int], list[int], int]] = ()) -> Tensor:
         """One batched forward: a token for each decoding row ``(slot, token, step, pos)`` (sorted by
-        slot) and the new tokens of each prefill ``(slot, ids, steps, start)``. Logits
-        (len(dec) + len(pre), V): the decode rows, then each prefill's last position.
+        slot), the new tokens of each prefill ``(slot, ids, steps, start)`` and of each speculative
+        row group ``spec`` (laid out as a prefill: a sequence's last token and its draft). Logits
+        (len(dec) + len(pre) + the spec groups' tokens, V): the decode rows, each prefill's last
+        position, then every position of each spec group (native backend only).
 
         With the native step (sut/native_step.py) every row is one row of one call, a prefill's
         tokens included (they attend causally through the cache, sut/decode_step.c); with
@@ -207,9 +227,12 @@ class BatchModel:
         """
         assert self.use_kv_cache, "step() needs the KV cache; without it use full_logits()"
         if self._native is None:
+            assert not spec, "speculative rows need the native backend"
             return self.torch_step(dec, pre)
-        slots, toks, steps, pos, offs = self._rows(dec, pre)
+        slots, toks, steps, pos, offs = self._rows(dec, [*pre, *spec])
         head = list(range(len(dec))) + [o + len(ids) - 1 for o, (_, ids, _, _) in zip(offs, pre)]
+        for o, (_, ids, _, _) in zip(offs[len(pre):], spec):
+            head += range(o, o + len(ids))
         return self._native(native.int64_rows(slots + toks + steps + pos).view(4, -1), head)
 
     def _rows(self, dec: list[tuple[int, int, int, int]], pre: list[tuple[int, list[int], list[int], int]]

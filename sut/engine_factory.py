@@ -24,6 +24,7 @@ class EngineOptions:
     batch_wait_ms: float = 0.0
     no_kv_cache: bool = False
     no_prefix_reuse: bool = False
+    no_speculation: bool = False     # retries decode a token a step (no drafts checked in one pass)
     backend: str = "auto"            # the batched forward: "native" (sut/native_step.py), "torch", or "auto"
     seed: int = 0
     threads: int = 0                 # torch intra-op threads; 0: leave torch's default
@@ -40,6 +41,8 @@ class EngineOptions:
         p.add_argument("--batch-wait-ms", type=float, default=None, help="wait to gather arrivals (default: the scenario's)")
         p.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context for every token")
         p.add_argument("--no-prefix-reuse", action="store_true", help="re-prefill the whole transcript on every attempt")
+        p.add_argument("--no-speculation", action="store_true",
+                       help="decode retries a token a step, without prompt-lookup drafts (docs/engine.md)")
         p.add_argument("--backend", choices=("auto", "native", "torch"), default=None,
                        help="the engine's batched forward: our native CPU step, torch's operators, or auto (native "
                             "where it builds and applies; docs/engine.md)")
@@ -92,4 +95,4 @@ def build_engine(opts: EngineOptions):
 
     return Engine(model, tokenizer, pool, cfg, max_batch=opts.max_batch, batch_wait_ms=opts.batch_wait_ms,
                   use_kv_cache=not opts.no_kv_cache, prefix_reuse=not opts.no_prefix_reuse, device=opts.device,
-                  backend=opts.backend)
+                  backend=opts.backend, speculate=not opts.no_speculation)

@@ -44,6 +44,9 @@ class Seq(tr.TokenBuffer):
         self.rejected: set[str] = set()  # code the verifier rejected for this task (AgentConfig.redraws)
         self.draw = self.redrawn = 0     # the current attempt's redraw count and discarded tokens
         self.future: Any = None
+        self.grams: dict[tuple[int, ...], int] = {}   # the draft index (sut/engine_draft.py) over grams_of[:grams_upto]
+        self.grams_of: list[int] | None = None
+        self.grams_upto = 0
         self.done = False
 
 

@@ -84,6 +84,8 @@ def _load() -> ctypes.CDLL:
     dll.sample_race.restype = None
     dll.copy_slot.argtypes = [p, i64, i64, i64, i64, i64, i64, i64]
     dll.copy_slot.restype = ctypes.c_int
+    dll.race_accept.argtypes = [p, i64, i64, p, ctypes.c_uint64, p]
+    dll.race_accept.restype = i64
     dll.argmax_rows.argtypes = [p, i64, i64, p]
     dll.argmax_rows.restype = None
     dll.topk_scores.argtypes = [p, i64, p, i64, ctypes.c_float, i64, p]

@@ -56,6 +56,17 @@ def race(probs: Tensor, gens: list[NativeGenerator]) -> list[int]:
     return out.tolist()
 
 
+def race_accept(probs: Tensor, draft: list[int], gen: NativeGenerator) -> list[int]:
+    """A draft checked as sequential sampling would check it: ``probs`` (len(draft) + 1, V), row j the
+    distribution after draft[:j]; tokens are drawn from ``gen`` row by row while they equal the draft.
+    Returns the tokens drawn: the accepted draft tokens, then the first that differs (or a last one)."""
+    assert probs.dtype == torch.float32 and probs.is_contiguous() and probs.shape[0] == len(draft) + 1
+    out = torch.empty(len(draft) + 1, dtype=torch.int64)
+    d = int64_rows(draft) if draft else torch.zeros(1, dtype=torch.int64)   # held: the call reads it
+    n = _load().race_accept(probs.data_ptr(), probs.shape[0], probs.shape[1], d.data_ptr(), gen.ptr, out.data_ptr())
+    return out[:n].tolist()
+
+
 def argmax_rows(logits: Tensor) -> list[int]:
     """``logits.argmax(-1).tolist()`` for (R, V) float32 CPU logits: first maximum, first NaN."""
     assert logits.dtype == torch.float32 and logits.is_contiguous() and logits.device.type == "cpu"

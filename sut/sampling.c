@@ -193,3 +193,19 @@ void sample_race(const float *probs, int64_t R, int64_t V, const uint64_t *state
         out[r] = nan_at >= 0 ? nan_at : best;
     }
 }
+
+/* A retry's drafted continuation checked the way sequential sampling would produce it: row j of probs
+   (m rows) is the distribution after the context and draft[0..j-1]; draw row 0's token from the
+   generator, and while it equals the draft token, draw the next row's. Writes the tokens drawn
+   (the accepted draft tokens and the first one that differs, or one past a fully accepted draft)
+   and returns how many: each was drawn from the generator state sequential decoding would have had,
+   so they are its tokens, bit for bit. */
+int64_t race_accept(const float *probs, int64_t m, int64_t V, const int64_t *draft, uint64_t state, int64_t *out) {
+    int64_t n = 0;
+    while (n < m) {
+        sample_race(probs + n * V, 1, V, &state, out + n);
+        n++;
+        if (n == m || out[n - 1] != draft[n - 1]) break;
+    }
+    return n;
+}

@@ -125,18 +125,20 @@ def test_a_sequence_moved_to_another_slot_continues_with_the_same_bits(tok, refe
         assert torch.equal(stay, moved), backend
 
 
-@pytest.mark.parametrize("switch", ["no_kv_cache", "no_prefix_reuse", "torch_backend"])
+@pytest.mark.parametrize("switch", ["no_kv_cache", "no_prefix_reuse", "torch_backend", "no_speculation"])
 def test_ablation_switches_give_the_same_outputs(tok, pool, tasks, reference, switch) -> None:
     model, ref = reference
     n = 10 if switch == "no_kv_cache" else len(tasks)   # the no-cache path is the slow reference way
     engine = Engine(model, tok, pool, CFG, max_batch=8, use_kv_cache=switch != "no_kv_cache",
-                    prefix_reuse=switch != "no_prefix_reuse", backend="torch" if switch == "torch_backend" else "auto")
+                    prefix_reuse=switch != "no_prefix_reuse", backend="torch" if switch == "torch_backend" else "auto",
+                    speculate=switch != "no_speculation")
     got = engine.run(tasks[:n])
     engine.stop(close_pool=False)
     assert tokens(got) == tokens(ref[:n])
     # the torch switch, and the reference way (no KV cache: torch's full forward), run torch
-    assert engine.stats()["backend"] == ("native" if switch == "no_prefix_reuse" else "torch")
-    if switch == "torch_backend":
+    assert engine.stats()["backend"] == ("torch" if switch in ("no_kv_cache", "torch_backend") else "native")
+    assert engine.stats()["speculate"] == (switch == "no_prefix_reuse")   # drafts need native draws, and ask for it
+    if switch in ("torch_backend", "no_speculation"):
         return
     assert all(a.reused_tokens == 0 and a.prefilled_tokens == a.prompt_tokens for r in got for a in r.attempts)
     assert engine.stats()["prefix_reuse_hit_rate"] == 0.0
@@ -480,3 +482,59 @@ def test_backend_agreement_command_compares_both_backends(capsys) -> None:
     out = capsys.readouterr().out
     assert "native: pass@final" in out and "torch: pass@final" in out
     assert "tasks whose attempts differ between the two: 0 of 6" in out
+
+
+def test_speculative_retries_write_what_sequential_decoding_writes(pool) -> None:
+    """The shipped checkpoint's retries repeat much of their earlier attempts, so prompt-lookup drafts are
+    accepted (sut/engine_draft.py); the tokens, attempt by attempt, are those of decoding a token a step."""
+    from sut.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+
+    model, tok, _ = load_checkpoint(DEFAULT_CHECKPOINT)
+    hard = load_eval_tasks()[:96]
+    runs = {}
+    for speculate in (True, False):
+        engine = Engine(model, tok, pool, AgentConfig(), max_batch=4, speculate=speculate)
+        runs[speculate] = engine.run(hard)
+        stats = engine.stats()
+        engine.stop(close_pool=False)
+        if speculate:   # drafts depend on the transcripts alone: so do these counts
+            assert stats["accepted_draft_tokens"] > 100 and stats["drafted_tokens"] >= stats["accepted_draft_tokens"]
+        else:
+            assert stats["spec_groups"] == 0 == stats["drafted_tokens"]
+    assert sum(len(r.attempts) > 1 for r in runs[True]) >= 5   # retries ran
+    assert tokens(runs[True]) == tokens(runs[False])
+
+
+def test_a_speculative_group_gives_the_logits_of_decoding_its_tokens_one_by_one(tok, reference) -> None:
+    """BatchModel.step's spec rows (a sequence's last token and its draft) attend causally through the cache:
+    each row's logits are those of decoding the tokens a step at a time, bit for bit, beside other rows."""
+    model, _ = reference
+    ids = tok.encode("def f(x):\n    return x + 1")[:10]
+    draft = [7, 9, 11, 13]
+    one, grouped = BatchModel(model, 4, backend="native"), BatchModel(model, 4, backend="native")
+    for bm in (one, grouped):
+        bm.prefill(ids, [0] * len(ids), 2, 0)
+        bm.prefill(ids[:6], [0] * 6, 0, 0)
+    want = [one.decode([2], [t], [1], [len(ids) + i])[0] for i, t in enumerate([5, *draft])]
+    got = grouped.step([(0, 3, 0, 6)], [], [(2, [5, *draft], [1] * 5, len(ids))])
+    assert got.shape[0] == 1 + 5
+    for i in range(5):
+        assert torch.equal(got[1 + i], want[i])
+
+
+def test_drafts_continue_the_latest_earlier_occurrence() -> None:
+    from sut.engine_draft import draft
+
+    class Buf:
+        grams_of, grams_upto = None, 0
+
+    b = Buf()
+    b.ids = [1, 2, 3, 4, 5, 9, 1, 2, 3, 6, 7, 8, 1, 2, 3]
+    assert draft(b, 8) == [6, 7, 8, 1, 2, 3]          # after the latest earlier 1 2 3 (trigram)
+    assert draft(b, 2) == [6, 7]                       # within the limit
+    b.ids.append(6)                                    # extended in place: the index grows
+    assert draft(b, 3) == [7, 8, 1]                    # 2 3 6 -> 7 8 1
+    b.ids = [4, 4, 9, 5, 4, 9]                         # a new transcript: rebuilt; no trigram, a bigram
+    assert draft(b, 8) == [5, 4, 9]
+    b.ids = [1, 2, 3]
+    assert draft(b, 8) == [] and draft(b, 0) == []

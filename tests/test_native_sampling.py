@@ -16,7 +16,7 @@ from sut.model import GPTConfig, NanoCodeGen
 ok, why = native.available()
 pytestmark = pytest.mark.skipif(not ok, reason=f"native kernels unavailable: {why}")
 if ok:
-    from sut.native_sampling import NativeGenerator, argmax_rows, race, stream_matches_torch, topk_scores
+    from sut.native_sampling import NativeGenerator, argmax_rows, race, race_accept, stream_matches_torch, topk_scores
 
 V = 1536
 
@@ -128,3 +128,26 @@ def test_the_engine_picks_the_same_tokens_on_both_paths() -> None:
         assert got == want
         assert [got[i] for i in sampled] == [sample_next(logits[i], 0.7, 20, g) for i, g in zip(sampled, single_gens)]
         logits = logits.roll(1, dims=1)
+
+
+def test_race_accept_draws_what_sequential_sampling_draws() -> None:
+    """Rows drawn one by one while they match the draft: the same tokens and the same generator state
+    after, as drawing each row's token in turn and stopping at the first that differs."""
+    torch.manual_seed(4)
+    for trial in range(60):
+        m = 1 + trial % 9
+        probs = top_k_probs(torch.randn(m, V) * 4, 0.7, 20)
+        seq_gen, acc_gen = NativeGenerator(trial), NativeGenerator(trial)
+        want = []
+        for j in range(m):                         # the sequential reference, with a draft built to match
+            want.append(race(probs[j:j + 1].contiguous(), [seq_gen])[0])
+        draft = list(want[:-1])
+        cut = trial % m
+        if cut < m - 1:                            # make the draft differ at row `cut`
+            draft[cut] = (draft[cut] + 1) % V
+            want = want[:cut + 1]
+        assert race_accept(probs, draft, acc_gen) == want
+        again = NativeGenerator(trial)
+        for _ in want:
+            again.exponentials(V)
+        assert torch.equal(again.exponentials(10), acc_gen.exponentials(10))   # advanced exactly as far
