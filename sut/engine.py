@@ -45,10 +45,6 @@ from sut.tokenizer import CodeTokenizer
 from verifier.verdict import Status
 
 log = logging.getLogger(__name__)
-# Retries draft (sut/engine_draft.py) in steps of at most this many decoding sequences: there a step's
-# fixed costs dominate and a draft's rows come cheap; in a full batch they would add work to a busy
-# machine (python -m benchmarks.engine_bench prints the drafted and accepted tokens; docs/engine.md).
-SPEC_MAX_SEQS = 16
 
 
 class Engine:
@@ -367,10 +363,8 @@ class Engine:
                 log.warning("task %s cannot start attempt %d: %s", seq.task.id, seq.attempt, e)
                 self._finish(seq, one_line("", e))
         dec, spec, drafts = [], [], []
-        decoding = [q for q in by_slot if q.state == DECODE]
-        drafting = self.speculate and len(decoding) <= SPEC_MAX_SEQS
-        for seq in decoding:
-            d = self._draft(seq) if drafting and seq.attempt > 0 else []
+        for seq in (s for s in by_slot if s.state == DECODE):
+            d = self._draft(seq) if self.speculate and seq.attempt > 0 else []
             if d:
                 spec.append(seq)
                 drafts.append(d)

@@ -5,7 +5,9 @@ Why: a retry is conditioned on its task, the earlier attempts' code and the veri
 and most of what it writes repeats an earlier attempt (measured on the reference checkpoint: one
 sequential step of a retry accepts 3.8 tokens on average with 8-token drafts). The engine verifies
 a draft in one forward pass and keeps exactly the tokens sequential decoding would have produced
-(``Engine._step``), so drafting changes how many steps a retry takes, never what it writes.
+(``Engine._step``), so drafting changes how many steps a retry takes, never what it writes. Every
+retry row drafts, in any batch: the draft rows' extra work costs less than the steps they save
+(an interleaved A/B, docs/engine.md).
 
 The index lives on the sequence (``Seq.grams``): each bigram and trigram of the transcript maps to
 the position right after its latest occurrence whose next token is known. It is extended as the
