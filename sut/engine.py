@@ -69,7 +69,8 @@ class Engine:
         self.speculate = speculate and self.bm.native_draws
         self._kv_token_bytes = model.kv_bytes(1)
         self._cv = threading.Condition()
-        self._queue: deque[tuple[Any, OnDone, OnFirstToken | None, float]] = deque()
+        # (task, on_done, on_first_token, submit time, its prompt tokenized or the error that stopped it)
+        self._queue: deque[tuple[Any, OnDone, OnFirstToken | None, float, tr.Piece | Exception]] = deque()
         self._ready: deque[Seq] = deque()     # parked sequences whose verdict has arrived
         self._free = list(range(max_batch))   # a heap: the lowest free slot first keeps decode rows few
         self._active: dict[int, Seq] = {}     # slot -> sequence (engine thread only)
@@ -84,10 +85,15 @@ class Engine:
     # -- public API -------------------------------------------------------------------------
     def submit(self, task: Any, on_done: OnDone, on_first_token: OnFirstToken | None = None) -> None:
         """Queue ``task``; returns at once. ``on_done`` runs exactly once (on the engine thread,
-        or right here if the engine is stopped); ``on_first_token`` once, at attempt 0's first token."""
+        or right here if the engine is stopped); ``on_first_token`` once, at attempt 0's first token.
+        The prompt is tokenized here, on the caller's thread, not on the engine's."""
+        try:
+            prefix: tr.Piece | Exception = tr.prompt_prefix(self.tok, task.prompt)
+        except Exception as e:   # reported through on_done when the task is admitted
+            prefix = e
         with self._cv:
             if not self._closed:
-                self._queue.append((task, on_done, on_first_token, time.perf_counter()))
+                self._queue.append((task, on_done, on_first_token, time.perf_counter(), prefix))
                 self._n["submitted"] += 1
                 self._cv.notify()
                 return
@@ -175,7 +181,7 @@ class Engine:
             with self._cv:
                 self._closed = True
                 queued, self._queue = list(self._queue), deque()
-        for task, on_done, _, _ in queued:
+        for task, on_done, *_ in queued:
             self._n["done"] += 1
             self._n["errors"] += 1
             call(on_done, AgentResult(task.id, error="engine: stopped before the task started"))
@@ -226,10 +232,12 @@ class Engine:
             taken = []
             while self._queue and self._free:
                 taken.append((self._queue.popleft(), heapq.heappop(self._free)))
-        for (task, on_done, on_first, _), slot in taken:
+        for (task, on_done, on_first, _, prefix), slot in taken:
             seq = self._active[slot] = Seq(task, on_done, on_first, slot)
             try:
-                seq.prefix = tr.prompt_prefix(self.tok, task.prompt)
+                if isinstance(prefix, Exception):
+                    raise prefix
+                seq.prefix = prefix
                 if len(seq.prefix) + 1 >= self.window:
                     raise ValueError(f"prompt is {len(seq.prefix)} tokens: the context window is {self.window}")
                 seq.reset(seq.prefix)
