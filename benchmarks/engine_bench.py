@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                   "params": model.num_params()},
     }
     res["matmul_peak_gflops"] = matmul_peak(a.device) / 1e9
-    with SandboxPool(workers=a.workers or None, lint=False) as pool:   # as the harness's engine pool
+    with SandboxPool(workers=a.workers or None, lint=False, preload=()) as pool:   # as the harness's engine pool
         res["isolation"] = pool.isolation
         if "decode" in a.sections:
             res["decode"] = bench_decode(a, tok, pool, cfg_model)

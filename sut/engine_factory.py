@@ -89,7 +89,8 @@ def build_engine(opts: EngineOptions):
     if opts.threads:
         torch.set_num_threads(opts.threads)
     model, tokenizer, _meta = load_checkpoint(opts.checkpoint, device=opts.device)
-    pool = SandboxPool(workers=opts.workers or None, lint=False)   # the agent reads verdicts, not lint notes
+    # the agent reads verdicts, not lint notes, and its programs import nothing: a lean zygote (docs/verifier.md)
+    pool = SandboxPool(workers=opts.workers or None, lint=False, preload=())
     cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed, redraws=opts.redraws)
     from sut.engine import Engine
 

@@ -216,3 +216,18 @@ def test_lint_notes_are_advisory_and_can_be_skipped():
                                                             ["f is never defined by name"], None, None]
     assert all("lint" not in v.extra for v in verdicts[False])
     assert [(v.status, v.feedback, v.line) for v in verdicts[True]] == [(v.status, v.feedback, v.line) for v in verdicts[False]]
+
+
+@pytest.mark.parametrize("loop", ["native", "python"])
+def test_preload_chooses_what_the_zygote_imports(loop):
+    """The default zygote has the common modules loaded; preload=() starts lean, and a program importing
+    one still gets it (in its own process, paying the import)."""
+    if loop == "native":
+        native_loop_or_skip("native")
+    prog = ("import sys\nbefore = 'typing' in sys.modules\nimport typing, collections\n"
+            "result = [before, typing.List.__name__, collections.Counter('aab')['a']]")
+    seen = {}
+    for preload in (None, ()):
+        with SandboxPool(workers=1, zygote_loop=loop, preload=preload) as pool:
+            seen[preload] = pool.verify(prog, ValueCheck([True, "List", 2])).output
+    assert seen[None] == "[True, 'List', 2]" and seen[()] == "[False, 'List', 2]"

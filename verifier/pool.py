@@ -36,7 +36,7 @@ class SandboxPool:
 
     def __init__(self, workers: int | None = None, timeout_s: float = 2.0, memory_mb: int = 512,
                  output_limit_bytes: int = 64_000, isolation: str = "auto", zygote_loop: str = "auto",
-                 lint: bool = True) -> None:
+                 lint: bool = True, preload: Sequence[str] | None = None) -> None:
         if workers is None:
             workers = os.cpu_count() or 1
         if workers < 1 or timeout_s <= 0 or memory_mb < 64 or output_limit_bytes < 1:
@@ -54,7 +54,9 @@ class SandboxPool:
         self._closed = False
         self._lock = threading.Lock()
         started = [threading.Event() for _ in range(workers)]
-        self._workers = [SandboxWorker(self.level, zygote_loop) for _ in range(workers)]
+        # preload: the modules each zygote imports before forking (None: verifier.zygote.PRELOAD, common
+        # ones); () when the programs import nothing: a smaller zygote forks faster (docs/verifier.md)
+        self._workers = [SandboxWorker(self.level, zygote_loop, preload) for _ in range(workers)]
         self._threads = [threading.Thread(target=self._serve, args=(w, ev), daemon=True, name=f"verifier-worker-{i}")
                          for i, (w, ev) in enumerate(zip(self._workers, started))]
         for t in self._threads:

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -64,8 +65,14 @@ class Level:
     zygote_cfg: dict = field(default_factory=dict)
     env: dict | None = None      # environment of the started process (bwrap clears it inside anyway)
 
-    def argv(self, native_loop: bool = True) -> list[str]:
+    def argv(self, native_loop: bool = True, preload: Sequence[str] | None = None) -> list[str]:
+        """The command line; ``preload``: the modules the zygote imports (None: zygote.PRELOAD), besides
+        those this level needs (the process fallback's, below)."""
         cfg = self.zygote_cfg if native_loop else {k: v for k, v in self.zygote_cfg.items() if k != "loop_lib"}
+        if preload is not None:
+            cfg = {**cfg, "preload": sorted({*cfg.get("preload", ()), *preload})}
+        elif "preload" in cfg:
+            cfg = {**cfg, "preload": sorted({*cfg["preload"], *zygote_preload()})}
         return [*self.prefix, python_binary(), "-I", "-S", "-c", zygote_program(), json.dumps(cfg)]
 
 
@@ -191,11 +198,16 @@ def candidate_levels(mode: str = "auto") -> list[Level]:
     return levels
 
 
-def start_zygote(level: Level, native_loop: bool = True) -> subprocess.Popen:
+def zygote_preload() -> list[str]:
+    from verifier.zygote import PRELOAD
+    return PRELOAD
+
+
+def start_zygote(level: Level, native_loop: bool = True, preload: Sequence[str] | None = None) -> subprocess.Popen:
     """Start one zygote at ``level`` (unbuffered pipes, its own session, stderr to a temp file);
-    ``native_loop`` False keeps its loop in Python even where the C one is built."""
+    ``native_loop`` False keeps its loop in Python even where the C one is built; ``preload`` as Level.argv."""
     errfile = tempfile.TemporaryFile()
-    proc = subprocess.Popen(level.argv(native_loop), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errfile,
+    proc = subprocess.Popen(level.argv(native_loop, preload), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errfile,
                             bufsize=0, start_new_session=True, close_fds=True, env=level.env or {})
     proc.errfile = errfile  # type: ignore[attr-defined]  # read when it fails to start
     return proc

@@ -12,6 +12,7 @@ import signal
 import struct
 import subprocess
 import time
+from collections.abc import Sequence
 
 from verifier.sandbox import START_TIMEOUT_S, Level, start_zygote
 from verifier.zygote import decode_reply, encode_request
@@ -24,8 +25,9 @@ class WorkerDied(Exception):
 
 
 class SandboxWorker:
-    def __init__(self, level: Level, loop: str = "auto") -> None:
+    def __init__(self, level: Level, loop: str = "auto", preload: Sequence[str] | None = None) -> None:
         self.level, self.loop = level, loop   # loop: the zygote's loop, "auto" (C where built), "native" or "python"
+        self.preload = preload                # the modules the zygote imports (None: verifier.zygote.PRELOAD)
         self.proc: subprocess.Popen | None = None
         self.hello: dict = {}
 
@@ -37,7 +39,7 @@ class SandboxWorker:
         """Start the zygote and wait for its ready frame; raise WorkerDied with its stderr if it fails."""
         self.close()
         try:
-            self.proc = start_zygote(self.level, native_loop=self.loop != "python")
+            self.proc = start_zygote(self.level, native_loop=self.loop != "python", preload=self.preload)
         except OSError as e:
             raise WorkerDied(f"cannot start: {e}") from e
         self.hello = self._read_json(time.monotonic() + START_TIMEOUT_S)

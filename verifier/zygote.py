@@ -25,12 +25,9 @@ import gc
 import json
 import os
 import resource
-import select
-import shutil
 import signal
 import struct
 import sys
-import tempfile
 import time
 
 from verifier import child
@@ -39,9 +36,12 @@ REPORT_MAX = 4_000_000      # bytes of report a child may send
 FILE_LIMIT = 16 << 20       # RLIMIT_FSIZE: largest file a program may write
 NOFILE = 64                 # RLIMIT_NOFILE
 NPROC = 32                  # RLIMIT_NPROC: processes of the sandbox user
-# Imported once here so that programs using them pay nothing. Kept short on purpose: every
-# module makes the zygote bigger and each fork slower (copy-on-write faults), measured ~20%
-# on a trivial snippet for the previous list of 30 modules. typing: HumanEval prompts import it.
+# What a pool preloads unless told otherwise (SandboxPool(preload=...), cfg["preload"]): imported
+# once here so that programs using them pay nothing. Kept short on purpose: every module makes the
+# zygote bigger and each fork slower (copy-on-write faults, a bigger address space to copy and tear
+# down): with none of these a trivial execution costs ~18% less sandbox CPU (docs/verifier.md), which
+# is what the engine's pool chooses, its programs importing nothing. typing: HumanEval prompts import it.
+# The Python loop's own modules (select, shutil, tempfile) are imported only where it runs.
 PRELOAD = "bisect collections copy functools heapq itertools math operator random re string typing".split()
 REPORT_FD = 3
 REQUEST = struct.Struct("=dqq")       # zygote_loop.c's ReqHeader
@@ -194,6 +194,7 @@ class Zygote:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):  # Linux < 5.3: poll the child every 5 ms instead
             pidfd = None
+        import select
         poller = select.poll()
         for fd in (out_r, rep_r) + ((pidfd,) if pidfd is not None else ()):
             poller.register(fd, select.POLLIN)
@@ -283,6 +284,7 @@ class Zygote:
             workdir = os.path.join(self.tmp_root, "work")
             os.mkdir(workdir, 0o700)
         else:
+            import tempfile
             workdir = tempfile.mkdtemp(prefix="verifier-", dir=self.tmp_root)
             if self.drop_uid is not None:
                 os.chown(workdir, self.drop_uid, self.drop_uid)
@@ -293,6 +295,7 @@ class Zygote:
 
         Raises if something cannot be removed: the pool then replaces this whole sandbox.
         """
+        import shutil
         paths = [e.path for e in os.scandir(self.tmp_root)] if self.private_tmp else [workdir]
         for path in paths:
             if os.path.isdir(path) and not os.path.islink(path):
@@ -391,7 +394,7 @@ def main() -> None:
     os.close(null)
     subreaper = _prctl(36, 1)   # PR_SET_CHILD_SUBREAPER: setsid'd orphans come back to us to be reaped
     nondumpable = _prctl(4, 0)  # PR_SET_DUMPABLE 0: a child of the same uid cannot ptrace us or open our fds
-    for name in PRELOAD + list(cfg.get("preload", ())):
+    for name in cfg.get("preload", PRELOAD):
         try:
             __import__(name)
         except ImportError:
