@@ -38,6 +38,7 @@ from sut.agent import AgentConfig, AgentResult
 from sut.platform_info import machine_cpu_s
 from sut.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from sut.engine import Engine
+from sut.engine_factory import default_workers
 from sut.tasks import load_eval_tasks
 from verifier.pool import SandboxPool
 
@@ -58,7 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--engine-passes", type=int, default=5,
                    help="engine passes over the tasks, the reference way's chunks between them; the median counts")
     p.add_argument("--max-batch", type=int, default=64, help="the full engine's max batch (Offline-style)")
-    p.add_argument("--workers", type=int, default=0, help="verifier sandbox workers (0: one per core)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="verifier sandbox workers (0: one per core but the engine thread's, as the harness)")
     p.add_argument("--prompt-tokens", type=int, default=64, help="decode benchmark: prompt length")
     p.add_argument("--new-tokens", type=int, default=128, help="decode benchmark: tokens generated per row")
     p.add_argument("--flops-batch", type=int, default=128, help="Offline-style decode batch for the FLOP/s figure")
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                   "params": model.num_params()},
     }
     res["matmul_peak_gflops"] = matmul_peak(a.device) / 1e9
-    with SandboxPool(workers=a.workers or None, lint=False, preload=()) as pool:   # as the harness's engine pool
+    with SandboxPool(workers=a.workers or default_workers(), lint=False, preload=()) as pool:   # as the harness's
         res["isolation"] = pool.isolation
         if "decode" in a.sections:
             res["decode"] = bench_decode(a, tok, pool, cfg_model)

@@ -7,6 +7,7 @@ the same thing everywhere.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -20,7 +21,7 @@ class EngineOptions:
     max_attempts: int = 5
     redraws: int = 3                 # AgentConfig.redraws: redraw a retry repeating rejected code
     max_batch: int = 64
-    workers: int = 0                 # verifier sandbox workers (processes); 0: one per CPU core
+    workers: int = 0                 # verifier sandbox workers (processes); 0: default_workers()
     batch_wait_ms: float = 0.0
     no_kv_cache: bool = False
     no_prefix_reuse: bool = False
@@ -37,7 +38,7 @@ class EngineOptions:
         p.add_argument("--redraws", type=int, default=3,
                        help="redraw a retry that repeats rejected code up to N times (0: off; docs/model.md)")
         p.add_argument("--max-batch", type=int, default=None, help="sequences decoded together (default: the scenario's)")
-        p.add_argument("--workers", type=int, default=None, help="verifier sandbox workers (default: the scenario's; 0 = one per core)")
+        p.add_argument("--workers", type=int, default=None, help="verifier sandbox workers (default: the scenario's; 0 = one per core but the engine thread's)")
         p.add_argument("--batch-wait-ms", type=float, default=None, help="wait to gather arrivals (default: the scenario's)")
         p.add_argument("--no-kv-cache", action="store_true", help="recompute the whole context for every token")
         p.add_argument("--no-prefix-reuse", action="store_true", help="re-prefill the whole transcript on every attempt")
@@ -77,6 +78,14 @@ class EngineOptions:
             raise ValueError("--max-batch must be at least 1 and --workers at least 0")
 
 
+def default_workers() -> int:
+    """Verifier workers beside an engine: one per CPU core but the one the engine thread keeps busy.
+    On 2 cores, 1 worker gives 0.61-0.67 s for the 256-task agent run against 0.70-0.74 s with 2 and
+    0.74-0.80 s with 3 (interleaved, docs/engine.md): a sandbox that shares the engine thread's core
+    slows the one thread everything waits on."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def build_engine(opts: EngineOptions):
     """Load the checkpoint, start a sandbox pool and return an engine (not yet started)."""
     import torch
@@ -90,7 +99,7 @@ def build_engine(opts: EngineOptions):
         torch.set_num_threads(opts.threads)
     model, tokenizer, _meta = load_checkpoint(opts.checkpoint, device=opts.device)
     # the agent reads verdicts, not lint notes, and its programs import nothing: a lean zygote (docs/verifier.md)
-    pool = SandboxPool(workers=opts.workers or None, lint=False, preload=())
+    pool = SandboxPool(workers=opts.workers or default_workers(), lint=False, preload=())
     cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed, redraws=opts.redraws)
     from sut.engine import Engine
 
