@@ -20,6 +20,9 @@
 6. The native attention with a step's rows in adjacent cache slots (what the engine's
    compaction keeps, ``Engine._compact``) against the same rows scattered over a 64-slot
    cache (what a run's tail had before it), interleaved rep by rep.
+7. A step's token choice (``BatchModel.pick``): torch's (argmax, then ``sample_rows`` for the
+   sampled rows) against the native one (sut/sampling.c: the same tokens), for a full batch
+   with a few retry rows and for retry rows alone.
 
 Ratios above 1 mean the engine's choice (native; eager over compiled) is faster. docs/engine.md
 quotes the figures with the machine they ran on.
@@ -208,6 +211,24 @@ def matmul_ab(model: torch.nn.Module, row_counts: list[int], reps: int, calls: i
     return rows
 
 
+def pick_ab(model: torch.nn.Module, cases: list[tuple[int, int]], reps: int, calls: int) -> list[dict]:
+    """Section 7: us per ``pick`` of ``rows`` logits with ``sampled`` retry rows, torch's way vs native."""
+    from sut.agent import attempt_seed
+    V = model.config.vocab_size
+    native_bm = engine_batch.BatchModel(model, 1, backend="native")
+    torch_bm = engine_batch.BatchModel(model, 1, backend="torch")
+    out = []
+    for rows, n_sampled in cases:
+        logits = torch.randn(rows, V, generator=torch.Generator().manual_seed(rows)) * 3
+        sampled = list(range(n_sampled))
+        seeds = [attempt_seed(0, f"t{i}", 1) for i in sampled]
+        gens = {"torch": [torch_bm.generator(s) for s in seeds], "native": [native_bm.generator(s) for s in seeds]}
+        bms = {"torch": torch_bm, "native": native_bm}
+        us = best_us({k: (lambda k=k: bms[k].pick(logits, sampled, 0.7, 20, gens[k])) for k in bms}, reps, calls)
+        out.append({"rows": rows, "sampled": n_sampled, **us})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.step_variants", description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, nargs="+", default=[1, 32, 128], help="decode rows per step (attention A/B)")
@@ -254,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in slots_ab([(4, 250), (8, 200), (12, 200), (16, 200), (32, 100)], a.reps, max(1, a.steps // 5)):
         print(f"  {r['n']:>5} {r['context']:>8} {r['adjacent']:>9.0f} {r['scattered']:>10.0f} "
               f"{r['scattered'] / r['adjacent']:>18.2f}x")
+    print("\n7. a step's token choice (BatchModel.pick: argmax, top-k sampling of the retry rows), us: torch's vs native")
+    print(f"  {'rows':>5} {'sampled':>8} {'torch':>8} {'native':>8} {'torch/native':>13}")
+    for r in pick_ab(model, [(64, 0), (64, 4), (4, 4), (1, 1)], a.reps, a.steps):
+        print(f"  {r['rows']:>5} {r['sampled']:>8} {r['torch']:>8.0f} {r['native']:>8.0f} {r['torch'] / r['native']:>12.2f}x")
     return 0
 
 

@@ -7,7 +7,7 @@ per vocabulary entry (1,536 here) and takes their ratio's argmax (``sample_rows`
 is ~36 us a row, almost all of it the 1,536 logarithms, and in an agent run nearly every step
 holds a sampled retry row. Top-k leaves 20 entries nonzero; the others only advance the stream.
 Around it, torch's argmax over a 64-row step takes ~100 us and topk plus masking ~45 us at 4 rows
-(`python -m benchmarks.step_variants`, section 7, times both ways).
+(`python -m benchmarks.step_variants`, section 7, times a step's token choice both ways).
 
 ``NativeGenerator(seed)`` starts where ``torch.Generator().manual_seed(seed)`` starts; ``race``
 draws each row's token from its generator and advances it exactly as torch's draw would. Before

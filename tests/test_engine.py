@@ -437,7 +437,9 @@ def test_step_variants_command_times_the_backends_side_by_side(capsys) -> None:
     assert main(["--batch", "1", "4", "--reps", "1", "--steps", "2", "--skip-compile"]) == 0
     out = capsys.readouterr().out
     assert "attend/native" in out and "sdpa/attend" in out and "native/torch" in out and "scattered/adjacent" in out
-    assert out.count("x\n") == 2 + 2 * 5 + 5        # two step rows, five matmul rows per batch size, five slot rows
+    assert "torch/native" in out
+    assert out.count("x\n") == 2 + 2 * 5 + 5 + 4    # two step rows, five matmul rows per batch size, five slot rows,
+                                                     # four token-choice rows
     with pytest.raises(SystemExit) as e:
         main(["--steps", "0"])
     assert e.value.code == 2
