@@ -11,7 +11,9 @@ One engine thread drives the model. Each turn of its loop it
    sequence starting an attempt (the prompt of a new task; for a retry only the feedback
    tokens: prefix reuse; everything again after a truncation, recorded in the attempt, or
    with prefix reuse off) and one token for every decoding sequence (rows at different
-   positions); then samples each row with its own per-(seed, task, attempt) generator.
+   positions), or for a retry its last token and a draft of what follows (speculative retries:
+   the draft's rows checked in the same pass); then samples each row with its own
+   per-(seed, task, attempt) generator.
    An attempt that ends (``<|end|>`` or budget) is handed to ``pool.submit`` and its
    sequence parks; it never stalls the others.
 
@@ -359,8 +361,10 @@ class Engine:
         self._n["tokens"] += len(seq.out) + seq.redrawn
 
     def _step(self) -> None:
-        """One batched forward: the prefills of the attempts starting now and one token for every
-        decoding row; then each row's token (a prefill's is its attempt's first token)."""
+        """One batched forward: the prefills of the attempts starting now, one token for every
+        decoding row, and for a decoding retry with a draft its last token and the draft (a
+        speculative group, sut/engine_draft.py); then each row's token (a prefill's is its
+        attempt's first), and each group's tokens as sequential decoding would draw them."""
         by_slot = sorted(self._active.values(), key=lambda s: s.slot)
         pre = []
         for seq in (s for s in by_slot if s.state == PREFILL):
