@@ -65,6 +65,14 @@ def slot_major(cache: Tensor, lo: int, hi: int, keys: int) -> Tensor:
     return cache[:keys, lo:hi].permute(1, 2, 0, 3).contiguous()
 
 
+def top_k_scores(logits: Tensor, temperature: float, top_k: int | None) -> Tensor:
+    """Rows of logits as ``sut.agent.sample_next`` scores them before its softmax (row-local)."""
+    x = logits.float() / temperature
+    if top_k is not None and top_k < x.shape[-1]:
+        x = x.masked_fill(x < torch.topk(x, top_k, dim=-1).values[:, -1:], float("-inf"))
+    return x
+
+
 def sample_rows(logits: Tensor, temperature: float, top_k: int | None,
                 gens: list[torch.Generator] | list[NativeGenerator]) -> list[int]:
     """``sut.agent.sample_next`` for many rows at once: the same tokens, row by row, bit for bit.
@@ -78,11 +86,7 @@ def sample_rows(logits: Tensor, temperature: float, top_k: int | None,
     takes no logarithm for the entries top-k zeroed. tests/test_engine.py and
     tests/test_native_sampling.py pin the equivalence.
     """
-    x = logits.float() / temperature
-    if top_k is not None and top_k < x.shape[-1]:
-        kth = torch.topk(x, top_k, dim=-1).values[:, -1:]
-        x = x.masked_fill(x < kth, float("-inf"))
-    probs = torch.softmax(x, dim=-1)
+    probs = torch.softmax(top_k_scores(logits, temperature, top_k), dim=-1)
     if gens and isinstance(gens[0], NativeGenerator):
         return native_sampling.race(probs.contiguous(), gens)
     q = torch.empty_like(probs)
@@ -161,9 +165,7 @@ class BatchModel:
         logits = logits.contiguous()
         x = native_sampling.topk_scores(logits, list(range(logits.shape[0])), temperature, top_k)
         if x is None:   # NaN logits or an odd top_k: torch's scores, the same draw
-            x = logits / temperature
-            if top_k is not None and top_k < x.shape[-1]:
-                x = x.masked_fill(x < torch.topk(x, top_k, dim=-1).values[:, -1:], float("-inf"))
+            x = top_k_scores(logits, temperature, top_k)
         probs, out, r = torch.softmax(x, dim=-1), [], 0
         for draft, gen in zip(drafts, gens):
             out.append(native_sampling.race_accept(probs[r:r + len(draft) + 1], draft, gen))
