@@ -42,6 +42,7 @@ from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback,
 from sut.engine_batch import BatchModel
 from sut.engine_draft import draft
 from sut.engine_seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line
+from sut.engine_stats import EngineCounters
 from sut.model import NanoCodeGen
 from sut.tokenizer import CodeTokenizer
 from verifier.verdict import Status
@@ -79,10 +80,8 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stopping = self._closed = False
         self._drain = True
-        self._n = dict(submitted=0, done=0, errors=0, passed=0, attempts=0, tokens=0, reused=0, prefilled=0,
-                       rebuilds=0, steps=0, decode_steps=0, decode_rows=0, rows_computed=0, decode_flops=0,
-                       model_flops=0, loop_errors=0, slot_moves=0, spec_groups=0, drafted=0, accepted=0)
-        self._t = dict(prefill_s=0.0, decode_s=0.0, step_s=0.0, step_cpu_s=0.0, loop_cpu_s=0.0)
+        self._counters = EngineCounters()
+        self._n, self._t = self._counters.n, self._counters.t
 
     # -- public API -------------------------------------------------------------------------
     def submit(self, task: Any, on_done: OnDone, on_first_token: OnFirstToken | None = None) -> None:
@@ -145,24 +144,10 @@ class Engine:
         return results  # type: ignore[return-value]
 
     def stats(self) -> dict[str, Any]:
-        """Counters since construction (a snapshot; safe to call from any thread)."""
-        n, t = dict(self._n), dict(self._t)
-        steps = max(n["decode_steps"], 1)
-        seen = n["reused"] + n["prefilled"]
-        return {
-            "tasks_submitted": n["submitted"], "tasks_done": n["done"], "tasks_passed": n["passed"],
-            "tasks_failed_with_error": n["errors"], "attempts": n["attempts"], "tokens_generated": n["tokens"],
-            "reused_tokens": n["reused"], "prefilled_tokens": n["prefilled"],
-            "prefix_reuse_hit_rate": n["reused"] / seen if seen else 0.0, "cache_rebuilds": n["rebuilds"],
-            "decode_steps": n["decode_steps"], "mean_decode_rows": n["decode_rows"] / steps,
-            "mean_batch_occupancy": n["decode_rows"] / steps / self.max_batch,
-            "rows_computed": n["rows_computed"], "decode_flops": n["decode_flops"], "model_flops": n["model_flops"],
-            "steps": n["steps"], "slot_moves": n["slot_moves"], "speculate": self.speculate,
-            "spec_groups": n["spec_groups"], "drafted_tokens": n["drafted"], "accepted_draft_tokens": n["accepted"], "step_s": t["step_s"], "prefill_s": t["prefill_s"], "decode_s": t["decode_s"],
-            "step_cpu_s": t["step_cpu_s"], "engine_thread_cpu_s": t["loop_cpu_s"], "loop_errors": n["loop_errors"],
-            "max_batch": self.max_batch, "use_kv_cache": self.use_kv_cache, "prefix_reuse": self.prefix_reuse,
-            "isolation": self.isolation, "backend": self.bm.backend,
-        }
+        """Counters since construction (a snapshot; safe to call from any thread; sut/engine_stats.py)."""
+        return self._counters.snapshot(max_batch=self.max_batch, use_kv_cache=self.use_kv_cache,
+                                       prefix_reuse=self.prefix_reuse, speculate=self.speculate,
+                                       isolation=self.isolation, backend=self.bm.backend)
 
     # -- the engine thread -------------------------------------------------------------------
     def _loop(self) -> None:
@@ -397,20 +382,7 @@ class Engine:
                 self._finish(s, one_line("model: ", e))
             return
         t1 = time.perf_counter()
-        new_tokens = sum(len(s) - s.cached for s in pre)
-        decode_rows = len(dec) + sum(len(d) + 1 for d in drafts)
-        share = new_tokens / (new_tokens + decode_rows)                # the step's time, split by rows
-        self._t["prefill_s"] += (t1 - t0) * share
-        self._t["decode_s"] += (t1 - t0) * (1 - share)
-        self._t["step_s"] += t1 - t0
-        self._t["step_cpu_s"] += time.thread_time() - c0
-        self._n["steps"] += 1
-        self._n["decode_steps"] += bool(dec or spec)
-        self._n["decode_rows"] += len(dec) + len(spec)
-        decode_flops = self.bm.tokens_flops(len(dec), sum(len(s.ids) for s in dec))
-        self._n["decode_flops"] += decode_flops
-        self._n["model_flops"] += decode_flops + sum(self.bm.prefill_flops(s.cached, len(s)) for s in pre) + sum(
-            self.bm.prefill_flops(s.cached, s.cached + len(d) + 1) for s, d in zip(spec, drafts))
+        self._counters.record_step(self.bm, dec, pre, spec, drafts, t1 - t0, time.thread_time() - c0)
         for s, token in zip(dec + pre, tokens):
             try:
                 if s.state == PREFILL:

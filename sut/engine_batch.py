@@ -73,22 +73,17 @@ def top_k_scores(logits: Tensor, temperature: float, top_k: int | None) -> Tenso
     return x
 
 
-def sample_rows(logits: Tensor, temperature: float, top_k: int | None,
-                gens: list[torch.Generator] | list[NativeGenerator]) -> list[int]:
+def sample_rows(logits: Tensor, temperature: float, top_k: int | None, gens: list[torch.Generator]) -> list[int]:
     """``sut.agent.sample_next`` for many rows at once: the same tokens, row by row, bit for bit.
 
     Temperature, top-k and softmax are row-local, so they run once over the batch. The draw
     is the one ``torch.multinomial(probs, 1, generator=g)`` makes (ATen's one-sample path:
     ``argmax(probs / q)`` with ``q ~ Exp(1)`` drawn from ``g``): each row draws its ``q`` from
     its own generator, then one batched divide and argmax. That skips multinomial's
-    per-call validity checks, half its cost. With ``NativeGenerator``s (the native backend) the
-    draw is ``sut/sampling.c``'s: the same stream and the same argmax, 5x faster a row, since it
-    takes no logarithm for the entries top-k zeroed. tests/test_engine.py and
-    tests/test_native_sampling.py pin the equivalence.
+    per-call validity checks, half its cost. tests/test_engine.py pins the equivalence; the native
+    backend draws the same tokens in C (``BatchModel.pick``).
     """
     probs = torch.softmax(top_k_scores(logits, temperature, top_k), dim=-1)
-    if gens and isinstance(gens[0], NativeGenerator):
-        return native_sampling.race(probs.contiguous(), gens)
     q = torch.empty_like(probs)
     for i, g in enumerate(gens):
         q[i].exponential_(1, generator=g)
@@ -150,12 +145,18 @@ class BatchModel:
         logits = logits.contiguous()
         tokens = native_sampling.argmax_rows(logits)
         if sampled:
-            x = native_sampling.topk_scores(logits, sampled, temperature, top_k)
-            drawn = (native_sampling.race(torch.softmax(x, dim=-1), gens) if x is not None
-                     else sample_rows(logits[sampled], temperature, top_k, gens))
-            for i, t in zip(sampled, drawn):
+            for i, t in zip(sampled, native_sampling.race(self._native_probs(logits, sampled, temperature, top_k), gens)):
                 tokens[i] = t
         return tokens
+
+    @staticmethod
+    def _native_probs(logits: Tensor, rows: list[int], temperature: float, top_k: int | None) -> Tensor:
+        """sample_next's distribution over rows ``rows`` of contiguous ``logits``: the scores in C
+        (torch's where C declines: a NaN, a top_k over 256), the softmax torch's."""
+        x = native_sampling.topk_scores(logits, rows, temperature, top_k)
+        if x is None:
+            x = top_k_scores(logits[rows], temperature, top_k)
+        return torch.softmax(x, dim=-1)
 
     def accept(self, logits: Tensor, drafts: list[list[int]], temperature: float, top_k: int | None,
                gens: list[NativeGenerator]) -> list[list[int]]:
@@ -163,10 +164,7 @@ class BatchModel:
         rows (its positions); each group's tokens are drawn with its generator row by row while they
         equal its draft (sut/sampling.c's race_accept): what sequential sampling would draw."""
         logits = logits.contiguous()
-        x = native_sampling.topk_scores(logits, list(range(logits.shape[0])), temperature, top_k)
-        if x is None:   # NaN logits or an odd top_k: torch's scores, the same draw
-            x = top_k_scores(logits, temperature, top_k)
-        probs, out, r = torch.softmax(x, dim=-1), [], 0
+        probs, out, r = self._native_probs(logits, list(range(logits.shape[0])), temperature, top_k), [], 0
         for draft, gen in zip(drafts, gens):
             out.append(native_sampling.race_accept(probs[r:r + len(draft) + 1], draft, gen))
             r += len(draft) + 1

@@ -39,6 +39,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from verifier import cbuild
+from verifier.zygote import PRELOAD
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,7 @@ class Level:
         """The command line; ``preload``: the modules the zygote imports (None: zygote.PRELOAD), besides
         those this level needs (the process fallback's, below)."""
         cfg = self.zygote_cfg if native_loop else {k: v for k, v in self.zygote_cfg.items() if k != "loop_lib"}
-        if preload is not None:
-            cfg = {**cfg, "preload": sorted({*cfg.get("preload", ()), *preload})}
-        elif "preload" in cfg:
-            cfg = {**cfg, "preload": sorted({*cfg["preload"], *zygote_preload()})}
+        cfg = {**cfg, "preload": sorted({*cfg.get("preload", ()), *(PRELOAD if preload is None else preload)})}
         return [*self.prefix, python_binary(), "-I", "-S", "-c", zygote_program(), json.dumps(cfg)]
 
 
@@ -196,11 +194,6 @@ def candidate_levels(mode: str = "auto") -> list[Level]:
         levels.append(Level(("process+setuid(65534)" if root else "process") + "+rlimits(cpu,as,fsize,nproc,nofile)" + why,
                             (), cfg, env={"PATH": "/usr/bin:/bin"}))
     return levels
-
-
-def zygote_preload() -> list[str]:
-    from verifier.zygote import PRELOAD
-    return PRELOAD
 
 
 def start_zygote(level: Level, native_loop: bool = True, preload: Sequence[str] | None = None) -> subprocess.Popen:
