@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from harness.audit_verify import AUDIT_TESTS, Verdict, audit_settings, choose_test04_sample, verify_audit
 from harness.mlperf_log import DetailLog, LogError, read_detail
-from harness.results import ResultsExistError, ScenarioPaths
+from harness.results import ResultsExistError, ScenarioPaths, mark_complete
 from harness.scenario_files import FileProblem, accuracy_pass, load_reference, read_json, read_records
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def finish(test: str, paths: ScenarioPaths, reference: Path | None = None) -> Ve
 
 def run_audit(test: str, paths: ScenarioPaths, no_progress: bool = False) -> int:
     """The --audit entry point of harness/run.py: 0 TEST PASS, 1 TEST FAIL or a failed run, 2 refused."""
-    from harness.run import RunError, run_child  # noqa: PLC0415 - run.py imports this module lazily too
+    from harness.run import Interrupted, RunError, run_child  # noqa: PLC0415 - run.py imports this module lazily too
 
     try:
         run_dir, note = prepare(test, paths)
@@ -131,9 +131,13 @@ def run_audit(test: str, paths: ScenarioPaths, no_progress: bool = False) -> int
         run_child(paths.scenario, "performance", paths.scenario_dir / "user.conf", run_dir, opts,
                   measurements.get("count"), no_progress, audit_config=paths.audit_dir(test) / "audit.config")
         verdict = finish(test, paths)
-    except (RunError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (RunError, RuntimeError, OSError) as e:
+        print(f"error: {e}; {run_dir} is marked incomplete", file=sys.stderr)
         return 1
+    except Interrupted as e:
+        print(f"error: interrupted by {e}; {run_dir} is marked incomplete", file=sys.stderr)
+        return 128 + e.signum
+    mark_complete(run_dir)
     result = "TEST PASS" if verdict.passed else "TEST FAIL"
     print("\n".join(["=" * 60, f"audit         {test} {paths.scenario}: {result}", f"why           {verdict.reason}",
                      f"files         {paths.audit_dir(test)}", "=" * 60]))

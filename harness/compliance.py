@@ -19,6 +19,8 @@ from pathlib import Path
 
 from harness.mlperf_log import (ACCURACY, PERFORMANCE, DetailLog, LogError, PerfResult, perf_result,
                                 read_accuracy_log, read_detail, read_summary, sha256_file, summary_mismatches)
+from harness.results import INCOMPLETE
+from harness.run_config import CONFIG_FILE, FULL_ISOLATION, differences, read_config
 from harness.scenario_files import (EVAL_SIZE, REFERENCE_CHECKPOINT, FileProblem, Reference, decode_entries,
                                     load_reference, read_accuracy_txt, read_json, read_records, rescore_log)
 
@@ -97,6 +99,10 @@ def check_scenario(folder: Path, reference: Path = REFERENCE_CHECKPOINT, rescore
         _check_records_perf(c, perf_dir, res, perf)
     if acc is not None:
         _check_accuracy(c, acc_dir, acc, ref, rescore)
+    _check_configuration(c, folder, [d for d in (perf_dir, acc_dir) if d.is_dir()])
+    for d in (perf_dir, acc_dir, *sorted(folder.glob("TEST0*"))):
+        if (d / INCOMPLETE).exists():
+            c.fail("incomplete", d / INCOMPLETE, "this run was interrupted or failed before it finished: it is not a result")
     if perf is not None and acc is not None:
         tp, ta = perf.get("qsl_reported_total_count"), acc.get("qsl_reported_total_count")
         if tp != ta:
@@ -220,6 +226,40 @@ def _check_records_perf(c: ScenarioCheck, run_dir: Path, res: PerfResult, detail
     if errs:
         c.fail("sut-errors", path, f"{len(errs)} sample(s) answered with an error, e.g. {errs[0]['error']!r}")
     _check_stats(c, run_dir / "sut_stats.json", len(records))
+
+
+def _check_configuration(c: ScenarioCheck, folder: Path, run_dirs: list[Path]) -> None:
+    """One configuration per folder (harness/run_config.py): every run dir records the folder's, the
+    checkpoint each LoadGen child loaded is the bound one, and the verifier ran with full isolation."""
+    try:
+        bound = read_config(folder / CONFIG_FILE)
+    except ValueError as e:
+        c.fail("configuration", folder / CONFIG_FILE, f"{e}: the folder is not bound to one configuration")
+        return
+    for d in run_dirs:
+        try:
+            diff = differences(bound, read_config(d / CONFIG_FILE))
+        except ValueError as e:
+            c.fail("configuration", d / CONFIG_FILE, str(e))
+            continue
+        if diff:
+            c.fail("configuration", d / CONFIG_FILE, f"this run's configuration is not the folder's: {'; '.join(diff[:3])}")
+        stats = d / "sut_stats.json"
+        try:
+            s = read_json(stats) if stats.is_file() else {}
+        except FileProblem:
+            s = {}
+        loaded = s.get("checkpoint_sha256")
+        if loaded is not None and loaded != (bound.get("checkpoint") or {}).get("sha256"):
+            c.fail("configuration", stats, f"the run loaded checkpoint {str(loaded)[:16]}..., not the folder's "
+                                           f"{str((bound.get('checkpoint') or {}).get('sha256'))[:16]}...")
+        if str(s.get("isolation", "")).startswith("process"):
+            c.fail("isolation", stats, f"the verifier ran at {s['isolation']}: generated code was not sandboxed "
+                                       "by bubblewrap (install it and rerun without --isolation process)")
+    isolation = (bound.get("engine") or {}).get("isolation")
+    if isolation != FULL_ISOLATION:
+        c.fail("isolation", folder / CONFIG_FILE, f"the run was configured with --isolation {isolation}: only "
+                                                  f"{FULL_ISOLATION} (namespaces) is compliant")
 
 
 def _check_stats(c: ScenarioCheck, path: Path, n_records: int) -> None:

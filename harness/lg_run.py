@@ -21,6 +21,7 @@ import mlperf_loadgen as lg
 from tqdm import tqdm
 
 from harness.qsl import TaskQSL
+from harness.run_config import checkpoint_sha256
 from harness.user_conf import MODEL
 from sut.engine_factory import EngineOptions, build_engine
 from sut.loadgen_sut import CodegenSUT, SUTStats
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(json.dumps(rec) + "\n")
         stats = {**asdict(sut.stats), "wall_s": wall, "unanswered": sut.unanswered,
                  "isolation": getattr(engine, "isolation", ""),
+                 "checkpoint_sha256": checkpoint_sha256(args.checkpoint),
                  "engine": engine.stats()}   # prefix reuse, backend, CPU time, ...
         stats.pop("started")
         (args.outdir / "sut_stats.json").write_text(json.dumps(stats, indent=1) + "\n")

@@ -11,14 +11,41 @@
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from harness.run_config import CONFIG_FILE, differences, read_config, write_config
 
 BENCHMARK = "nano-codegen-agent"
 
 
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 class ResultsExistError(FileExistsError):
     """A results folder that would be overwritten."""
+
+
+INCOMPLETE = "INCOMPLETE"   # in a run dir while its run has not finished cleanly (harness/run.py)
+
+
+def mark_incomplete(run_dir: Path) -> None:
+    (run_dir / INCOMPLETE).write_text("this run was started and has not finished cleanly (interrupted or failed): "
+                                      "it is not a result; move the folder away and rerun\n")
+
+
+def mark_complete(run_dir: Path) -> None:
+    (run_dir / INCOMPLETE).unlink(missing_ok=True)
+
+
+def check_name(name: str, flag: str = "--system-name") -> str:
+    """``name`` if it is safe as one path component (letters, digits, '.', '_', '-'; not starting with
+    '.'; at most 100 characters), else ValueError: a name must never lead outside the results folder."""
+    if not NAME_RE.fullmatch(name):
+        raise ValueError(f"{flag} {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return name
 
 
 @dataclass(frozen=True)
@@ -49,11 +76,32 @@ class ScenarioPaths:
     def run_dirs(self, modes: list[str]) -> list[Path]:
         return [self.performance_dir if m == "performance" else self.accuracy_dir for m in modes]
 
-    def claim(self, dirs: list[Path]) -> None:
-        """Create ``dirs``; refuse (before anything runs) if any already holds files."""
+    def claim(self, dirs: list[Path], config: dict[str, Any] | None = None) -> None:
+        """Create ``dirs`` for a run of ``config`` (harness/run_config.py); refuse, before writing
+        anything, if any already holds files or the scenario folder is bound to another configuration.
+        The first run binds the folder: its configuration is written there and into each run dir."""
         for d in dirs:
+            if (d / INCOMPLETE).exists():
+                raise ResultsExistError(f"{d} holds an incomplete run (interrupted or failed): move it away and rerun, "
+                                        "or choose another --results-dir or --system-name")
             if d.exists() and any(d.iterdir()):
                 raise ResultsExistError(
                     f"{d} already holds a run; choose another --results-dir or --system-name, or move it away")
+        bound = self.scenario_dir / CONFIG_FILE
+        if config is not None and bound.exists():
+            try:
+                diff = differences(read_config(bound), config)
+            except ValueError as e:
+                raise ResultsExistError(f"{e}; choose another --results-dir or --system-name") from None
+            if diff:
+                raise ResultsExistError(
+                    f"{self.scenario_dir} holds runs of another configuration ({'; '.join(diff[:3])}"
+                    f"{'; ...' if len(diff) > 3 else ''}): choose another --results-dir or --system-name")
         for d in dirs:
-            d.mkdir(parents=True, exist_ok=True)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OSError(f"cannot create the results folder {d} ({e.strerror}): pass a writable --results-dir") from None
+        if config is not None:
+            for path in [*([] if bound.exists() else [bound]), *(d / CONFIG_FILE for d in dirs)]:
+                write_config(path, config)

@@ -12,8 +12,11 @@ scenario, the mode, paths and the engine. Each LoadGen run happens in its own pr
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,12 +25,15 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python harness/run.py` puts harness/, not the repo, on sys.path
     sys.path.insert(0, str(REPO))
 
-from harness.results import ResultsExistError, ScenarioPaths  # noqa: E402
+from harness.results import ResultsExistError, ScenarioPaths, check_name, mark_complete, mark_incomplete  # noqa: E402
+from harness.run_config import run_configuration  # noqa: E402
 from harness.run_summary import accuracy_target, print_block, write_accuracy, write_run_metadata  # noqa: E402
 from harness.scenario_config import SCENARIO_FILES, ScenarioError, load_scenario  # noqa: E402
 from harness.system_info import default_system_name  # noqa: E402
 from harness.user_conf import OFFICIAL_LOCKED, UserConfError, parse_user_conf, resolve, write_effective_conf  # noqa: E402
 from sut.engine_factory import EngineOptions  # noqa: E402
+from sut.tasks import EVAL_PATH  # noqa: E402
+from verifier.sandbox import SandboxUnavailable, probe  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,6 +61,40 @@ class RunError(RuntimeError):
     """A run that could not be carried out; the message says why."""
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM reached run.py; the LoadGen child has been stopped."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, _frame) -> None:
+    raise Interrupted(signum)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when run.py dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM to the child's process group, SIGKILL after ``grace_s``; its sandboxes die with it
+    (bubblewrap's --die-with-parent, the zygotes' parent-death signal)."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
 def effective_settings(scenario, user_conf: Path, official: bool) -> tuple[dict[str, str], list[str]]:
     """Scenario YAML defaults overridden by user.conf (LoadGen precedence), minus what --official locks."""
     resolved = resolve(parse_user_conf(user_conf), scenario.name)
@@ -78,7 +118,13 @@ def run_child(scenario: str, mode: str, conf: Path, outdir: Path, opts: EngineOp
     if audit_config is not None:
         cmd += ["--audit-config", str(audit_config)]
     (outdir / "command.txt").write_text(shlex.join(cmd) + "\n")
-    rc = subprocess.run(cmd, cwd=REPO).returncode
+    mark_incomplete(outdir)   # removed by main() once every run and the accuracy pass are through
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, preexec_fn=_die_with_parent)
+    try:
+        rc = proc.wait()
+    except BaseException:   # Interrupted, KeyboardInterrupt: never leave the child running on its own
+        _stop(proc)
+        raise
     if rc != 0:
         raise RunError(f"the {mode} run failed (exit {rc}); see {outdir / 'harness.log'}")
 
@@ -101,27 +147,32 @@ def find_peak(paths: ScenarioPaths, scenario: str, settings: dict[str, str], opt
     except (RunError, LogError, SearchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Interrupted as e:
+        print(f"error: interrupted by {e}: the search was stopped and {out} is marked incomplete", file=sys.stderr)
+        return 128 + e.signum
     print_search(search, write_result(out, search, detail, args.find_peak_decimals))
+    mark_complete(out)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_interrupted)
     try:
         scenario = load_scenario(args.scenario)
         settings, notes = effective_settings(scenario, args.user_conf, args.official)
         opts = EngineOptions.from_args(args)
-        opts.max_batch = args.max_batch or scenario.max_batch
+        opts.checkpoint = opts.checkpoint.resolve()   # the LoadGen child runs in another directory
+        opts.max_batch = scenario.max_batch if args.max_batch is None else args.max_batch
         opts.workers = scenario.workers if args.workers is None else args.workers
         opts.batch_wait_ms = scenario.batch_wait_ms if args.batch_wait_ms is None else args.batch_wait_ms
         opts.validate()
-        if not (opts.checkpoint / "config.json").is_file():
-            raise RunError(f"{opts.checkpoint}: no checkpoint there (config.json missing); pass --checkpoint DIR "
-                           "or train one with `python -m sut.train --out DIR`")
         if args.count is not None and not 1 <= args.count <= 1024:
             raise RunError(f"--count must be between 1 and 1024, got {args.count}")
-        paths = ScenarioPaths(args.results_dir.resolve(), args.system_name or default_system_name(opts.device),
+        paths = ScenarioPaths(args.results_dir.resolve(), check_name(args.system_name or default_system_name(opts.device)),
                               scenario.name)
+        probe(opts.isolation)   # fail closed: no bubblewrap, no run (unless --isolation process)
         if args.audit and args.find_peak:
             raise RunError("--audit and --find-peak are separate runs; pass one of them")
         if args.audit:  # an extra run against the existing results (harness/audits.py)
@@ -134,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             paths.claim([paths.scenario_dir / "find_peak"])
             return find_peak(paths, scenario.name, settings, opts, args, notes)
         modes = ["performance", "accuracy"] if args.mode == "both" else [args.mode]
-        paths.claim(paths.run_dirs(modes))
-    except (ScenarioError, UserConfError, ResultsExistError, RunError, ValueError) as e:
+        paths.claim(paths.run_dirs(modes), run_configuration(opts, EVAL_PATH, args.count, settings, args.official))
+    except (ScenarioError, UserConfError, RunError, ValueError, SandboxUnavailable, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for note in notes:
@@ -149,11 +200,17 @@ def main(argv: list[str] | None = None) -> int:
             run_child(scenario.name, mode, conf, outdir, opts, args.count, args.no_progress)
         if "accuracy" in modes:
             accuracy = write_accuracy(paths.accuracy_dir, opts.checkpoint)
-    except RunError as e:
-        print(f"error: {e}", file=sys.stderr)
+        write_run_metadata(paths, opts, settings, args)
+    except (RunError, OSError, RuntimeError) as e:
+        print(f"error: {e}; {paths.scenario_dir} is marked incomplete (move it away to rerun)", file=sys.stderr)
         return 1
-    write_run_metadata(paths, opts, settings, args)
-    print_block(paths, modes, accuracy, accuracy_target(opts.checkpoint, args.count), args.official)
+    except Interrupted as e:
+        print(f"error: interrupted by {e}: the LoadGen run was stopped and {paths.scenario_dir} is marked "
+              "incomplete (move it away to rerun)", file=sys.stderr)
+        return 128 + e.signum
+    for outdir in paths.run_dirs(modes):
+        mark_complete(outdir)
+    print_block(paths, modes, accuracy, accuracy_target(args.count), args.official)
     return 0
 
 

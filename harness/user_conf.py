@@ -8,6 +8,7 @@ scenario YAML defaults with user.conf overrides into one fully specific effectiv
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +29,32 @@ KNOWN_KEYS = {
     "token_latency_scaling_factor", "target_latency", "target_latency_percentile",
     "target_qps", "samples_per_query", "max_async_queries", "coalesce_queries",
 }
-SEED_KEYS = {"qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed"}
+SEED_KEYS = {"qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed"}   # mlperf.conf's alone (below)
 # Keys an --official run may not override: LoadGen's built-in mlperf.conf values apply.
 OFFICIAL_LOCKED = SEED_KEYS | {"min_duration", "min_query_count", "max_duration", "max_query_count",
                                "performance_sample_count_override", "sample_concatenate_permutation"}
 
+# How LoadGen 6.0.17 reads each key (test_settings_internal.cc: integers with strtoull, so '1e4' is 1,
+# '010' is 8 and '-1' is 2**64 - 1; doubles with strtod, so '1e999' is inf; latencies as integer ms
+# times 10**6). tests/test_user_conf.py reads values back from LoadGen itself to hold this table to it.
+UINT = {"min_duration", "max_duration", "min_query_count", "max_query_count", "accuracy_log_rng_seed",
+        "accuracy_log_sampling_target", "performance_issue_same_index", "performance_sample_count_override",
+        "max_async_queries", "samples_per_query"}
+BOOL = {"print_timestamps", "performance_issue_unique", "performance_issue_same", "coalesce_queries",
+        "use_token_latencies", "infer_token_latencies", "sample_concatenate_permutation"}
+INT32 = {"max_async_queries", "samples_per_query"}   # read as uint64, then cast to a C int
+LATENCY_MS = {"target_latency", "ttft_latency", "tpot_latency"}
+POSITIVE_FLOAT = {"target_qps"}
+PERCENT = {"target_latency_percentile"}
+# Keys LoadGen reads only from its built-in mlperf.conf: a user.conf line for them is silently ignored.
+MLPERF_CONF_ONLY = {"qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed", "accuracy_log_probability",
+                    "test05", "test05_qsl_rng_seed", "test05_sample_index_rng_seed", "test05_schedule_rng_seed",
+                    "token_latency_scaling_factor"}
+UINT_MAX = 2 ** 64 - 1
+
 _LINE = re.compile(r"^(?P<model>[^\s.]+)\.(?P<scenario>[^\s.]+)\.(?P<key>[A-Za-z0-9_]+) = (?P<value>\S+)$")
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|0[xX][0-9a-fA-F]+)$")
+_DECIMAL_INT = re.compile(r"^(0|[1-9][0-9]*)$")
+_DECIMAL_FLOAT = re.compile(r"^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 
 
 class UserConfError(ValueError):
@@ -74,15 +94,41 @@ def parse_user_conf(path: Path, model: str = MODEL) -> list[ConfLine]:
             raise UserConfError(f"{where}: unknown scenario {line.scenario!r}; use one of {', '.join(SCENARIOS)} or '*'")
         if line.key not in KNOWN_KEYS:
             raise UserConfError(f"{where}: unknown key {line.key!r}; LoadGen would ignore it (known: {', '.join(sorted(KNOWN_KEYS))})")
-        if not _NUMBER.match(line.value):
-            raise UserConfError(f"{where}: value {line.value!r} is not a number (LoadGen needs an integer or decimal)")
-        value = int(line.value, 16) if line.value.lower().lstrip("+-").startswith("0x") else float(line.value)
-        if value < 0:
-            raise UserConfError(f"{where}: value must not be negative")
-        if line.key.endswith("percentile") and not 0 < value < 100:
-            raise UserConfError(f"{where}: a percentile is given in percent, strictly between 0 and 100")
+        problem = value_problem(line.key, line.value)
+        if problem:
+            raise UserConfError(f"{where}: {problem}")
         lines.append(line)
     return lines
+
+
+def value_problem(key: str, value: str) -> str | None:
+    """Why LoadGen would read ``value`` for ``key`` as something other than what it says (None: it would not)."""
+    if key in MLPERF_CONF_ONLY:
+        return f"LoadGen reads {key} only from its built-in mlperf.conf and ignores this line; remove it"
+    if key == "mode":
+        return "the mode is harness/run.py's --mode (performance, accuracy or both); remove this line"
+    if key in UINT | BOOL | LATENCY_MS:
+        if value.startswith("-"):
+            return f"value {value!r} must not be negative (LoadGen would read a huge unsigned number)"
+        if not _DECIMAL_INT.match(value):
+            return (f"LoadGen reads {key} as an integer and would not read {value!r} as written (e.g. '1e4' is 1, "
+                    "'2.5' is 2, '010' is 8): write a plain decimal integer")
+        n = int(value)
+        if key in BOOL and n not in (0, 1):
+            return f"{key} is a switch: write 0 or 1, not {value}"
+        if n > (UINT_MAX // 10 ** 6 if key in LATENCY_MS else 2 ** 31 - 1 if key in INT32 else UINT_MAX):
+            return f"value {value} is out of range for {key} (LoadGen would overflow it)"
+        return None
+    if not _DECIMAL_FLOAT.match(value):
+        return f"value {value!r} is not a plain decimal number (e.g. 12.5 or 1e3): LoadGen would misread it"
+    x = float(value)
+    if not math.isfinite(x):
+        return f"value {value!r} is not finite for LoadGen (it would read inf)"
+    if key in POSITIVE_FLOAT and x <= 0:
+        return f"{key} must be greater than 0, got {value}"
+    if key in PERCENT and not 0 < x < 100:
+        return "a percentile is given in percent, strictly between 0 and 100"
+    return None
 
 
 def resolve(lines: list[ConfLine], scenario: str, model: str = MODEL) -> dict[str, ConfLine]:

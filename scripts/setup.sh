@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the benchmark and its tests need on a fresh Debian/Ubuntu machine.
-# bubblewrap is the verifier's sandbox (without it the verifier falls back to a weaker,
-# clearly labelled isolation level). torch is pinned to the CPU build that installs in
+# bubblewrap is the verifier's sandbox: without it every command that runs generated code
+# refuses to start (unless given --isolation process explicitly; docs/verifier.md). torch is pinned to the CPU build that installs in
 # seconds; on a GPU box install the CUDA build of your choice first and drop the pin.
 set -euo pipefail
 # A C compiler builds the engine's native backend (sut/native.py) and the verifier's zygote

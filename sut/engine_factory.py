@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from sut.checkpoint import DEFAULT_CHECKPOINT
+from verifier.sandbox import add_isolation_flag
 
 
 @dataclass
@@ -29,6 +30,7 @@ class EngineOptions:
     backend: str = "auto"            # the batched forward: "native" (sut/native_step.py), "torch", or "auto"
     seed: int = 0
     threads: int = 0                 # torch intra-op threads; 0: leave torch's default
+    isolation: str = "bwrap"         # the verifier sandbox: bwrap (fail closed) or process (explicit, weaker)
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,6 +51,7 @@ class EngineOptions:
                             "where it builds and applies; docs/engine.md)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+        add_isolation_flag(p)
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> "EngineOptions":
@@ -70,12 +73,40 @@ class EngineOptions:
         return argv
 
     def validate(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"--max-attempts must be at least 1, got {self.max_attempts}")
-        if self.redraws < 0:
-            raise ValueError(f"--redraws must be at least 0, got {self.redraws}")
-        if self.max_batch < 1 or self.workers < 0:
-            raise ValueError("--max-batch must be at least 1 and --workers at least 0")
+        """Every option checked before anything runs or is written; ValueError names the flag and the fix."""
+        import math
+
+        for flag, value, low in (("--max-attempts", self.max_attempts, 1), ("--redraws", self.redraws, 0),
+                                 ("--max-batch", self.max_batch, 1), ("--workers", self.workers, 0),
+                                 ("--threads", self.threads, 0), ("--seed", self.seed, 0)):
+            if value < low:
+                raise ValueError(f"{flag} must be at least {low}, got {value}")
+        if self.seed >= 2 ** 63:
+            raise ValueError(f"--seed must be below 2**63, got {self.seed}")
+        if not math.isfinite(self.batch_wait_ms) or self.batch_wait_ms < 0:
+            raise ValueError(f"--batch-wait-ms must be a finite number >= 0, got {self.batch_wait_ms}")
+        if self.isolation not in ("bwrap", "process"):
+            raise ValueError(f"--isolation must be bwrap or process, got {self.isolation!r}")
+        self.check_device()
+        if not (self.checkpoint / "config.json").is_file():
+            raise ValueError(f"--checkpoint {self.checkpoint}: no checkpoint there (config.json missing); pass "
+                             "--checkpoint DIR or train one with `python -m sut.train --out DIR`")
+
+    def check_device(self) -> None:
+        """A device torch can parse and this machine has (torch is imported here, not at module load)."""
+        import torch
+
+        try:
+            dev = torch.device(self.device)
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(f"--device {self.device!r} is not a torch device: try cpu, cuda or cuda:1") from e
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: this torch ({torch.__version__}) sees no CUDA device; "
+                             "install a CUDA build of torch on a GPU machine, or pass --device cpu")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {self.device}: only {torch.cuda.device_count()} CUDA device(s) here")
+        if dev.type not in ("cpu", "cuda"):
+            raise ValueError(f"--device {self.device}: only cpu and cuda are supported")
 
 
 def default_workers() -> int:
@@ -99,7 +130,7 @@ def build_engine(opts: EngineOptions):
         torch.set_num_threads(opts.threads)
     model, tokenizer, _meta = load_checkpoint(opts.checkpoint, device=opts.device)
     # the agent reads verdicts, not lint notes, and its programs import nothing: a lean zygote (docs/verifier.md)
-    pool = SandboxPool(workers=opts.workers or default_workers(), lint=False, preload=())
+    pool = SandboxPool(workers=opts.workers or default_workers(), lint=False, preload=(), isolation=opts.isolation)
     cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed, redraws=opts.redraws)
     from sut.engine import Engine
 

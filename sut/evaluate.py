@@ -25,6 +25,7 @@ from sut.agent import AgentConfig, AgentResult, run_agent
 from sut.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from sut.model import NanoCodeGen
 from sut.tokenizer import CodeTokenizer
+from verifier.sandbox import add_isolation_flag
 
 log = logging.getLogger("sut.evaluate")
 
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the sandbox workers use the other cores)")
     p.add_argument("--workers", type=int, default=2, help="sandbox workers")
+    add_isolation_flag(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--results", type=Path, default=None, help="also write every AgentResult as JSONL here")
     p.add_argument("--record", action="store_true",
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sut.tasks import EvalSetError, load_eval_tasks  # noqa: PLC0415 - keeps --help fast
     from verifier.pool import SandboxPool  # noqa: PLC0415
+    from verifier.sandbox import SandboxUnavailable  # noqa: PLC0415
     try:
         model, tok, _ = load_checkpoint(a.checkpoint, a.device)
         tasks = load_eval_tasks()
@@ -111,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tasks = tasks[: a.count] if a.count else tasks
     results: list[AgentResult] = []
-    with SandboxPool(workers=a.workers, timeout_s=2.0) as pool:
+    try:
+        pool = SandboxPool(workers=a.workers, timeout_s=2.0, isolation=a.isolation)
+    except SandboxUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    with pool:
         s = evaluate_tasks(model, tok, pool, tasks, cfg, a.device, results=results)
     # Per-task outcomes let the checker judge a --count subset against the reference on the same tasks.
     s["failed_final"] = [i for i, r in enumerate(results) if not r.passed]

@@ -45,6 +45,7 @@ from sut.tokenizer import CodeTokenizer
 from sut.train import TrainConfig, add_field_flags, apply_field_flags, check_recipe_flags, fit, retry_mix, run_metrics
 from sut.train_report import write_report
 from verifier.pool import SandboxPool
+from verifier.sandbox import SandboxUnavailable
 
 log = logging.getLogger("sut.self_repair")
 
@@ -114,7 +115,7 @@ def self_repair(init: Path, out: Path, cfg: TrainConfig, rcfg: RepairConfig) -> 
     fresh = list(itertools.islice(iter_train_tasks(rcfg.repair_seed), rcfg.repair_tasks))
     replay_tasks = train_data.take_train_tasks(cfg.train_tasks, cfg.seed)
     val = generate_tasks("val", max(cfg.val_tasks, cfg.val_loss_tasks), cfg.seed)
-    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0) as pool:
+    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0, isolation=cfg.isolation) as pool:
         log.info("running %s on %d fresh training tasks to collect its failures", init, len(fresh))
         with torch.inference_mode():
             results = collect(model, tok, pool, fresh, rcfg, cfg.device)
@@ -144,7 +145,7 @@ def self_repair(init: Path, out: Path, cfg: TrainConfig, rcfg: RepairConfig) -> 
     model.train()
     fitted = fit(model, tok, cfg, val_batches, rng, one_pass, desc="self-repair")
     t_train = time.perf_counter()
-    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0) as pool:
+    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0, isolation=cfg.isolation) as pool:
         summary = evaluate_tasks(model, tok, pool, val[:cfg.val_tasks], AgentConfig(seed=cfg.seed), cfg.device,
                                  desc="validate")
     t_end = time.perf_counter()
@@ -194,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SandboxUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {out}: val pass@1 {metrics['val_pass@1']:.3f}, pass@final {metrics['val_pass@final']:.3f}, "
           f"wall {metrics['wall_s']:.0f} s")
     return 0

@@ -42,6 +42,7 @@ from sut.tasks import generate_tasks
 from sut.tokenizer import CodeTokenizer, train_tokenizer
 from sut.train_report import write_report
 from verifier.pool import SandboxPool
+from verifier.sandbox import ISOLATION_MODES, SandboxUnavailable
 
 log = logging.getLogger("sut.train")
 
@@ -71,6 +72,7 @@ class TrainConfig:
     threads: int = 2
     device: str = "cpu"
     verify_workers: int = 2
+    isolation: str = "bwrap"        # the verifier sandbox: bwrap (fail closed) or process (explicit, weaker)
 
 
 SMOKE = dict(steps=30, batch_size=16, train_tasks=300, mistakes_per_task=1, tokenizer_tasks=300, vocab_size=512,
@@ -191,7 +193,7 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     tasks = train_data.take_train_tasks(cfg.train_tasks, cfg.seed)
     val = generate_tasks("val", max(cfg.val_tasks, cfg.val_loss_tasks), cfg.seed)
     log.info("drew %d training and %d validation tasks", len(tasks), len(val))
-    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0) as pool:
+    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0, isolation=cfg.isolation) as pool:
         log.info("sandbox pool up: %s", pool.isolation)
         examples = train_data.build_examples(tasks, pool, cfg.mistakes_per_task, cfg.seed, cfg.literal_mistakes)
         val_examples = train_data.build_examples(val[:cfg.val_loss_tasks], pool, 2, cfg.seed + 1,
@@ -216,7 +218,7 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
                                                        prefix_loss=cfg.prefix_loss))
     t_train = time.perf_counter()
 
-    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0) as pool:
+    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0, isolation=cfg.isolation) as pool:
         summary = evaluate_tasks(model, tok, pool, val[:cfg.val_tasks], AgentConfig(max_new_tokens=cfg.val_max_new_tokens, seed=cfg.seed), cfg.device,
                                  desc="validate")
     t_end = time.perf_counter()
@@ -237,6 +239,8 @@ def check_recipe_flags(p: argparse.ArgumentParser, cfg: TrainConfig) -> None:
         p.error(f"--retry-mix {cfg.retry_mix!r}: give non-negative shares for 0, 1, 2, ... wrong attempts")
     if cfg.literal_mistakes < 0:
         p.error("--literal-mistakes must be >= 0")
+    if cfg.isolation not in ISOLATION_MODES:
+        p.error(f"--isolation {cfg.isolation!r}: choose one of {', '.join(ISOLATION_MODES)}")
 
 
 def retry_mix(cfg: TrainConfig) -> tuple[float, ...]:
@@ -267,11 +271,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTCon
     p = argparse.ArgumentParser(prog="python -m sut.train", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
     p.add_argument("--smoke", action="store_true", help="tiny run (< 60 s) that still writes a loadable checkpoint")
+    p.add_argument("--force", action="store_true", help="write into --out even if it already holds files")
     add_field_flags(p, [*fields(TrainConfig), *(f for f in fields(GPTConfig) if f.name not in ("vocab_size", "max_retries"))])
     a = p.parse_args(argv)
     cfg = TrainConfig(**(SMOKE if a.smoke else {}))
     mcfg = GPTConfig(**(SMOKE_MODEL if a.smoke else {}))
     apply_field_flags(a, cfg, mcfg)
+    if a.out.exists() and (not a.out.is_dir() or any(a.out.iterdir())) and not a.force:
+        p.error(f"--out {a.out} already holds files (a checkpoint?): pick a new directory, or pass --force to overwrite it")
     if mcfg.n_embd % mcfg.n_head:
         p.error(f"--n-embd {mcfg.n_embd} must be a multiple of --n-head {mcfg.n_head}")
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.train_tasks < 1:
@@ -283,7 +290,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTCon
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     out, cfg, mcfg = parse_args(argv)
-    metrics = train(out, cfg, mcfg)
+    try:
+        metrics = train(out, cfg, mcfg)
+    except SandboxUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {out}: val pass@1 {metrics['val_pass@1']:.3f}, pass@final {metrics['val_pass@final']:.3f}, "
           f"wall {metrics['wall_s']:.0f} s")
     return 0

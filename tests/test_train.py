@@ -31,6 +31,13 @@ def test_smoke_run_writes_loadable_checkpoint(tmp_path: Path) -> None:
     logits, _ = model(idx, torch.zeros_like(idx))
     assert torch.isfinite(logits).all()
 
+    # a second run into the same folder is refused, and the checkpoint is untouched, unless --force
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = subprocess.run([sys.executable, "-m", "sut.train", "--out", str(out), "--smoke", "--threads", "1"],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "--force" in again.stderr.splitlines()[-1] and "Traceback" not in again.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
 
 def test_schedule_and_flags() -> None:
     cfg = TrainConfig(steps=100, warmup=10, lr=1e-3, min_lr_frac=0.1)

@@ -25,9 +25,19 @@ def test_shipped_user_conf_is_valid():
     ("nano-codegen-agent.Offline.min_durration = 5", "unknown key 'min_durration'"),
     ("gpt-j.Offline.min_duration = 5", "model 'gpt-j'"),
     ("nano-codegen-agent.Ofline.min_duration = 5", "unknown scenario 'Ofline'"),
-    ("nano-codegen-agent.Offline.min_duration = 10s", "not a number"),
+    ("nano-codegen-agent.Offline.min_duration = 10s", "plain decimal integer"),
     ("nano-codegen-agent.Server.target_latency = -3", "negative"),
     ("nano-codegen-agent.Server.target_latency_percentile = 0.99e3", "percent"),
+    ("nano-codegen-agent.Offline.min_duration = 1e4", "'1e4' is 1"),
+    ("nano-codegen-agent.Offline.min_duration = 010", "plain decimal integer"),
+    ("nano-codegen-agent.Server.target_latency = 2.5", "plain decimal integer"),
+    ("nano-codegen-agent.Offline.target_qps = 1e999", "not finite"),
+    ("nano-codegen-agent.Offline.target_qps = inf", "plain decimal number"),
+    ("nano-codegen-agent.Offline.target_qps = 0", "greater than 0"),
+    ("nano-codegen-agent.Server.min_query_count = 18446744073709551616", "out of range"),
+    ("nano-codegen-agent.*.use_token_latencies = 2", "0 or 1"),
+    ("nano-codegen-agent.*.qsl_rng_seed = 5", "only from its built-in mlperf.conf"),
+    ("nano-codegen-agent.*.mode = 2", "--mode"),
     ("min_duration = 5", "model.Scenario.key = value"),
 ])
 def test_bad_line_is_refused_with_its_line_number(tmp_path, line, fragment):
@@ -64,3 +74,71 @@ def test_scenarios_load_and_bad_name_is_refused():
         assert load_scenario(name).name == name
     with pytest.raises(ScenarioError, match="choose one of SingleStream, Offline, Server"):
         load_scenario("offline")
+
+
+# What LoadGen's TestSettings shows for each key set on the Server scenario, and how it scales it.
+LOADGEN_ATTR = {
+    "min_duration": ("min_duration_ms", 1), "max_duration": ("max_duration_ms", 1),
+    "min_query_count": ("min_query_count", 1), "max_query_count": ("max_query_count", 1),
+    "accuracy_log_rng_seed": ("accuracy_log_rng_seed", 1), "accuracy_log_sampling_target": ("accuracy_log_sampling_target", 1),
+    "performance_issue_same_index": ("performance_issue_same_index", 1),
+    "performance_sample_count_override": ("performance_sample_count_override", 1),
+    "max_async_queries": ("server_max_async_queries", 1), "print_timestamps": ("print_timestamps", 1),
+    "performance_issue_unique": ("performance_issue_unique", 1), "performance_issue_same": ("performance_issue_same", 1),
+    "coalesce_queries": ("server_coalesce_queries", 1), "use_token_latencies": ("use_token_latencies", 1),
+    "infer_token_latencies": ("infer_token_latencies", 1),
+    "sample_concatenate_permutation": ("sample_concatenate_permutation", 1),
+    "target_latency": ("server_target_latency_ns", 10 ** 6), "ttft_latency": ("ttft_latency", 10 ** 6),
+    "tpot_latency": ("tpot_latency", 10 ** 6), "target_qps": ("server_target_qps", 1),
+    "target_latency_percentile": ("server_target_latency_percentile", 0.01),
+}
+READ_BACK = """
+import json, sys, mlperf_loadgen as lg
+out = []
+for conf, attr in json.loads(sys.stdin.read()):
+    s = lg.TestSettings()
+    rc = s.FromConfig(conf, "nano-codegen-agent", "Server")
+    out.append([rc, getattr(s, attr)])
+print(json.dumps(out))
+"""
+
+
+def test_fuzzed_user_conf_values_are_refused_or_read_by_loadgen_as_written(tmp_path):
+    """Hypothesis writes values in every notation; each is refused with its line number, or LoadGen
+    itself (read back from its TestSettings) reads exactly the number the line says."""
+    import json
+    import math
+    import subprocess
+    import sys
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    values = st.one_of(
+        st.integers(-10, 2 ** 66).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.floats(min_value=0, max_value=1e6).map(lambda x: f"{x:e}"), st.integers(0, 2 ** 20).map(hex),
+        st.integers(0, 999).map(lambda n: f"0{n}"), st.from_regex(r"[0-9eE.+\-x]{1,10}", fullmatch=True),
+        st.text(max_size=6))
+    accepted: list[tuple[str, str, Path]] = []
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(key=st.sampled_from(sorted(LOADGEN_ATTR)), value=values)
+    def judge(key: str, value: str) -> None:
+        path = tmp_path / f"fuzz{len(accepted)}.conf"
+        token_prefix = "nano-codegen-agent.Server.use_token_latencies = 1\n" if key in ("ttft_latency", "tpot_latency") else ""
+        path.write_text(token_prefix + f"nano-codegen-agent.Server.{key} = {value}\n", encoding="utf-8", errors="surrogateescape")
+        try:
+            parse_user_conf(path)
+        except UserConfError as e:
+            assert f"{path}:" in str(e) and "\n" not in str(e)
+            return
+        accepted.append((key, value, path))
+
+    judge()
+    assert len(accepted) > 20
+    r = subprocess.run([sys.executable, "-c", READ_BACK], input=json.dumps([[str(p), LOADGEN_ATTR[k][0]] for k, _, p in accepted]),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for (key, value, _), (rc, got) in zip(accepted, json.loads(r.stdout)):
+        want = float(value) * LOADGEN_ATTR[key][1]
+        assert rc == 0 and math.isclose(float(got), want, rel_tol=1e-12), (key, value, got)

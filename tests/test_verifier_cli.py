@@ -175,3 +175,25 @@ def test_no_evaluation_reference_solution_is_literal_only():
     from sut.tasks import load_eval_tasks
 
     assert not [t.id for t in load_eval_tasks() if literal_only(t.solution)]
+
+
+def test_lone_surrogates_become_valid_text_and_every_verdict_is_written(tmp_path):
+    """A program's output, exception message or value may hold a lone surrogate; the verdict's
+    text is still valid UTF-8, later rows are still judged, and the feedback tokenizes."""
+    from sut.tokenizer import CodeTokenizer
+
+    rows = [{"id": 1, "code": 'print("\\ud800")\nresult = 1', "expected": "2"},
+            {"id": 2, "code": 'raise ValueError("\\ud800 bad")', "expected": "2"},
+            {"id": 3, "code": 'result = "\\udfff"', "expected": "2"},
+            {"id": 4, "code": "result = 1", "expected": "1"}]
+    path = tmp_path / "surrogates.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = cli("-m", "verifier", "batch", str(path))
+    assert out.returncode == 0, out.stderr
+    verdicts = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [v["id"] for v in verdicts] == [1, 2, 3, 4] and verdicts[3]["status"] == "passed"
+    assert verdicts[1]["message"] == "\\ud800 bad"
+    tok = CodeTokenizer.from_file(REPO / "checkpoints" / "reference" / "tokenizer.json")
+    for v in verdicts:
+        v["feedback"].encode("utf-8")
+        tok.encode(v["feedback"])

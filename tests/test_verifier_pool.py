@@ -61,13 +61,13 @@ def native_loop_or_skip(loop: str) -> None:
 
 
 @pytest.mark.parametrize("loop", ["native", "python"])
-@pytest.mark.parametrize("isolation", ["auto", "process"])
+@pytest.mark.parametrize("isolation", ["bwrap", "process"])
 def test_flood_leaves_no_process_and_no_file(isolation, loop):
     native_loop_or_skip(loop)
     marker = "vfy" + uuid.uuid4().hex[:10]
     tmp = Path(tempfile.gettempdir())
     before = set(tmp.iterdir())
-    n = 300 if isolation == "auto" else 60
+    n = 300 if isolation == "bwrap" else 60
     with SandboxPool(workers=2, timeout_s=2.0, isolation=isolation, zygote_loop=loop) as pool:
         assert pool.zygote_loop == loop
         items = [(LITTER.format(i=i, marker=marker), ValueCheck(i)) for i in range(n)]

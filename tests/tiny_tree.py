@@ -19,11 +19,13 @@ from harness.audit_verify import AUDIT_TESTS
 from harness.audits import finish, prepare
 from harness.results import BENCHMARK, ScenarioPaths
 from harness.run import effective_settings
+from harness.run_config import run_configuration
 from harness.run_summary import write_run_metadata
 from harness.scenario_config import load_scenario
 from harness.scenario_files import accuracy_pass
 from harness.user_conf import write_effective_conf
 from sut.engine_factory import EngineOptions
+from sut.tasks import EVAL_PATH
 
 TINY = Path(__file__).resolve().parent / "tiny_sut.py"
 SYSTEM = "tiny_sut_cpu"
@@ -73,12 +75,14 @@ def start_scenario(root: Path, scenario: str, reference: Path, count: int = 16,
                    cheat: str = "") -> tuple[ScenarioPaths, list[subprocess.Popen]]:
     """Write the scenario's metadata and start its performance and accuracy runs (in parallel)."""
     paths = ScenarioPaths(root, SYSTEM, scenario)
-    paths.claim(paths.run_dirs(["performance", "accuracy"]))
     user_conf = root / "test_user.conf"
+    root.mkdir(parents=True, exist_ok=True)
     user_conf.write_text(USER_CONF)
     settings, _ = effective_settings(load_scenario(scenario), user_conf, official=False)
-    write_effective_conf(paths.scenario_dir / "user.conf", settings, scenario)
     opts = EngineOptions(checkpoint=reference, max_attempts=3)
+    paths.claim(paths.run_dirs(["performance", "accuracy"]),
+                run_configuration(opts, EVAL_PATH, count, settings, official=False))
+    write_effective_conf(paths.scenario_dir / "user.conf", settings, scenario)
     write_run_metadata(paths, opts, settings, Namespace(mode="both", official=False, count=count))
     conf = paths.scenario_dir / "user.conf"
     return paths, [run_tiny(scenario, "performance", conf, paths.performance_dir, count, cheat),

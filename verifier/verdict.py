@@ -43,6 +43,15 @@ class Verdict:
     isolation: str = ""                # isolation level this verdict ran under
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # The text fields carry what a hostile program chose (its messages, its output): a lone
+        # surrogate (``raise ValueError("\ud800")``) would break every UTF-8 writer and tokenizer
+        # downstream, so each verdict holds valid text from birth.
+        for name in ("feedback", "output", "error_type", "message", "stdout"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, valid_text(value))
+
     @property
     def passed(self) -> bool:
         return self.status is Status.PASSED
@@ -51,6 +60,15 @@ class Verdict:
         d = dataclasses.asdict(self)
         d["status"] = self.status.value
         return d
+
+
+def valid_text(text: str) -> str:
+    """``text`` with any lone surrogate spelled out as ``\\udXXX``: encodable as UTF-8, nothing lost."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def cap(text: str, limit: int = FEEDBACK_MAX_CHARS) -> str:

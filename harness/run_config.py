@@ -1,0 +1,77 @@
+"""The system configuration a results folder is bound to, so that one folder never mixes two systems.
+
+A scenario folder's first run writes ``run_config.json`` there and into each of its run
+folders; a later run into the same scenario folder must carry the same configuration or is
+refused before anything is written (harness/results.py ``ScenarioPaths.claim``), and
+check_submission fails a folder whose runs disagree (harness/compliance.py). What counts:
+
+- the checkpoint's content (sha256 of its config, weights and tokenizer), not its path;
+- every engine option (they change outputs or speed: attempts, redraws, seed, backend, batch,
+  workers, threads, device, the cache switches) and the verifier's isolation level;
+- the task file's sha256 and how many of its tasks ran (``--count``);
+- the effective LoadGen settings and whether the run claims ``--official``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "run_config.json"
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+FULL_ISOLATION = "bwrap"
+
+
+def checkpoint_sha256(checkpoint: Path) -> str:
+    """sha256 over the checkpoint's files that define its outputs (name and bytes of each present one)."""
+    h = hashlib.sha256()
+    for name in CHECKPOINT_FILES:
+        path = Path(checkpoint) / name
+        if path.is_file():
+            h.update(name.encode() + b"\0")
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def run_configuration(opts: Any, tasks_path: Path, count: int | None, settings: dict[str, str],
+                      official: bool) -> dict[str, Any]:
+    """The configuration of a run made with EngineOptions ``opts`` (see the module docstring)."""
+    engine = {k: v if isinstance(v, (bool, int, float)) else str(v) for k, v in asdict(opts).items() if k != "checkpoint"}
+    return {"checkpoint": {"path": str(opts.checkpoint), "sha256": checkpoint_sha256(opts.checkpoint)},
+            "engine": engine,
+            "tasks": {"file": Path(tasks_path).name, "sha256": hashlib.sha256(Path(tasks_path).read_bytes()).hexdigest(),
+                      "count": count},
+            "loadgen_settings": dict(sorted(settings.items())),
+            "official": bool(official)}
+
+
+def differences(bound: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two configurations, as 'key: old -> new' (the checkpoint's path is not compared)."""
+    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "loadgen_settings" else {prefix + k: v})
+        return out
+
+    a, b = flat(bound), flat(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
+            if k != "checkpoint.path" and a.get(k) != b.get(k)]
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A run_config.json; ValueError (with the path) if unreadable."""
+    try:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read the run configuration ({e})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: a run configuration is a JSON object")
+    return cfg
+
+
+def write_config(path: Path, cfg: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(cfg, indent=1) + "\n", encoding="utf-8")

