@@ -99,7 +99,12 @@ def check_scenario(folder: Path, reference: Path = REFERENCE_CHECKPOINT, rescore
         _check_records_perf(c, perf_dir, res, perf)
     if acc is not None:
         _check_accuracy(c, acc_dir, acc, ref, rescore)
-    _check_configuration(c, folder, [d for d in (perf_dir, acc_dir) if d.is_dir()])
+    bound = _check_configuration(c, folder, [d for d in (perf_dir, acc_dir) if d.is_dir()])
+    if acc is not None and bound is not None:
+        declared = (bound.get("tasks") or {}).get("count") or EVAL_SIZE
+        if int(acc.get("qsl_reported_total_count", 0) or 0) != declared:
+            c.fail("accuracy-log", acc_dir / "mlperf_log_detail.txt", f"the accuracy run's QSL held "
+                   f"{acc.get('qsl_reported_total_count')} tasks, not the {declared} the folder declares")
     for d in (perf_dir, acc_dir, *sorted(folder.glob("TEST0*"))):
         if (d / INCOMPLETE).exists():
             c.fail("incomplete", d / INCOMPLETE, "this run was interrupted or failed before it finished: it is not a result")
@@ -228,14 +233,14 @@ def _check_records_perf(c: ScenarioCheck, run_dir: Path, res: PerfResult, detail
     _check_stats(c, run_dir / "sut_stats.json", len(records))
 
 
-def _check_configuration(c: ScenarioCheck, folder: Path, run_dirs: list[Path]) -> None:
+def _check_configuration(c: ScenarioCheck, folder: Path, run_dirs: list[Path]) -> dict | None:
     """One configuration per folder (harness/run_config.py): every run dir records the folder's, the
     checkpoint each LoadGen child loaded is the bound one, and the verifier ran with full isolation."""
     try:
         bound = read_config(folder / CONFIG_FILE)
     except ValueError as e:
         c.fail("configuration", folder / CONFIG_FILE, f"{e}: the folder is not bound to one configuration")
-        return
+        return None
     for d in run_dirs:
         try:
             diff = differences(bound, read_config(d / CONFIG_FILE))
@@ -260,6 +265,7 @@ def _check_configuration(c: ScenarioCheck, folder: Path, run_dirs: list[Path]) -
     if isolation != FULL_ISOLATION:
         c.fail("isolation", folder / CONFIG_FILE, f"the run was configured with --isolation {isolation}: only "
                                                   f"{FULL_ISOLATION} (namespaces) is compliant")
+    return bound
 
 
 def _check_stats(c: ScenarioCheck, path: Path, n_records: int) -> None:

@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode, outdir in zip(modes, paths.run_dirs(modes)):
             run_child(scenario.name, mode, conf, outdir, opts, args.count, args.no_progress)
         if "accuracy" in modes:
-            accuracy = write_accuracy(paths.accuracy_dir, opts.checkpoint)
+            accuracy = write_accuracy(paths.accuracy_dir, args.count)
         write_run_metadata(paths, opts, settings, args)
     except (RunError, OSError, RuntimeError) as e:
         print(f"error: {e}; {paths.scenario_dir} is marked incomplete (move it away to rerun)", file=sys.stderr)

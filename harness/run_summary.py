@@ -16,11 +16,13 @@ from harness.system_info import describe_system
 from sut.engine_factory import EngineOptions
 from sut.tasks import EVAL_PATH
 
-def write_accuracy(accuracy_dir: Path, checkpoint: Path) -> dict[str, float]:
-    """Run the verifier's accuracy pass (a separate post-processing step, as in MLPerf)."""
+def write_accuracy(accuracy_dir: Path, count: int | None) -> dict[str, float]:
+    """Run the verifier's accuracy pass (a separate post-processing step, as in MLPerf) over the
+    run's declared tasks (``count``, recorded in run_config.json; None: all of them)."""
     out = accuracy_dir / "accuracy.txt"
     cmd = [sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file",
-           str(accuracy_dir / "mlperf_log_accuracy.json"), "--tasks", str(EVAL_PATH), "--output", str(out)]
+           str(accuracy_dir / "mlperf_log_accuracy.json"), "--tasks", str(EVAL_PATH), "--output", str(out),
+           "--expected-samples", str(count or EVAL_SIZE)]
     rc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent).returncode
     if rc != 0 or not out.is_file():
         raise RuntimeError(f"the accuracy pass failed (exit {rc}): {' '.join(cmd)}")

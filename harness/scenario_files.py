@@ -169,12 +169,13 @@ def subset_figures(responses: list[Response]) -> dict[str, float]:
             "tokens_per_sample": sum(r.n_tokens for r in responses) / n}
 
 
-def accuracy_pass(log_path: Path, out: Path) -> dict[str, float]:
-    """Run the verifier's accuracy pass on ``log_path``, writing ``out`` (accuracy.txt format); its figures."""
+def accuracy_pass(log_path: Path, out: Path, samples: int | None = None) -> dict[str, float]:
+    """Run the verifier's accuracy pass on ``log_path``, writing ``out`` (accuracy.txt format); its figures.
+    ``samples``: the log must hold tasks 0..samples-1 (a run's declared count); None: any subset (audits)."""
     from sut.tasks import EVAL_PATH  # noqa: PLC0415
 
     cmd = [sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log_path),
-           "--tasks", str(EVAL_PATH), "--output", str(out)]
+           "--tasks", str(EVAL_PATH), "--output", str(out), "--expected-samples", str(samples or "any")]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0 or not Path(out).is_file():
         raise RuntimeError(f"the accuracy pass on {log_path} failed (exit {proc.returncode}): "

@@ -91,7 +91,8 @@ def start_scenario(root: Path, scenario: str, reference: Path, count: int = 16,
 
 def finish_scenario(paths: ScenarioPaths, procs: list[subprocess.Popen]) -> None:
     _wait(procs)
-    accuracy_pass(paths.accuracy_dir / "mlperf_log_accuracy.json", paths.accuracy_dir / "accuracy.txt")
+    accuracy_pass(paths.accuracy_dir / "mlperf_log_accuracy.json", paths.accuracy_dir / "accuracy.txt",
+                  json.loads((paths.scenario_dir / "run_config.json").read_text())["tasks"]["count"])
 
 
 def run_audits(jobs: list[tuple[ScenarioPaths, str, str]], reference: Path, count: int = 16) -> dict[tuple[str, str], bool]:

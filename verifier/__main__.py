@@ -17,35 +17,25 @@ import sys
 from pathlib import Path
 
 from verifier.checks import Check, check_from_json
+from verifier.jsonfile import InputError, read_jsonl
 from verifier.pool import SandboxPool
 from verifier.sandbox import add_isolation_flag
 
 
-class InputError(Exception):
-    """Input that cannot be judged; the message names the file, line and fix."""
-
-
 def read_batch(path: str) -> list[tuple[object, str, Check]]:
     """Rows of a batch file as (id, code, check); raise InputError on the first bad row."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read {path}: {e}") from e
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path} line {n}: not JSON ({e.msg})") from e
+    for n, row in read_jsonl(path):
         if not isinstance(row, dict) or not isinstance(row.get("code"), str):
             raise InputError(f"{path} line {n}: need an object with a string 'code'")
+        ident = row.get("id", n)
+        if isinstance(ident, bool) or not isinstance(ident, (str, int)):
+            raise InputError(f"{path} line {n}: 'id' must be a string or an integer")
         try:
             check = check_from_json(row)
         except (ValueError, TypeError) as e:
             raise InputError(f"{path} line {n}: {e}") from e
-        rows.append((row.get("id", n), row["code"], check))
+        rows.append((ident, row["code"], check))
     return rows
 
 

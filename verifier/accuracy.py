@@ -28,48 +28,57 @@ import ast
 import hashlib
 import json
 import logging
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from verifier.checks import Check, ValueCheck, check_from_json
-from verifier.pool import SandboxPool
-from verifier.sandbox import add_isolation_flag
+from verifier.jsonfile import InputError, read_json, read_jsonl
+from verifier.pool import InfrastructureError, SandboxPool
+from verifier.sandbox import SandboxUnavailable, add_isolation_flag
 from verifier.response_format import Response, decode_hex
 
 log = logging.getLogger(__name__)
 
 
 def load_tasks(tasks_path: Path) -> list[dict]:
-    """Task rows in file order, each with a parsed ``check``; ValueError names the bad line."""
+    """Task rows in file order, each with a parsed ``check``; InputError names the bad line."""
     rows = []
-    with open(tasks_path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                row["check"] = check_from_json(row)
-            except (ValueError, TypeError, KeyError) as e:
-                raise ValueError(f"{tasks_path} line {n}: {e}") from e
-            rows.append(row)
+    for n, row in read_jsonl(tasks_path):
+        try:
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                raise ValueError("need an object with a string 'id'")
+            row["check"] = check_from_json(row)
+        except (ValueError, TypeError, KeyError) as e:
+            raise InputError(f"{tasks_path} line {n}: {e}") from None
+        rows.append(row)
     return rows
 
 
+_HEX = re.compile(r"(?:[0-9A-F]{2})*")
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def load_accuracy_log(path: Path) -> list[dict]:
-    """Entries of mlperf_log_accuracy.json, first entry per qsl_idx only, in log order."""
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not JSON ({e.msg} at line {e.lineno}): is it LoadGen's mlperf_log_accuracy.json?") from e
+    """Entries of mlperf_log_accuracy.json, first entry per qsl_idx only, in log order; every field
+    typed as LoadGen writes it (InputError naming the entry otherwise: ``true`` is not an index)."""
+    entries = read_json(path)
     if not isinstance(entries, list):
-        raise ValueError(f"{path} must hold a JSON list of LoadGen accuracy entries")
+        raise InputError(f"{path} must hold a JSON list of LoadGen accuracy entries")
     seen: set[int] = set()
     unique = []
     for i, e in enumerate(entries):
-        if not isinstance(e, dict) or not isinstance(e.get("qsl_idx"), int) or not isinstance(e.get("data"), str):
-            raise ValueError(f"{path} entry {i}: need integer 'qsl_idx' and hex string 'data'")
+        if not isinstance(e, dict) or not _is_int(e.get("seq_id")) or not _is_int(e.get("qsl_idx")) or e["qsl_idx"] < 0:
+            raise InputError(f"{path} entry {i}: need integer 'seq_id' and non-negative integer 'qsl_idx'")
+        if not isinstance(e.get("data"), str) or not _HEX.fullmatch(e["data"]):
+            raise InputError(f"{path} entry {i}: 'data' must be upper-case hex of whole bytes, as LoadGen writes it")
+        if "token_count" in e and (not _is_int(e["token_count"]) or e["token_count"] < 0):
+            raise InputError(f"{path} entry {i}: 'token_count' must be a non-negative integer")
         if e["qsl_idx"] not in seen:
             seen.add(e["qsl_idx"])
             unique.append(e)
@@ -109,13 +118,26 @@ def literal_only(code: str) -> bool:
     return bool(body)
 
 
+ANY_SUBSET = -1   # --expected-samples any: an audit's sampled log, judged as it is
+
+
 def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool | None = None,
-                       progress: bool = False) -> dict[str, Any]:
-    """Judge every logged response again; return the metrics, per-family rates and per-sample results."""
+                       progress: bool = False, expected_samples: int | None = None) -> dict[str, Any]:
+    """Judge every logged response again; return the metrics, per-family rates and per-sample results.
+
+    The log must hold exactly the samples 0 .. ``expected_samples`` - 1 (default: every task of the
+    file): a log missing samples would score a subset as if it were the whole."""
     tasks = load_tasks(Path(tasks_path))
     entries = load_accuracy_log(Path(accuracy_log))
     if not entries:
-        raise ValueError(f"{accuracy_log} has no entries: was the LoadGen run in AccuracyOnly mode?")
+        raise InputError(f"{accuracy_log} has no entries: was the LoadGen run in AccuracyOnly mode?")
+    expected = len(tasks) if expected_samples is None else expected_samples
+    logged = {e["qsl_idx"] for e in entries}
+    if expected != ANY_SUBSET and logged != set(range(expected)):
+        missing = sorted(set(range(expected)) - logged)
+        raise InputError(f"{accuracy_log} logs {len(logged)} samples, not the {expected} the run declared"
+                         + (f" (missing e.g. {missing[:3]})" if missing else f" (extra e.g. {sorted(logged - set(range(expected)))[:3]})")
+                         + ": score a subset with --expected-samples N, as harness/run.py does for --count N")
     samples: list[dict[str, Any]] = []
     jobs: dict[tuple[int, str], int] = {}   # (task index, code) -> job index: each distinct program runs once
     job_items: list[tuple[str, Check]] = []
@@ -140,7 +162,7 @@ def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool |
     own_pool = pool is None
     pool = pool or SandboxPool()
     try:
-        verdicts = pool.verify_many(job_items, progress=progress)
+        verdicts = pool.verify_judged(job_items, progress=progress)
     finally:
         if own_pool:
             pool.close()
@@ -184,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", required=True, type=Path, help="task file the QSL was built from (JSONL, qsl_idx = line)")
     parser.add_argument("--output", type=Path, default=Path("accuracy.txt"))
     parser.add_argument("--json", action="store_true", help="also print every metric, per family and per sample, as JSON")
+    parser.add_argument("--expected-samples", type=lambda s: ANY_SUBSET if s == "any" else int(s), default=None,
+                        help="the log must hold samples 0..N-1 (harness/run.py --count N); default: every task of "
+                             "--tasks; 'any': an audit's sampled subset, judged as it is")
     parser.add_argument("--workers", type=int, default=None)
     add_isolation_flag(parser)
     parser.add_argument("--timeout", type=float, default=2.0, help="wall-clock limit per execution, seconds")
@@ -195,12 +220,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         with SandboxPool(workers=args.workers, timeout_s=args.timeout, isolation=args.isolation) as pool:
-            result = score_accuracy_log(args.mlperf_accuracy_file, args.tasks, pool, progress=sys.stderr.isatty())
+            result = score_accuracy_log(args.mlperf_accuracy_file, args.tasks, pool, progress=sys.stderr.isatty(),
+                                        expected_samples=args.expected_samples)
+    except (InfrastructureError, SandboxUnavailable) as e:
+        print(f"error: {e}; no accuracy.txt written", file=sys.stderr)
+        return 1
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     text = format_accuracy_txt(result)
-    args.output.write_text(text, encoding="utf-8")
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        print(f"error: cannot write {args.output} ({e.strerror}): pass a writable --output", file=sys.stderr)
+        return 1
     print(json.dumps(result, indent=1) if args.json else text, end="" if not args.json else "\n")
     return 0
 

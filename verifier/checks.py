@@ -47,8 +47,14 @@ def _literal(d: dict, key: str) -> Any:
         raise ValueError(f"field {key!r} must be a string holding a Python literal, got {type(raw).__name__}")
     try:
         return ast.literal_eval(raw)
-    except (ValueError, SyntaxError) as e:
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:
         raise ValueError(f"field {key!r} is not a Python literal: {raw[:60]!r}") from e
+
+
+def _name(d: dict, key: str) -> str:
+    if not isinstance(d[key], str) or not d[key].isidentifier():
+        raise ValueError(f"field {key!r} must be a string naming a Python function")
+    return d[key]
 
 
 def check_from_json(d: dict) -> Check:
@@ -56,15 +62,18 @@ def check_from_json(d: dict) -> Check:
     if "test" in d:
         if "entry_point" not in d:
             raise ValueError("a test check needs 'entry_point' beside 'test'")
-        return TestCheck(test=d["test"], entry_point=d["entry_point"])
+        if not isinstance(d["test"], str):
+            raise ValueError("field 'test' must be a string of test code")
+        return TestCheck(test=d["test"], entry_point=_name(d, "entry_point"))
     if "inputs" in d:
         for k in ("entry_point", "outputs"):
             if k not in d:
                 raise ValueError(f"a call check needs {k!r} beside 'inputs'")
         inputs, outputs = _literal(d, "inputs"), _literal(d, "outputs")
-        if not isinstance(inputs, (list, tuple)) or not isinstance(outputs, (list, tuple)) or len(inputs) != len(outputs):
-            raise ValueError("'inputs' and 'outputs' must be lists of the same length")
-        return CallCheck(d["entry_point"], tuple(tuple(a) for a in inputs), tuple(outputs))
+        if not isinstance(inputs, (list, tuple)) or not isinstance(outputs, (list, tuple)) or len(inputs) != len(outputs) \
+                or not all(isinstance(a, (list, tuple)) for a in inputs):
+            raise ValueError("'inputs' (a list of argument tuples) and 'outputs' must be lists of the same length")
+        return CallCheck(_name(d, "entry_point"), tuple(tuple(a) for a in inputs), tuple(outputs))
     if "expected" in d:
         return ValueCheck(_literal(d, "expected"))
     raise ValueError("no check: give 'expected' (value task), 'inputs'+'outputs'+'entry_point' (call task) or 'test'+'entry_point'")

