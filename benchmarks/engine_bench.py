@@ -34,6 +34,7 @@ import torch
 
 from benchmarks.bench_util import (agent_table, cpu_model, decode_rates, matmul_peak, plot_prefill, prefill_sweep,
                                    random_model, synthetic_task)
+from sut import native
 from sut.agent import AgentConfig, AgentResult
 from sut.platform_info import machine_cpu_s
 from sut.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
@@ -201,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.engine_bench", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"cpu": cpu_model(detail=True), "cores": os.cpu_count(), "threads": a.threads, "device": a.device,
-                    "torch": torch.__version__, "python": platform.python_version(), "loadavg_start": load0},
+                    "torch": torch.__version__, "python": platform.python_version(), "loadavg_start": load0,
+                    "native_kernel": native.kernel_info() if native.available()[0] else None},
         "model": {**cfg_model.to_dict(), "trained_checkpoint": str(a.checkpoint) if trained else None,
                   "params": model.num_params()},
     }
@@ -248,6 +250,10 @@ def report(r: dict[str, Any]) -> None:
     m = r["machine"]
     print(f"\nmachine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}, {m['threads']} threads, device {m['device']}, "
           f"load average {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}")
+    k = m.get("native_kernel")
+    print("native kernel: " + (f"{k['isa']} (vector width {k['vector_width']}), matmul tile {k['tile']} rows x vectors, "
+                               f"chosen at run time (candidates, ms: {k['tile_ms'] or 'forced by NANO_CODEGEN_TILE'})"
+                               if k else "unavailable (no C compiler): the torch backend ran"))
     print(f"model: {r['model']['params'] / 1e6:.2f}M params, checkpoint for the agent runs: "
           f"{r['model']['trained_checkpoint'] or 'none (untrained stand-in)'}; "
           f"verifier isolation: {r['isolation']}")

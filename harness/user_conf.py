@@ -70,8 +70,9 @@ class ConfLine:
     lineno: int
 
 
-def parse_user_conf(path: Path, model: str = MODEL) -> list[ConfLine]:
-    """Parse and validate every line of a LoadGen conf file; raise UserConfError on the first bad one."""
+def parse_user_conf(path: Path, model: str = MODEL, audit: bool = False) -> list[ConfLine]:
+    """Parse and validate every line of a LoadGen conf file; raise UserConfError on the first bad one.
+    ``audit``: an audit.config, where LoadGen reads ``mode`` too (2: performance)."""
     path = Path(path)
     if not path.is_file():
         raise UserConfError(f"{path}: no such user.conf; pass an existing file with --user-conf")
@@ -94,19 +95,21 @@ def parse_user_conf(path: Path, model: str = MODEL) -> list[ConfLine]:
             raise UserConfError(f"{where}: unknown scenario {line.scenario!r}; use one of {', '.join(SCENARIOS)} or '*'")
         if line.key not in KNOWN_KEYS:
             raise UserConfError(f"{where}: unknown key {line.key!r}; LoadGen would ignore it (known: {', '.join(sorted(KNOWN_KEYS))})")
-        problem = value_problem(line.key, line.value)
+        problem = value_problem(line.key, line.value, audit)
         if problem:
             raise UserConfError(f"{where}: {problem}")
         lines.append(line)
     return lines
 
 
-def value_problem(key: str, value: str) -> str | None:
+def value_problem(key: str, value: str, audit: bool = False) -> str | None:
     """Why LoadGen would read ``value`` for ``key`` as something other than what it says (None: it would not)."""
     if key in MLPERF_CONF_ONLY:
         return f"LoadGen reads {key} only from its built-in mlperf.conf and ignores this line; remove it"
     if key == "mode":
-        return "the mode is harness/run.py's --mode (performance, accuracy or both); remove this line"
+        if not audit:
+            return "the mode is harness/run.py's --mode (performance, accuracy or both); remove this line"
+        return None if value in ("0", "1", "2", "3") else f"mode {value!r}: LoadGen knows 0, 1, 2 and 3"
     if key in UINT | BOOL | LATENCY_MS:
         if value.startswith("-"):
             return f"value {value!r} must not be negative (LoadGen would read a huge unsigned number)"

@@ -55,6 +55,8 @@ enum { PW = TV * VW };   /* a weight panel's width: the columns of one tile */
 /* The packed weights of a (K, N) matrix wt: panel p holds columns p*PW .. p*PW+pw-1 (pw = PW, or what
    is left for the last), K rows of pw floats, at wt + p*PW*K. A tile walks its panel front to back. */
 int panel_width(void) { return PW; }
+int vector_width(void) { return VW; }
+int tile_rows_max(void) { return TR; }
 
 /* y[r, j0 + j] = b[j0 + j] + sum_k x[r, k] panel[k, j] for R rows (R <= TR) and NV vectors of columns
    (b already offset to j0; NULL: no bias):

@@ -11,9 +11,12 @@ logits (decode rows, a prefill's last position) reach the LM head. Two backends:
   matmul output, row-local everything else);
 - ``torch`` (``torch_step``): torch's operators, the path on CUDA and the CPU fallback.
 
-Batch invariance on the torch backend (a task's tokens never depend on what else is in the
-step) is built in, not hoped for. Two kernels on CPU change their floating-point reduction
-order with the shape of the call (measured; docs/engine.md):
+Batch invariance (a task's tokens never depend on what else is in the step) is bit for bit on
+the native backend, by construction, on any CPU. The torch backend keeps it only as far as the
+CPU's BLAS does: the measures below give identical bits on AMD Zen 3 and Zen 4, but MKL on
+Intel Sapphire Rapids picks other GEMM kernels by row count and a row's logits move by ~1e-5
+(tests/test_engine.py holds the torch backend to 1e-5, the native one to the bit). Two kernels
+on CPU change their floating-point reduction order with the shape of the call (docs/engine.md):
 
 - GEMM: rows the BLAS micro-kernel computes in a full group of 4 differ in the last bits
   from tail rows and from the M=1 (GEMV) path. Every matmul therefore runs on a row count

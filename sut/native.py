@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from sut import native_tiles
 from sut.platform_info import cpu_flags, cpu_model
 from verifier import cbuild
 
@@ -52,14 +53,39 @@ class KernelUnavailable(RuntimeError):
     """The kernel cannot be built or loaded here (the message says why and what to do)."""
 
 
+_KERNEL: dict = {}   # what _load chose: kernel_info()
+
+
 @lru_cache(maxsize=1)
 def _load() -> ctypes.CDLL:
+    """The library, built for this CPU with the matmul tile chosen for it (sut/native_tiles.py)."""
     machine = " ".join([cpu_model(detail=True), cpu_flags()])   # -march=native: this CPU's build only
+
+    def build(tile: tuple[int, int] | None = None) -> ctypes.CDLL:
+        flags = FLAGS + ([f"-DTR={tile[0]}", f"-DTV={tile[1]}"] if tile else [])
+        return _bind(ctypes.CDLL(str(cbuild.build("nano_codegen_native", SOURCE, SOURCES, flags, ["-lm"], machine))))
+
     try:
-        lib = cbuild.build("nano_codegen_native", SOURCE, SOURCES, FLAGS, ["-lm"], machine)
+        default = build()
+        vw = default.vector_width()
+        key = "".join(f.read_text() for f in SOURCES) + " ".join(FLAGS) + machine
+        tile, times = native_tiles.choose(vw, build, key, cbuild.cache_dir())
+        dll = build(tile)
     except cbuild.BuildError as e:
         raise KernelUnavailable(str(e)) from e
-    dll = ctypes.CDLL(str(lib))
+    _KERNEL.update({"isa": {16: "avx512", 8: "avx2"}.get(vw, "scalar"), "vector_width": vw,
+                    "tile": f"{tile[0]}x{tile[1]}", "tile_ms": times})
+    return dll
+
+
+def kernel_info() -> dict:
+    """The native kernel this machine runs: ISA, vector width, matmul tile and the candidates' times."""
+    _load()
+    return dict(_KERNEL)
+
+
+def _bind(dll: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the C functions' signatures on a loaded library."""
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     dll.decode_attention.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p, i64, p, i64, i64]
     dll.decode_attention.restype = ctypes.c_int
@@ -73,6 +99,8 @@ def _load() -> ctypes.CDLL:
     dll.decode_step_scratch.restype = i64
     dll.panel_width.argtypes = []
     dll.panel_width.restype = ctypes.c_int
+    dll.vector_width.restype = ctypes.c_int
+    dll.tile_rows_max.restype = ctypes.c_int
     dll.linear_packed.argtypes = [p, i64, i64, p, p, i64, p]
     dll.linear_packed.restype = None
     dll.mt_state_words.restype = ctypes.c_int

@@ -54,7 +54,7 @@ def test_honest_audits_pass_in_mlperf_layout(trees):
 def test_audit_config_is_loadgen_format_and_was_applied(trees):
     off = trees.scenario(trees.honest)
     for test in AUDIT_TESTS:
-        lines = parse_user_conf(off / test / "audit.config")   # every line is one LoadGen would read
+        lines = parse_user_conf(off / test / "audit.config", audit=True)   # every line is one LoadGen would read
         assert all(line.model == "*" and line.scenario == "*" for line in lines)
         assert {line.key for line in lines} == set(audit_settings(test, 16))
     # LoadGen itself says it read it

@@ -147,7 +147,11 @@ def test_ablation_switches_give_the_same_outputs(tok, pool, tasks, reference, sw
 @pytest.mark.parametrize("backend", ["native", "torch"])
 def test_decode_rows_are_bitwise_batch_invariant(tok, backend) -> None:
     """A row's logits do not change with the batch around it (size, neighbours, their lengths,
-    idle slots, prefills sharing the step), and neither do a prefill's; with either backend."""
+    idle slots, prefills sharing the step), and neither do a prefill's. Bit for bit on the native
+    backend, by construction on any CPU; on the torch backend to float rounding (1e-5), because the
+    CPU's BLAS may choose its kernels by row count (it does on Sapphire Rapids; docs/engine.md)."""
+    same = torch.equal if backend == "native" else (
+        lambda a, b: torch.allclose(a, b, rtol=1e-5, atol=1e-5))
     model = random_model(tok, block_size=512, n_layer=3)
     bm = BatchModel(model, 24, backend=backend)
     assert bm.backend == backend
@@ -165,11 +169,11 @@ def test_decode_rows_are_bitwise_batch_invariant(tok, backend) -> None:
 
         for target in (0, 3, 13):
             alone = decode_row(target, [], 9)
-            assert torch.equal(alone, decode_row(target, [1, 2, 5], 9))
-            assert torch.equal(alone, decode_row(target, list(range(20)), 9))
-            assert torch.equal(alone, decode_row(target, [19], 9))
-            assert torch.equal(alone, decode_row(target, [t for t in range(20) if t % 3], 9))   # holes: idle slots
-            assert torch.equal(alone, decode_row(target, [4, 8], 9, [(21, seqs[7][:37], [0] * 37, 0)]))
+            assert same(alone, decode_row(target, [1, 2, 5], 9))
+            assert same(alone, decode_row(target, list(range(20)), 9))
+            assert same(alone, decode_row(target, [19], 9))
+            assert same(alone, decode_row(target, [t for t in range(20) if t % 3], 9))   # holes: idle slots
+            assert same(alone, decode_row(target, [4, 8], 9, [(21, seqs[7][:37], [0] * 37, 0)]))
             assert not torch.equal(alone, decode_row(target, [], 10))     # the row's own input does matter
 
         # a prefill: alone, beside decode rows, beside another prefill: same logits, same cache
@@ -177,7 +181,7 @@ def test_decode_rows_are_bitwise_batch_invariant(tok, backend) -> None:
         a = bm.step([], [(22, new, steps, 100)])[0].clone()
         keys_a = bm.kv[:, :, 100:123, 22].clone()
         b = bm.step([(r, 7, 1, lengths[r]) for r in (1, 2, 9)], [(23, seqs[6][:11], [0] * 11, 0), (22, new, steps, 100)])
-        assert torch.equal(a, b[4]) and torch.equal(keys_a, bm.kv[:, :, 100:123, 22])
+        assert same(a, b[4]) and same(keys_a, bm.kv[:, :, 100:123, 22])
 
 
 def test_attention_runs_merge_when_one_call_is_cheaper() -> None:

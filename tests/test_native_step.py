@@ -119,6 +119,7 @@ def test_every_vector_width_computes_the_same_bits(monkeypatch, tmp_path, march:
     native_out = steps_of(BatchModel(model, 4, backend="native"), seqs)
     monkeypatch.setattr(native, "FLAGS", [f if f != "-march=native" else f"-march={march}" for f in native.FLAGS])
     monkeypatch.setenv("NANO_CODEGEN_CACHE", str(tmp_path))
+    monkeypatch.setenv("NANO_CODEGEN_TILE", "4x2")   # the widths, not the tuner, are under test here
     native._load.cache_clear()
     try:
         ok, why = native.available()
@@ -130,3 +131,33 @@ def test_every_vector_width_computes_the_same_bits(monkeypatch, tmp_path, march:
     finally:
         native._load.cache_clear()
     assert torch.equal(native_out[0], other[0]) and torch.equal(native_out[1], other[1])
+
+
+@pytest.mark.parametrize("tile", ["6x2", "3x4", "8x1", "12x2", "4x4"])
+def test_every_tile_shape_computes_the_same_bits(monkeypatch, tile: str) -> None:
+    """The run-time tile choice (sut/native_tiles.py) cannot change an output: each is the same chain."""
+    model = model_of(96, 4)
+    g = torch.Generator().manual_seed(5)
+    seqs = [torch.randint(0, 200, (n,), generator=g).tolist() for n in (2, 17, 41, 12)]
+    chosen = steps_of(BatchModel(model, 8, backend="native"), seqs)
+    monkeypatch.setenv("NANO_CODEGEN_TILE", tile)
+    native._load.cache_clear()
+    try:
+        assert native.kernel_info()["tile"] == tile
+        other = steps_of(BatchModel(model, 8, backend="native"), seqs)
+    finally:
+        native._load.cache_clear()
+    assert torch.equal(chosen[0], other[0]) and torch.equal(chosen[1], other[1])
+
+
+def test_the_tile_is_chosen_for_this_cpu_and_can_be_forced(monkeypatch) -> None:
+    from sut import native_tiles
+
+    info = native.kernel_info()
+    width = info["vector_width"]
+    assert tuple(map(int, info["tile"].split("x"))) in native_tiles.CANDIDATES.get(width, native_tiles.CANDIDATES[1])
+    assert info["isa"] == {16: "avx512", 8: "avx2"}.get(width, "scalar")
+    with pytest.raises(ValueError, match="NANO_CODEGEN_TILE"):
+        native_tiles.parse("big")
+    with pytest.raises(ValueError, match="rows 1..12"):
+        native_tiles.parse("20x2")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from verifier import SandboxPool, ValueCheck, check_to_json
-from verifier.accuracy import format_accuracy_txt, literal_only, score_accuracy_log
+from verifier.accuracy import ANY_SUBSET, format_accuracy_txt, literal_only, score_accuracy_log
 from verifier.checks import CallCheck, TestCheck
 from verifier.response_format import AttemptOut, Response, encode
 
@@ -164,7 +164,7 @@ def test_a_retry_that_copies_the_expected_value_does_not_count(tmp_path):
         _entry(2, 1, Response("t1", [a("def inc(x):\n    return x"), a("def inc(x):\n    return x + 1")], 10)),
     ]))
     with SandboxPool(workers=1) as pool:
-        r = score_accuracy_log(log, tasks, pool)
+        r = score_accuracy_log(log, tasks, pool, expected_samples=ANY_SUBSET)   # samples 0, 1, 3 of 4
     status = {s["task_id"]: (s["final_status"], s["pass_final"]) for s in r["per_sample"]}
     assert status == {"t0": ("hard_coded", False), "t3": ("passed", True), "t1": ("passed", True)}
     assert r["hard_coded"] == 1 and r["pass@final"] == 2 / 3
