@@ -37,7 +37,6 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from sut import native
 from sut import transcript as tr
 from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed, redraw_from
 from sut.engine_batch import BatchModel
@@ -148,9 +147,7 @@ class Engine:
         """Counters since construction (a snapshot; safe to call from any thread; sut/engine_stats.py)."""
         return self._counters.snapshot(max_batch=self.max_batch, use_kv_cache=self.use_kv_cache,
                                        prefix_reuse=self.prefix_reuse, speculate=self.speculate,
-                                       isolation=self.isolation, backend=self.bm.backend,
-                                       native_kernel=native.kernel_info() if self.bm.backend == "native" else None,
-                                       batch_invariance="bitwise" if self.bm.backend == "native" else "to float rounding (the CPU's BLAS)")
+                                       isolation=self.isolation, backend=self.bm.backend)
 
     # -- the engine thread -------------------------------------------------------------------
     def _loop(self) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sut import native
+
 COUNTS = ("submitted", "done", "errors", "passed", "attempts", "tokens", "reused", "prefilled", "rebuilds", "steps",
           "decode_steps", "decode_rows", "rows_computed", "decode_flops", "model_flops", "loop_errors", "slot_moves",
           "spec_groups", "drafted", "accepted")
@@ -58,4 +60,7 @@ class EngineCounters:
             "drafted_tokens": n["drafted"], "accepted_draft_tokens": n["accepted"], "step_s": t["step_s"],
             "prefill_s": t["prefill_s"], "decode_s": t["decode_s"], "step_cpu_s": t["step_cpu_s"],
             "engine_thread_cpu_s": t["loop_cpu_s"], "loop_errors": n["loop_errors"], **settings,
+            # what ran: the native kernel chosen for this CPU; whether outputs are bitwise batch invariant
+            "native_kernel": native.kernel_info() if settings.get("backend") == "native" else None,
+            "batch_invariance": "bitwise" if settings.get("backend") == "native" else "to float rounding (the CPU's BLAS)",
         }

@@ -114,7 +114,12 @@ def test_a_log_missing_samples_fails_unless_the_run_declared_a_subset(tmp_path):
         assert score_accuracy_log(full, EVAL, pool, expected_samples=4)["samples"] == 4
 
 
-def _kill_workers(pids, stop: threading.Event, once: bool) -> None:
+def _kill_workers(pids, stop: threading.Event, once: bool, workers: int = 2) -> None:
+    """SIGKILL the sandbox workers' process groups (once, or until ``stop``), from when all ``workers``
+    are up: not the start-up probe's, which would stop the command before it judges anything."""
+    deadline = time.monotonic() + 60
+    while len(pids()) < workers and time.monotonic() < deadline and not stop.is_set():
+        time.sleep(0.02)
     time.sleep(0.5)
     while not stop.is_set():
         for pid in pids():
@@ -171,3 +176,13 @@ def test_the_accuracy_pass_fails_without_accuracy_txt_when_the_sandbox_keeps_fai
         stop.set()
         killer.join()
     assert proc.returncode == 1 and "cannot be judged" in err and not out.exists(), err
+
+
+def test_an_unwritable_accuracy_txt_is_one_line(tmp_path):
+    tasks = _tasks()
+    log = _log(tmp_path / "log.json", [_entry(0, tasks[0]["solution"], tasks[0]["id"])])
+    (tmp_path / "afile").write_text("not a folder")
+    r = subprocess.run([sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log), "--tasks", str(EVAL),
+                        "--expected-samples", "1", "--output", str(tmp_path / "afile" / "accuracy.txt")],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "cannot write" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -136,3 +136,13 @@ def test_a_signal_stops_the_run_and_marks_it_incomplete(tmp_path, sig):
     assert any(f.rule == "incomplete" for f in check_scenario(scenario_dir(tmp_path, "Offline")).findings)
     again = run(["--scenario", "Offline", "--mode", "performance", "--count", "16"], tmp_path)
     assert again.returncode == 2 and "incomplete run" in again.stderr
+
+
+def test_an_unwritable_results_folder_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    cmd = [*RUN, "--scenario", "Offline", "--user-conf", str(tmp_path / "user.conf"),
+           "--results-dir", str(tmp_path / "afile" / "results")]
+    (tmp_path / "user.conf").write_text(QUICK_CONF)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and "cannot create the results folder" in r.stderr and "--results-dir" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
