@@ -101,11 +101,13 @@ def test_no_compiler_falls_back_in_auto_and_fails_in_native_mode(monkeypatch, tm
 
 def test_builds_into_a_fresh_cache_under_a_machine_specific_name(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("NANO_CODEGEN_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("NANO_CODEGEN_TILE", "4x2")   # no tuning: the default build and the forced tile's
     ak._load.cache_clear()
     try:
         assert ak.available()[0]
         built = list((tmp_path / "c").iterdir())
-        assert len(built) == 1 and built[0].name.startswith("nano_codegen_native-") and built[0].suffix == ".so"
+        assert 1 <= len(built) <= 2
+        assert all(b.name.startswith("nano_codegen_native-") and b.suffix == ".so" for b in built)
     finally:
         ak._load.cache_clear()
 
