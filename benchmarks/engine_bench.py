@@ -13,8 +13,8 @@ Prints side by side (and writes the same figures as JSON with --json):
    engine's passes so that both see the same drift of a shared machine's speed;
 3. prefill time against context length, with and without prefix reuse (sweep + the agent
    runs' per-attempt records; table and PNG);
-4. achieved model FLOP/s of batched decoding as a fraction of this machine's fp32 matmul
-   peak, measured in the same run with the same thread count.
+4. achieved model FLOP/s of batched decoding (batch 1, 32 and --flops-batch) as a fraction of
+   this machine's fp32 matmul peak, measured in the same run with the same thread count.
 
 Needs the benchmark extra for (1): ``pip install -e '.[bench]'`` (transformers).
 """
@@ -34,17 +34,19 @@ import torch
 
 from benchmarks.bench_util import (agent_table, cpu_model, decode_rates, matmul_peak, plot_prefill, prefill_sweep,
                                    random_model, synthetic_task)
-from sut import native
 from sut.agent import AgentConfig, AgentResult
 from sut.platform_info import machine_cpu_s
 from sut.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from sut.engine import Engine
+from sut.engine_batch import BatchModel
 from sut.engine_factory import default_workers
+from sut.output_guard import refuse_overwrite
 from sut.tasks import load_eval_tasks
 from verifier.pool import SandboxPool
 
 log = logging.getLogger("benchmarks.engine_bench")
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_PLOT = REPO / "docs" / "figures" / "prefill_vs_context.png"
 SECTIONS = {"decode", "agent", "prefill", "flops"}
 
 
@@ -65,8 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--prompt-tokens", type=int, default=64, help="decode benchmark: prompt length")
     p.add_argument("--new-tokens", type=int, default=128, help="decode benchmark: tokens generated per row")
     p.add_argument("--flops-batch", type=int, default=128, help="Offline-style decode batch for the FLOP/s figure")
-    p.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
-    p.add_argument("--plot", type=Path, default=REPO / "docs" / "figures" / "prefill_vs_context.png")
+    p.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file (a new one)")
+    p.add_argument("--plot", type=Path, default=DEFAULT_PLOT,
+                   help="prefill figure; the default, docs/figures/prefill_vs_context.png, is this bench's own and is "
+                        "rewritten on every run; another existing file needs --force")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file or --plot figure")
     p.add_argument("--skip-hf", action="store_true", help="skip the transformers comparison")
     p.add_argument("--sections", default="decode,agent,prefill,flops",
                    help="comma-separated subset of decode,agent,prefill,flops to run")
@@ -81,6 +86,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--sections takes a comma-separated subset of {','.join(sorted(SECTIONS))}, got {','.join(a.sections)}")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device {a.device}: CUDA is not available here; use --device cpu")
+    if a.json is not None:
+        refuse_overwrite(a.json, a.force, "--json", "file")
+    if a.plot.resolve() != DEFAULT_PLOT:
+        refuse_overwrite(a.plot, a.force, "--plot", "file")
     return a
 
 
@@ -203,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python -m benchmarks.engine_bench", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"cpu": cpu_model(detail=True), "cores": os.cpu_count(), "threads": a.threads, "device": a.device,
                     "torch": torch.__version__, "python": platform.python_version(), "loadavg_start": load0,
-                    "native_kernel": native.kernel_info() if native.available()[0] else None},
+                    # the matmul kernel the native step chose for this CPU and model (sut/native_tiles.py)
+                    "native_kernel": BatchModel(model, 1).describe()["native_kernel"] if a.device == "cpu" else None},
         "model": {**cfg_model.to_dict(), "trained_checkpoint": str(a.checkpoint) if trained else None,
                   "params": model.num_params()},
     }
@@ -239,7 +249,7 @@ def offline_flops(a: argparse.Namespace, cfg_model: Any, tok: Any, res: dict[str
         st = res["agent"]["engine_stats"]   # every model FLOP (prefill and decode) over the batched steps' time
         out["engine_agent_run"] = {"gflops": st["model_flops"] / st["step_s"] / 1e9 if st["step_s"] else 0.0}
     model = random_model(cfg_model, tok, a.device)
-    for batch in sorted({32, a.flops_batch}):
+    for batch in sorted({1, 32, a.flops_batch}):
         best = max((kernel_flops(model, batch, a.prompt_tokens, a.new_tokens) for _ in range(3)),
                    key=lambda k: k["flops_s"])
         out[f"decode_batch_{batch}"] = {"gflops": best["flops_s"] / 1e9, "tok_s": best["tok_s"]}
@@ -251,9 +261,11 @@ def report(r: dict[str, Any]) -> None:
     print(f"\nmachine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}, {m['threads']} threads, device {m['device']}, "
           f"load average {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}")
     k = m.get("native_kernel")
-    print("native kernel: " + (f"{k['isa']} (vector width {k['vector_width']}), matmul tile {k['tile']} rows x vectors, "
-                               f"chosen at run time (candidates, ms: {k['tile_ms'] or 'forced by NANO_CODEGEN_TILE'})"
-                               if k else "unavailable (no C compiler): the torch backend ran"))
+    print("native kernel: " + (f"{k['isa']}, matmul tile {k['tile']} (rows x vectors of {k['vector_width']}), chosen "
+                               f"by {k['chosen_by']}" + (f" (ms a step's matmuls at 1+32+128 rows: "
+                               f"{', '.join(f'{t} {v:.2f}' for t, v in k['candidates_ms'].items())})"
+                                                         if k["candidates_ms"] else "")
+                               if k else "none: the torch backend ran"))
     print(f"model: {r['model']['params'] / 1e6:.2f}M params, checkpoint for the agent runs: "
           f"{r['model']['trained_checkpoint'] or 'none (untrained stand-in)'}; "
           f"verifier isolation: {r['isolation']}")

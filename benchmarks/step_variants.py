@@ -191,8 +191,11 @@ def compile_ab(model: torch.nn.Module, row_counts: list[int], reps: int, calls: 
 
 
 def matmul_ab(model: torch.nn.Module, row_counts: list[int], reps: int, calls: int) -> list[dict]:
-    """GFLOP/s of the native matmul and of F.linear on layer 0's four weights and the LM head."""
+    """GFLOP/s of the native matmul (the kernel the native step chose for this CPU and model) and of
+    F.linear on layer 0's four weights and the LM head."""
     from sut import native
+    chosen = engine_batch.BatchModel(model, 1, backend="native").describe()["native_kernel"]
+    kernel = native.tiles().index(chosen["tile"])
     b = model.blocks[0]
     layers = {"qkv": b.attn.c_attn, "proj": b.attn.c_proj, "fc": b.mlp.c_fc, "out": b.mlp.c_proj}
     weights = [(name, m.weight.detach(), m.bias.detach()) for name, m in layers.items()]
@@ -202,8 +205,8 @@ def matmul_ab(model: torch.nn.Module, row_counts: list[int], reps: int, calls: i
     with torch.inference_mode():
         for n in row_counts:
             for name, w, bias in weights:
-                x, packed = torch.randn(n, w.shape[1], generator=g), native.pack_panels(w)
-                t = best_us({"native": lambda: native.linear(x, packed, bias),
+                x, packed = torch.randn(n, w.shape[1], generator=g), native.pack_panels(w, kernel)
+                t = best_us({"native": lambda: native.linear(x, packed, bias, kernel),
                              "torch": lambda: F.linear(x, w, bias)}, reps, calls)
                 flop = 2 * n * w.numel()
                 rows.append({"rows": n, "weight": name, "shape": f"{w.shape[1]}x{w.shape[0]}",

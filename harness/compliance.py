@@ -20,9 +20,10 @@ from pathlib import Path
 from harness.mlperf_log import (ACCURACY, PERFORMANCE, DetailLog, LogError, PerfResult, perf_result,
                                 read_accuracy_log, read_detail, read_summary, sha256_file, summary_mismatches)
 from harness.results import INCOMPLETE
-from harness.run_config import CONFIG_FILE, FULL_ISOLATION, differences, read_config
+from harness.compliance_config import check_configuration, not_the_reference
 from harness.scenario_files import (EVAL_SIZE, REFERENCE_CHECKPOINT, FileProblem, Reference, decode_entries,
-                                    load_reference, read_accuracy_txt, read_json, read_records, rescore_log)
+                                    load_reference, meets_target, read_accuracy_txt, read_json, read_records,
+                                    rescore_log, target_for_run)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def check_scenario(folder: Path, reference: Path = REFERENCE_CHECKPOINT, rescore
         _check_records_perf(c, perf_dir, res, perf)
     if acc is not None:
         _check_accuracy(c, acc_dir, acc, ref, rescore)
-    bound = _check_configuration(c, folder, [d for d in (perf_dir, acc_dir) if d.is_dir()])
+    bound = check_configuration(c, folder, [d for d in (perf_dir, acc_dir) if d.is_dir()])
     if acc is not None and bound is not None:
         declared = (bound.get("tasks") or {}).get("count") or EVAL_SIZE
         if int(acc.get("qsl_reported_total_count", 0) or 0) != declared:
@@ -114,7 +115,7 @@ def check_scenario(folder: Path, reference: Path = REFERENCE_CHECKPOINT, rescore
             c.fail("task-count", acc_dir / "mlperf_log_detail.txt",
                    f"the accuracy run's QSL held {ta} tasks but the performance run's {tp}: run both with the same --count")
     _check_audits(c, ref, rescore)
-    _classify(c, perf, measurements or {}, Path(reference))
+    _classify(c, perf, measurements or {}, bound, Path(reference))
     return c
 
 
@@ -233,41 +234,6 @@ def _check_records_perf(c: ScenarioCheck, run_dir: Path, res: PerfResult, detail
     _check_stats(c, run_dir / "sut_stats.json", len(records))
 
 
-def _check_configuration(c: ScenarioCheck, folder: Path, run_dirs: list[Path]) -> dict | None:
-    """One configuration per folder (harness/run_config.py): every run dir records the folder's, the
-    checkpoint each LoadGen child loaded is the bound one, and the verifier ran with full isolation."""
-    try:
-        bound = read_config(folder / CONFIG_FILE)
-    except ValueError as e:
-        c.fail("configuration", folder / CONFIG_FILE, f"{e}: the folder is not bound to one configuration")
-        return None
-    for d in run_dirs:
-        try:
-            diff = differences(bound, read_config(d / CONFIG_FILE))
-        except ValueError as e:
-            c.fail("configuration", d / CONFIG_FILE, str(e))
-            continue
-        if diff:
-            c.fail("configuration", d / CONFIG_FILE, f"this run's configuration is not the folder's: {'; '.join(diff[:3])}")
-        stats = d / "sut_stats.json"
-        try:
-            s = read_json(stats) if stats.is_file() else {}
-        except FileProblem:
-            s = {}
-        loaded = s.get("checkpoint_sha256")
-        if loaded is not None and loaded != (bound.get("checkpoint") or {}).get("sha256"):
-            c.fail("configuration", stats, f"the run loaded checkpoint {str(loaded)[:16]}..., not the folder's "
-                                           f"{str((bound.get('checkpoint') or {}).get('sha256'))[:16]}...")
-        if str(s.get("isolation", "")).startswith("process"):
-            c.fail("isolation", stats, f"the verifier ran at {s['isolation']}: generated code was not sandboxed "
-                                       "by bubblewrap (install it and rerun without --isolation process)")
-    isolation = (bound.get("engine") or {}).get("isolation")
-    if isolation != FULL_ISOLATION:
-        c.fail("isolation", folder / CONFIG_FILE, f"the run was configured with --isolation {isolation}: only "
-                                                  f"{FULL_ISOLATION} (namespaces) is compliant")
-    return bound
-
-
 def _check_stats(c: ScenarioCheck, path: Path, n_records: int) -> None:
     try:
         s = read_json(path)
@@ -293,17 +259,20 @@ def _check_accuracy(c: ScenarioCheck, acc_dir: Path, detail: DetailLog, ref: Ref
         c.fail("accuracy-hash", txt, f"hash={digest[:16]}... is not the sha256 of {log_path.name} "
                                      f"({sha256_file(log_path)[:16]}...): the log or the figures were changed")
     if ref is not None:
-        target, basis = ref.target_over(e.qsl_idx for e in entries)
+        # the run's tasks are the QSL's (the first N evaluation tasks); accuracy-log checks the log covers them
+        target, basis = target_for_run(ref, int(detail.get("qsl_reported_total_count", 0) or 0) or None)
         c.accuracy_target = target
         if target is None:
             c.fail("accuracy-target", txt, basis)
-        elif c.accuracy < target:
+        elif not meets_target(c.accuracy, target):
             c.fail("accuracy-target", txt, f"pass@final {c.accuracy:.4f} < {target:.4f} ({basis})")
     total = int(detail.get("qsl_reported_total_count", 0) or 0)
     counts = Counter(e.qsl_idx for e in entries)
-    if len(counts) != total or any(n != 1 for n in counts.values()):
-        c.fail("accuracy-log", log_path, f"{len(entries)} entries over {len(counts)} samples; an accuracy run "
-                                         f"logs each of the QSL's {total} samples exactly once")
+    missing, extra = sorted(set(range(total)) - set(counts)), sorted(set(counts) - set(range(total)))
+    if missing or extra or any(n != 1 for n in counts.values()):
+        c.fail("accuracy-log", log_path, f"{len(entries)} entries over {len(counts)} samples"
+               + (f", missing e.g. {missing[:3]}" if missing else "") + (f", outside the QSL e.g. {extra[:3]}" if extra else "")
+               + f"; an accuracy run logs each of the QSL's samples 0..{total - 1} exactly once")
     responses = decode_entries(entries)
     bad = [(e.qsl_idx, r) for e, r in zip(entries, responses) if isinstance(r, str)]
     if bad:
@@ -394,7 +363,7 @@ def _check_audits(c: ScenarioCheck, ref: Reference | None, rescore: bool) -> Non
             c.fail(f"audit-{test}", vfile, f"TEST FAIL: {verdict.reason}")
 
 
-def _classify(c: ScenarioCheck, perf: DetailLog | None, measurements: dict, reference: Path) -> None:
+def _classify(c: ScenarioCheck, perf: DetailLog | None, measurements: dict, bound: dict | None, reference: Path) -> None:
     """official / quick / invalid, from the logs; an --official claim that the logs do not bear out fails."""
     if perf is None or not c.passed:
         c.run_class = "invalid"
@@ -409,12 +378,12 @@ def _classify(c: ScenarioCheck, perf: DetailLog | None, measurements: dict, refe
         why.append(f"{v('qsl_reported_total_count')} of the {EVAL_SIZE} evaluation tasks (--count)")
     if c.scenario == "Server" and abs(float(v("effective_target_latency_ns", 0) or 0) - SERVER_TARGET_LATENCY_MS * 1e6) > 1:
         why.append(f"Server target_latency is not the benchmark's {SERVER_TARGET_LATENCY_MS} ms")
-    engine = measurements.get("engine") or {}
+    engine = (bound or {}).get("engine") or measurements.get("engine") or {}
     if str(engine.get("max_attempts", "")) != str(OFFICIAL_MAX_ATTEMPTS):
         why.append(f"max_attempts {engine.get('max_attempts', '?')} is not the benchmark's {OFFICIAL_MAX_ATTEMPTS}")
-    ckpt = str(engine.get("checkpoint", ""))
-    if not ckpt or Path(ckpt).resolve() != reference.resolve():
-        why.append(f"checkpoint {ckpt or '?'} is not the reference {reference}")
+    other = not_the_reference(bound, reference)
+    if other:
+        why.append(other)
     missing = [t for t, s in c.audits.items() if s != "PASS"]
     if missing:
         why.append(f"audits not passed: {', '.join(missing)}")

@@ -260,25 +260,20 @@ class AccuracyEntry:
 
 
 def read_accuracy_log(path: Path) -> list[AccuracyEntry]:
+    """Every entry of a LoadGen accuracy log, typed as LoadGen writes it, read by the accuracy pass's own
+    reader (``verifier.accuracy.read_accuracy_entries``: size and nesting limits, ``qsl_idx: true`` refused),
+    so that the checker and the judge never read one log two ways."""
+    from verifier.accuracy import read_accuracy_entries  # noqa: PLC0415
+    from verifier.jsonfile import InputError  # noqa: PLC0415
+
     path = Path(path)
     if not path.is_file():
         raise LogError(f"{path}: missing LoadGen accuracy log")
     try:
-        rows = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LogError(f"{path}: not valid JSON (truncated?): {e}") from e
-    if not isinstance(rows, list):
-        raise LogError(f"{path}: expected a JSON list of entries")
-    out = []
-    for i, r in enumerate(rows):
-        try:
-            bytes.fromhex(r["data"])
-            out.append(AccuracyEntry(int(r["seq_id"]), int(r["qsl_idx"]), str(r["data"]),
-                                     None if r.get("token_count") is None else int(r["token_count"]),
-                                     r.get("token_data")))
-        except (KeyError, TypeError, ValueError) as e:
-            raise LogError(f"{path}: entry {i} is malformed ({e.__class__.__name__}: {e})") from e
-    return out
+        rows = read_accuracy_entries(path)
+    except InputError as e:
+        raise LogError(str(e)) from None
+    return [AccuracyEntry(r["seq_id"], r["qsl_idx"], r["data"], r.get("token_count"), r.get("token_data")) for r in rows]
 
 
 def read_trace_latencies(path: Path) -> list[float] | None:

@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from harness.mlperf_log import DetailLog, LogError, metric_of, read_detail, read_trace_latencies  # noqa: E402
 from harness.results import BENCHMARK  # noqa: E402
 from harness.scenario_files import FileProblem, read_accuracy_txt, read_records  # noqa: E402
+from sut.output_guard import refuse_overwrite  # noqa: E402
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
 COLORS = {"SingleStream": "tab:blue", "Server": "tab:orange", "Offline": "tab:green"}
@@ -305,8 +306,13 @@ def write_report(root: Path, out: Path | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results_dir", type=Path)
-    p.add_argument("--out", type=Path, default=None, help="output folder (default RESULTS_DIR/report)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default RESULTS_DIR/report, the report's own, rewritten on every run; "
+                        "another folder must be new or empty)")
+    p.add_argument("--force", action="store_true", help="write into an --out folder that already holds files")
     args = p.parse_args(argv)
+    if args.out is not None and args.out.resolve() != (args.results_dir / "report").resolve():
+        refuse_overwrite(args.out, args.force, "--out")   # one line, exit 2, nothing written
     if not args.results_dir.is_dir():
         print(f"error: {args.results_dir} is not a directory; pass the --results-dir of harness/run.py", file=sys.stderr)
         return 2

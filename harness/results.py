@@ -2,10 +2,11 @@
 
     <results-dir>/systems/<system>.json
     <results-dir>/<system>/nano-codegen-agent/<Scenario>/
-        user.conf                      effective LoadGen settings of the run
-        measurements.json              how the run was made (checkpoint, knobs, commands)
+        run_config.json                the one configuration the folder is bound to (harness/run_config.py)
+        user.conf                      effective LoadGen settings of the run (written once)
+        measurements.json              how the run was made (checkpoint, knobs; written once)
         performance/run_1/             mlperf_log_summary.txt, mlperf_log_detail.txt,
-                                       agent_records.jsonl, sut_stats.json
+                                       agent_records.jsonl, sut_stats.json, run_config.json
         accuracy/                      the same plus mlperf_log_accuracy.json, accuracy.txt
         TEST01/ TEST04/ ...            audit runs (harness/run.py --audit)
 """
@@ -76,10 +77,12 @@ class ScenarioPaths:
     def run_dirs(self, modes: list[str]) -> list[Path]:
         return [self.performance_dir if m == "performance" else self.accuracy_dir for m in modes]
 
-    def claim(self, dirs: list[Path], config: dict[str, Any] | None = None) -> None:
+    def claim(self, dirs: list[Path], config: dict[str, Any] | None = None, files: dict[str, str] | None = None) -> None:
         """Create ``dirs`` for a run of ``config`` (harness/run_config.py); refuse, before writing
-        anything, if any already holds files or the scenario folder is bound to another configuration.
-        The first run binds the folder: its configuration is written there and into each run dir."""
+        anything, if any already holds files or the scenario folder is bound to another configuration
+        (or holds results with none recorded). The first run binds the folder: its configuration is
+        written there and into each run dir. ``files`` (scenario-folder name -> text, e.g. user.conf) are
+        written once: a later run finds them identical, or is refused rather than rewrite them."""
         for d in dirs:
             if (d / INCOMPLETE).exists():
                 raise ResultsExistError(f"{d} holds an incomplete run (interrupted or failed): move it away and rerun, "
@@ -88,20 +91,48 @@ class ScenarioPaths:
                 raise ResultsExistError(
                     f"{d} already holds a run; choose another --results-dir or --system-name, or move it away")
         bound = self.scenario_dir / CONFIG_FILE
-        if config is not None and bound.exists():
-            try:
-                diff = differences(read_config(bound), config)
-            except ValueError as e:
-                raise ResultsExistError(f"{e}; choose another --results-dir or --system-name") from None
-            if diff:
-                raise ResultsExistError(
-                    f"{self.scenario_dir} holds runs of another configuration ({'; '.join(diff[:3])}"
-                    f"{'; ...' if len(diff) > 3 else ''}): choose another --results-dir or --system-name")
+        if config is not None:
+            self._check_binding(bound, config)
+        for name, text in (files or {}).items():
+            path = self.scenario_dir / name
+            if path.exists() and path.read_text(encoding="utf-8", errors="replace") != text:
+                raise ResultsExistError(f"{path} differs from what this run would write (edited after the folder's "
+                                        "first run?): restore it, or choose another --results-dir or --system-name")
         for d in dirs:
             try:
                 d.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise OSError(f"cannot create the results folder {d} ({e.strerror}): pass a writable --results-dir") from None
         if config is not None:
-            for path in [*([] if bound.exists() else [bound]), *(d / CONFIG_FILE for d in dirs)]:
-                write_config(path, config)
+            try:
+                write_config(bound, config, exclusive=True)
+            except FileExistsError:   # bound already, or by a run started at the same time: compare again
+                self._check_binding(bound, config)
+            for d in dirs:
+                try:
+                    write_config(d / CONFIG_FILE, config, exclusive=True)
+                except FileExistsError:   # another run claimed it between the check above and now
+                    raise ResultsExistError(f"{d} was claimed by another run at the same time; choose another "
+                                            "--results-dir or --system-name") from None
+        for name, text in (files or {}).items():
+            if not (self.scenario_dir / name).exists():
+                (self.scenario_dir / name).write_text(text, encoding="utf-8")
+
+    def _check_binding(self, bound: Path, config: dict[str, Any]) -> None:
+        """Refuse a run whose configuration is not the one the scenario folder is bound to."""
+        fix = "choose another --results-dir or --system-name"
+        if not bound.exists():
+            held = (self.scenario_dir / "user.conf", self.scenario_dir / "measurements.json",
+                    *self.run_dirs(["performance", "accuracy"]))
+            prior = [str(p.relative_to(self.scenario_dir)) for p in held if p.is_file() or (p.is_dir() and any(p.iterdir()))]
+            if prior:
+                raise ResultsExistError(f"{self.scenario_dir} holds results ({', '.join(prior)}) with no recorded "
+                                        f"configuration ({CONFIG_FILE}) to compare this run with: {fix}, or move it away")
+            return
+        try:
+            diff = differences(read_config(bound), config)
+        except ValueError as e:
+            raise ResultsExistError(f"{e}; {fix}") from None
+        if diff:
+            raise ResultsExistError(f"{self.scenario_dir} holds runs of another configuration ({'; '.join(diff[:3])}"
+                                    f"{'; ...' if len(diff) > 3 else ''}): {fix}")

@@ -19,18 +19,22 @@ import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python harness/run.py` puts harness/, not the repo, on sys.path
     sys.path.insert(0, str(REPO))
+if __name__ == "__main__":   # harness/audits.py imports run_child and Interrupted from here: one module, one class
+    sys.modules.setdefault("harness.run", sys.modules[__name__])
 
 from harness.results import ResultsExistError, ScenarioPaths, check_name, mark_complete, mark_incomplete  # noqa: E402
 from harness.run_config import run_configuration  # noqa: E402
 from harness.run_summary import accuracy_target, print_block, write_accuracy, write_run_metadata  # noqa: E402
 from harness.scenario_config import SCENARIO_FILES, ScenarioError, load_scenario  # noqa: E402
 from harness.system_info import default_system_name  # noqa: E402
-from harness.user_conf import OFFICIAL_LOCKED, UserConfError, parse_user_conf, resolve, write_effective_conf  # noqa: E402
+from harness.user_conf import (OFFICIAL_LOCKED, UserConfError, drop_unread, effective_conf_text, parse_user_conf,  # noqa: E402
+                               resolve, write_effective_conf)
 from sut.engine_factory import EngineOptions  # noqa: E402
 from sut.tasks import EVAL_PATH  # noqa: E402
 from verifier.sandbox import SandboxUnavailable, probe  # noqa: E402
@@ -70,15 +74,43 @@ class Interrupted(Exception):
 
 
 def _raise_interrupted(signum: int, _frame) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):   # one interruption: a second Ctrl-C does not cut short the stop
+        signal.signal(sig, signal.SIG_IGN)
     raise Interrupted(signum)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when run.py dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that has the child sent SIGTERM when run.py dies, even by SIGKILL (Linux prctl
+    PR_SET_PDEATHSIG), and exit at once if run.py died before that was armed. prctl is looked up here,
+    in the parent, not between fork and exec; None where there is no prctl."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(1, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(128 + signal.SIGTERM)
+    return arm
+
+
+def _claim_incomplete(paths: ScenarioPaths, dirs: list[Path], *claim_args) -> int | None:
+    """Claim ``dirs`` (ScenarioPaths.claim) and mark each INCOMPLETE with SIGINT and SIGTERM deferred, so that
+    an interruption finds either nothing written or every dir marked. Returns the signal that arrived
+    meanwhile (None if none), for the caller to handle as a stopped run."""
+    pending: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: pending.append(signum))
+    try:
+        paths.claim(dirs, *claim_args)
+        for d in dirs:
+            mark_incomplete(d)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _raise_interrupted)
+    return pending[0] if pending else None
 
 
 def _stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
@@ -104,7 +136,7 @@ def effective_settings(scenario, user_conf: Path, official: bool) -> tuple[dict[
             notes.append(f"--official: ignoring {user_conf}:{line.lineno} ({key} = {line.value})")
             continue
         settings[key] = line.value
-    return settings, notes
+    return drop_unread(settings, resolved, user_conf, scenario.name), notes
 
 
 def run_child(scenario: str, mode: str, conf: Path, outdir: Path, opts: EngineOptions, count: int | None,
@@ -119,7 +151,7 @@ def run_child(scenario: str, mode: str, conf: Path, outdir: Path, opts: EngineOp
         cmd += ["--audit-config", str(audit_config)]
     (outdir / "command.txt").write_text(shlex.join(cmd) + "\n")
     mark_incomplete(outdir)   # removed by main() once every run and the accuracy pass are through
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, preexec_fn=_die_with_parent())
     try:
         rc = proc.wait()
     except BaseException:   # Interrupted, KeyboardInterrupt: never leave the child running on its own
@@ -170,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         opts.validate()
         if args.count is not None and not 1 <= args.count <= 1024:
             raise RunError(f"--count must be between 1 and 1024, got {args.count}")
-        paths = ScenarioPaths(args.results_dir.resolve(), check_name(args.system_name or default_system_name(opts.device)),
-                              scenario.name)
+        system = default_system_name(opts.device) if args.system_name is None else args.system_name
+        paths = ScenarioPaths(args.results_dir.resolve(), check_name(system), scenario.name)
         probe(opts.isolation)   # fail closed: no bubblewrap, no run (unless --isolation process)
         if args.audit and args.find_peak:
             raise RunError("--audit and --find-peak are separate runs; pass one of them")
@@ -185,17 +217,23 @@ def main(argv: list[str] | None = None) -> int:
             paths.claim([paths.scenario_dir / "find_peak"])
             return find_peak(paths, scenario.name, settings, opts, args, notes)
         modes = ["performance", "accuracy"] if args.mode == "both" else [args.mode]
-        paths.claim(paths.run_dirs(modes), run_configuration(opts, EVAL_PATH, args.count, settings, args.official))
+        deferred = _claim_incomplete(paths, paths.run_dirs(modes),
+                                     run_configuration(opts, EVAL_PATH, args.count, settings, args.official),
+                                     {"user.conf": effective_conf_text(settings, scenario.name)})   # the binding, once
     except (ScenarioError, UserConfError, RunError, ValueError, SandboxUnavailable, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"error: interrupted by {e} before the run started; nothing was run or written", file=sys.stderr)
+        return 128 + e.signum
     for note in notes:
         print(note, file=sys.stderr)
 
     conf = paths.scenario_dir / "user.conf"
-    write_effective_conf(conf, settings, scenario.name)
     accuracy = None
     try:
+        if deferred is not None:   # a signal that arrived during the claim
+            _raise_interrupted(deferred, None)
         for mode, outdir in zip(modes, paths.run_dirs(modes)):
             run_child(scenario.name, mode, conf, outdir, opts, args.count, args.no_progress)
         if "accuracy" in modes:

@@ -62,6 +62,15 @@ def differences(bound: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if k != "checkpoint.path" and a.get(k) != b.get(k)]
 
 
+def require_bound_checkpoint(scenario_dir: Path, checkpoint: Path) -> None:
+    """ValueError unless ``checkpoint`` holds the bytes ``scenario_dir`` is bound to: an audit reruns the
+    checkpoint recorded by path, which may have been replaced since the runs it audits."""
+    want = (read_config(Path(scenario_dir) / CONFIG_FILE).get("checkpoint") or {}).get("sha256")
+    if checkpoint_sha256(checkpoint) != want:
+        raise ValueError(f"{checkpoint} no longer holds the checkpoint {scenario_dir} was run with (sha256 "
+                         f"{str(want)[:16]}...): put that checkpoint back there, or audit a fresh run of this one")
+
+
 def read_config(path: Path) -> dict[str, Any]:
     """A run_config.json; ValueError (with the path) if unreadable."""
     try:
@@ -73,5 +82,7 @@ def read_config(path: Path) -> dict[str, Any]:
     return cfg
 
 
-def write_config(path: Path, cfg: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(cfg, indent=1) + "\n", encoding="utf-8")
+def write_config(path: Path, cfg: dict[str, Any], exclusive: bool = False) -> None:
+    """Write ``cfg``; ``exclusive``: FileExistsError if ``path`` exists (two runs claiming one folder)."""
+    with open(path, "x" if exclusive else "w", encoding="utf-8") as f:
+        f.write(json.dumps(cfg, indent=1) + "\n")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from argparse import Namespace
@@ -11,7 +12,8 @@ from typing import Any
 
 from harness.mlperf_log import LogError, read_detail
 from harness.results import ScenarioPaths
-from harness.scenario_files import EVAL_SIZE, REFERENCE_CHECKPOINT, FileProblem, load_reference, parse_accuracy_txt
+from harness.scenario_files import (EVAL_SIZE, REFERENCE_CHECKPOINT, FileProblem, load_reference, meets_target,
+                                    parse_accuracy_txt, target_for_run)
 from harness.system_info import describe_system
 from sut.engine_factory import EngineOptions
 from sut.tasks import EVAL_PATH
@@ -23,21 +25,30 @@ def write_accuracy(accuracy_dir: Path, count: int | None) -> dict[str, float]:
     cmd = [sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file",
            str(accuracy_dir / "mlperf_log_accuracy.json"), "--tasks", str(EVAL_PATH), "--output", str(out),
            "--expected-samples", str(count or EVAL_SIZE)]
-    rc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent).returncode
-    if rc != 0 or not out.is_file():
-        raise RuntimeError(f"the accuracy pass failed (exit {rc}): {' '.join(cmd)}")
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.PIPE, text=True,
+                          errors="replace")
+    if proc.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"the accuracy pass failed (exit {proc.returncode}): {_last_error(proc.stderr)}; "
+                           f"no accuracy.txt (rerun: {shlex.join(cmd)})")
+    sys.stderr.write(proc.stderr)   # its warnings (e.g. executions judged again after a sandbox error)
     return parse_accuracy_txt(out)
+
+
+def _last_error(stderr: str) -> str:
+    """The pass's own one-line reason, for run.py's one line."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    last = next((ln for ln in reversed(lines) if ln.startswith("error: ")), lines[-1] if lines else "no message")
+    return last.removeprefix("error: ").removesuffix("; no accuracy.txt written")
 
 
 def accuracy_target(count: int | None = None) -> float | None:
     """The closed-division target for the run's tasks (the first ``count``): 99% of the *reference*
-    checkpoint's pass@final on them, whatever checkpoint ran, the figure check_submission judges by
-    (harness/compliance.py, the same ``Reference.target_over``)."""
+    checkpoint's pass@final on them, whatever checkpoint ran; ``target_for_run``, check_submission's judge."""
     try:
         ref = load_reference(REFERENCE_CHECKPOINT)
     except FileProblem:
         return None
-    return ref.target_over(range(count or EVAL_SIZE))[0]
+    return target_for_run(ref, count)[0]
 
 
 def _isolation(paths: ScenarioPaths, modes: list[str]) -> str:
@@ -50,6 +61,9 @@ def _isolation(paths: ScenarioPaths, modes: list[str]) -> str:
 
 
 def write_run_metadata(paths: ScenarioPaths, opts: EngineOptions, settings: dict[str, str], args: Namespace) -> None:
+    """systems/<system>.json and the scenario's measurements.json, each written by the folder's first run
+    only: a later run into the folder has the same configuration (``ScenarioPaths.claim``) and never
+    rewrites what the first one recorded (e.g. the checkpoint's path, when the same bytes lie elsewhere)."""
     modes = ["performance", "accuracy"] if args.mode == "both" else [args.mode]
     paths.system_json.parent.mkdir(parents=True, exist_ok=True)
     if not paths.system_json.exists():
@@ -68,7 +82,9 @@ def write_run_metadata(paths: ScenarioPaths, opts: EngineOptions, settings: dict
         "engine": {k: str(v) for k, v in asdict(opts).items()},
         "loadgen_settings": settings,
     }
-    (paths.scenario_dir / "measurements.json").write_text(json.dumps(measurements, indent=2) + "\n")
+    out = paths.scenario_dir / "measurements.json"
+    if not out.exists():
+        out.write_text(json.dumps(measurements, indent=2) + "\n")
 
 
 def _metric_lines(scenario: str, detail) -> list[str]:
@@ -106,7 +122,7 @@ def print_block(paths: ScenarioPaths, modes: list[str], accuracy: dict[str, floa
             lines.append(f"result        UNREADABLE: {e}")
     if accuracy is not None:
         pf = accuracy.get("pass@final", 0.0)
-        verdict = "" if target is None else (f"  target >= {target:.4f}: " + ("MET" if pf >= target else "NOT MET"))
+        verdict = "" if target is None else (f"  target >= {target:.4f}: " + ("MET" if meets_target(pf, target) else "NOT MET"))
         lines.append(f"accuracy      pass@1 {accuracy.get('pass@1', 0):.4f}  pass@final {pf:.4f}"
                      f"  mean attempts {accuracy.get('mean_attempts', 0):.2f}{verdict}")
     lines.append(f"files         {paths.scenario_dir}")

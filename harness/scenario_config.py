@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.user_conf import KNOWN_KEYS, value_problem
+from harness.user_conf import KNOWN_KEYS, scenario_problem, value_problem
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 SCENARIO_FILES = {"SingleStream": "singlestream.yaml", "Offline": "offline.yaml", "Server": "server.yaml"}
@@ -41,7 +41,7 @@ def load_scenario(name: str, directory: Path = SCENARIO_DIR) -> ScenarioConfig:
     for key, value in lg.items():
         if key not in KNOWN_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ScenarioError(f"{path}: loadgen.{key} = {value!r} is not a known LoadGen key with a number")
-        problem = value_problem(key, str(value))
+        problem = scenario_problem(key, name) or value_problem(key, str(value))
         if problem:
             raise ScenarioError(f"{path}: loadgen.{key}: {problem}")
     for key, value in sut.items():

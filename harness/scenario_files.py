@@ -91,6 +91,18 @@ def load_reference(checkpoint: Path = REFERENCE_CHECKPOINT) -> Reference:
         raise FileProblem(f"{path}: no eval.pass@final figure ({e.__class__.__name__}: {e})") from None
 
 
+def target_for_run(ref: Reference, count: int | None) -> tuple[float | None, str]:
+    """The closed-division accuracy target of a run over the first ``count`` evaluation tasks (None:
+    all): 99% of ``ref``'s pass@final on those tasks, and which figure that is. The one judge of the
+    target: run.py's closing line and check_submission both call it, so they cannot disagree."""
+    return ref.target_over(range(count or EVAL_SIZE))
+
+
+def meets_target(pass_final: float, target: float) -> bool:
+    """The accuracy rule's comparison (at least the target), shared by run.py and check_submission."""
+    return pass_final >= target
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
         obj = json.loads(Path(path).read_text())

@@ -40,35 +40,35 @@ typedef float vf;
 #define VSET1(x) (x)
 #endif
 
-#ifndef TR
+/* The matmul's tile shapes, all built in; sut/native_tiles.py times them on the model's shapes and
+   picks one per machine (a shape tuned on one core is slow on another). A tile of TR rows x TV
+   vectors keeps TR*TV accumulators, TV weight vectors and a broadcast in registers: AVX-512 has 32
+   (embedded broadcasts), AVX2 16. */
 #if VW == 16
-#define TR 8    /* a tile: 8 rows x 2 vectors of outputs, 16 accumulators of 32 registers */
+#define TILES X(8, 2) X(12, 2) X(14, 2) X(8, 3) X(6, 4) X(4, 4)
+#elif VW == 8
+#define TILES X(4, 2) X(6, 2) X(5, 2) X(4, 3) X(3, 4)
 #else
-#define TR 4    /* 8 accumulators of 16 */
+#define TILES X(4, 2) X(4, 4)
 #endif
-#endif
-#ifndef TV
-#define TV 2
-#endif
-enum { PW = TV * VW };   /* a weight panel's width: the columns of one tile */
+enum { MAX_TR = 16, MAX_TV = 4 };
 
-/* The packed weights of a (K, N) matrix wt: panel p holds columns p*PW .. p*PW+pw-1 (pw = PW, or what
-   is left for the last), K rows of pw floats, at wt + p*PW*K. A tile walks its panel front to back. */
-int panel_width(void) { return PW; }
+/* The packed weights of a (K, N) matrix for a kernel of TV vectors: panel p holds columns p*PW ..
+   p*PW+pw-1 (PW = TV * VW; pw = PW, or what is left for the last), K rows of pw floats, at wt + p*PW*K.
+   A tile walks its panel front to back. */
 int vector_width(void) { return VW; }
-int tile_rows_max(void) { return TR; }
 
-/* y[r, j0 + j] = b[j0 + j] + sum_k x[r, k] panel[k, j] for R rows (R <= TR) and NV vectors of columns
-   (b already offset to j0; NULL: no bias):
-   the chain of fused multiply-adds runs k = 0..K-1 for every output, so the tile shape changes nothing. */
+/* y[r, j0 + j] = b[j0 + j] + sum_k x[r, k] panel[k, j] for R rows and NV vectors of columns (b already
+   offset to j0; NULL: no bias). R and NV are constants where this is inlined, so acc lives in registers.
+   The chain of fused multiply-adds runs k = 0..K-1 for every output, so the tile shape changes nothing. */
 static inline __attribute__((always_inline)) void tile(const float *x, int64_t K, const float *panel, int64_t pw,
                                                        const float *b, float *y, int64_t N, const int R,
                                                        const int NV) {
-    vf acc[TR][TV];
+    vf acc[MAX_TR][MAX_TV];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < NV; c++) acc[r][c] = b ? VLOAD(b + c * VW) : VSET1(0.0f);
     for (int64_t k = 0; k < K; k++) {
-        vf w[TV];
+        vf w[MAX_TV];
         for (int c = 0; c < NV; c++) w[c] = VLOAD(panel + k * pw + c * VW);
         for (int r = 0; r < R; r++) {
             const vf xr = VSET1(x[r * K + k]);
@@ -79,24 +79,22 @@ static inline __attribute__((always_inline)) void tile(const float *x, int64_t K
         for (int c = 0; c < NV; c++) VSTORE(y + r * N + c * VW, acc[r][c]);
 }
 
-#define TILE_CASE(R_) case R_: tile(x, K, panel, pw, b, y, N, R_, NV); break;
+#define TILE_CASE(R_) case R_: if (R_ <= TR) tile(x, K, panel, pw, b, y, N, R_, NV); break;
 static inline __attribute__((always_inline)) void tile_rows(const float *x, int64_t K, const float *panel, int64_t pw,
                                                             const float *b, float *y, int64_t N, int64_t R,
-                                                            const int NV) {
+                                                            const int TR, const int NV) {
     switch (R) {   /* constant row counts keep the accumulators in registers */
-        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
-#if TR > 4
-        TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
-#endif
-#if TR > 8
-        TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
-#endif
+        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
+        TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12) TILE_CASE(13) TILE_CASE(14) TILE_CASE(15) TILE_CASE(16)
     }
 }
 
-/* y (n, N) = x (n, K) @ w + b (N), w packed in panels (above); b may be NULL (no bias). Panels
-   outermost: a panel (K x PW floats) stays in L1 across every row tile. */
-static void linear(const float *x, int64_t n, int64_t K, const float *w, const float *b, int64_t N, float *y) {
+/* y (n, N) = x (n, K) @ w + b (N) with tiles of TR rows x TV vectors, w packed in panels of TV * VW
+   columns (above); b may be NULL (no bias). Panels outermost: a panel stays in L1 across the row tiles. */
+static inline __attribute__((always_inline)) void linear_tiled(const float *x, int64_t n, int64_t K, const float *w,
+                                                               const float *b, int64_t N, float *y, const int TR,
+                                                               const int TV) {
+    const int64_t PW = TV * VW;
     for (int64_t j0 = 0; j0 < N; j0 += PW) {
         const float *panel = w + j0 * K, *bj = b ? b + j0 : NULL;
         const int64_t pw = N - j0 < PW ? N - j0 : PW;
@@ -111,17 +109,36 @@ static void linear(const float *x, int64_t n, int64_t K, const float *w, const f
             for (int64_t r0 = 0; r0 < n; r0 += TR) {
                 const int64_t R = n - r0 < TR ? n - r0 : TR;
                 if (pw == PW)
-                    tile_rows(x + r0 * K, K, panel, pw, bj, y + r0 * N + j0, N, R, TV);
+                    tile_rows(x + r0 * K, K, panel, pw, bj, y + r0 * N + j0, N, R, TR, TV);
                 else         /* a narrower last panel: a vector of columns at a time */
                     for (int64_t v = 0; v < pw; v += VW)
-                        tile_rows(x + r0 * K, K, panel + v, pw, bj ? bj + v : NULL, y + r0 * N + j0 + v, N, R, 1);
+                        tile_rows(x + r0 * K, K, panel + v, pw, bj ? bj + v : NULL, y + r0 * N + j0 + v, N, R, TR, 1);
             }
     }
 }
 
-/* linear() on its own, for tests and benchmarks (sut/native.py). */
-void linear_packed(const float *x, int64_t n, int64_t K, const float *w, const float *b, int64_t N, float *y) {
-    linear(x, n, K, w, b, N, y);
+typedef void (*linear_fn)(const float *x, int64_t n, int64_t K, const float *w, const float *b, int64_t N, float *y);
+#define X(R, V)                                                                                               \
+    static void linear_##R##x##V(const float *x, int64_t n, int64_t K, const float *w, const float *b, int64_t N, \
+                                 float *y) { linear_tiled(x, n, K, w, b, N, y, R, V); }
+TILES
+#undef X
+#define X(R, V) {R, V, linear_##R##x##V},
+static const struct { int rows, vectors; linear_fn fn; } KERNELS[] = {TILES};
+#undef X
+enum { N_KERNELS = sizeof KERNELS / sizeof KERNELS[0] };
+
+int kernel_count(void) { return N_KERNELS; }
+int kernel_rows(int k) { return k >= 0 && k < N_KERNELS ? KERNELS[k].rows : 0; }
+int kernel_vectors(int k) { return k >= 0 && k < N_KERNELS ? KERNELS[k].vectors : 0; }
+
+/* One kernel's matmul on its own, for the tile timing, tests and benchmarks (sut/native.py); w packed for
+   that kernel. Returns -3 for a kernel that does not exist. */
+int linear_packed(int64_t kernel, const float *x, int64_t n, int64_t K, const float *w, const float *b, int64_t N,
+                  float *y) {
+    if (kernel < 0 || kernel >= N_KERNELS) return -3;
+    KERNELS[kernel].fn(x, n, K, w, b, N, y);
+    return 0;
 }
 
 /* Sum of C floats in a fixed order: 8 running lane sums, then the lanes pairwise. */
@@ -194,13 +211,16 @@ int64_t decode_step_scratch(int64_t n, int64_t C, int64_t nh, int64_t window) {
    0..pos[r] of its slot: a prefill's rows see each other causally, and a row's result is the same
    whether its sequence came in one call, in several, or a token at a time. A longer prefill may be
    split over calls in position order. The LM head runs on rows head[0..n_head-1] only: logits
-   (n_head, V). Returns 0, -1 for a head_dim the attention does not handle, -2 for an index out of
-   range (nothing is written then). */
+   (n_head, V). The matmuls run KERNELS[kernel] (the weights packed for it). Returns 0, -1 for
+   a head_dim the attention does not handle, -2 for an index out of range, -3 for a kernel that does not
+   exist (nothing is written then). */
 int decode_step(const int64_t *meta, int64_t n, const int64_t *head, int64_t n_head, const uint64_t *w,
                 int64_t n_layer, int64_t C, int64_t nh, int64_t V, int64_t n_retry, float eps, float *kv,
-                int64_t n_slots, int64_t window, float *logits, float *scratch) {
+                int64_t n_slots, int64_t window, float *logits, float *scratch, int64_t kernel) {
     const int64_t *slots = meta, *tok = meta + n, *steps = meta + 2 * n, *pos = meta + 3 * n, hd = C / nh;
     if (C % nh || hd % 8 || hd > 8 * MAX_CHUNKS) return -1;
+    if (kernel < 0 || kernel >= N_KERNELS) return -3;
+    const linear_fn linear = KERNELS[kernel].fn;
     for (int64_t r = 0; r < n; r++)
         if (slots[r] < 0 || slots[r] >= n_slots || pos[r] < 0 || pos[r] >= window || tok[r] < 0 || tok[r] >= V ||
             steps[r] < 0 || steps[r] >= n_retry)

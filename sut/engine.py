@@ -147,7 +147,7 @@ class Engine:
         """Counters since construction (a snapshot; safe to call from any thread; sut/engine_stats.py)."""
         return self._counters.snapshot(max_batch=self.max_batch, use_kv_cache=self.use_kv_cache,
                                        prefix_reuse=self.prefix_reuse, speculate=self.speculate,
-                                       isolation=self.isolation, backend=self.bm.backend)
+                                       isolation=self.isolation, **self.bm.describe())
 
     # -- the engine thread -------------------------------------------------------------------
     def _loop(self) -> None:

@@ -12,11 +12,16 @@ logits (decode rows, a prefill's last position) reach the LM head. Two backends:
 - ``torch`` (``torch_step``): torch's operators, the path on CUDA and the CPU fallback.
 
 Batch invariance (a task's tokens never depend on what else is in the step) is bit for bit on
-the native backend, by construction, on any CPU. The torch backend keeps it only as far as the
-CPU's BLAS does: the measures below give identical bits on AMD Zen 3 and Zen 4, but MKL on
-Intel Sapphire Rapids picks other GEMM kernels by row count and a row's logits move by ~1e-5
-(tests/test_engine.py holds the torch backend to 1e-5, the native one to the bit). Two kernels
-on CPU change their floating-point reduction order with the shape of the call (docs/engine.md):
+the native backend, by construction, on any CPU. The torch backend cannot promise bits: a BLAS
+may pick its GEMM kernel by row count (MKL on Intel Sapphire Rapids does, even for the padded
+counts below), and a GEMM call per row (one batched call of 1-row GEMMs, or one call each) made
+the matmuls 4-17x slower at 32-128 rows (Zen 3).
+So its promise is a row's logits within 1e-5 of its largest logit (measured: 2.4e-7 when the
+BLAS sees a different row count per batch) and the same greedy token; bit for bit where the
+BLAS keeps the measures below (AMD Zen 3 and Zen 4 with MKL). tests/test_engine.py holds each
+backend to its promise, ``describe()`` puts it in the engine's stats, and a CPU run on this
+backend says so once in its log. Two kernels on CPU change their floating-point reduction order
+with the shape of the call (docs/engine.md):
 
 - GEMM: rows the BLAS micro-kernel computes in a full group of 4 differ in the last bits
   from tail rows and from the M=1 (GEMV) path. Every matmul therefore runs on a row count
@@ -27,11 +32,14 @@ on CPU change their floating-point reduction order with the shape of the call (d
   any padded length and run composition; a prefill attends over exactly its own length,
   which depends on its sequence only.
 
-LayerNorm, GELU, embedding lookups, argmax and the row-wise sampling are row-local.
-tests/test_engine.py checks the logits bitwise for both backends. (On CUDA, cuBLAS chooses
-algorithms by shape: the padding still helps, but bitwise invariance there is not claimed.)
+LayerNorm, GELU, embedding lookups, argmax and the row-wise sampling are row-local. (On CUDA,
+cuBLAS chooses algorithms by shape: the padding still helps, but bitwise invariance there is not
+claimed.)
 """
 from __future__ import annotations
+
+import logging
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +50,7 @@ from sut.model import NanoCodeGen
 from sut.native_sampling import NativeGenerator
 from sut.native_step import NativeStep
 
+log = logging.getLogger(__name__)
 ROW_ALIGN = 8
 KEY_ALIGN = 32
 CALL_COST = 512  # an attention call's fixed cost, in row x key units of its streaming cost (measured, see _runs)
@@ -93,6 +102,14 @@ def sample_rows(logits: Tensor, temperature: float, top_k: int | None, gens: lis
     return (probs / q).argmax(-1).tolist()
 
 
+@lru_cache(maxsize=1)
+def _warn_torch_invariance() -> None:
+    """Say once a process that this run's outputs may move with the batch in the last bits (module docstring)."""
+    log.warning("torch backend on CPU: a row's logits do not depend on the batch beyond float rounding, but they "
+                "are bitwise batch invariant only where the CPU's BLAS keeps it (docs/engine.md); the native "
+                "backend is bitwise")
+
+
 class BatchModel:
     """A model plus a KV cache of ``n_slots`` sequence slots of ``block_size`` positions each.
 
@@ -122,6 +139,8 @@ class BatchModel:
         self.backend = native.resolve(backend, self.device, model.wte.weight.dtype, self.hd) if use_kv_cache \
             else "torch"
         self._native = NativeStep(model, self.kv) if self.backend == "native" else None
+        if self.backend == "torch" and self.device.type == "cpu" and use_kv_cache:
+            _warn_torch_invariance()
         self.native_draws = self.backend == "native" and native_sampling.enabled()
         # FLOPs of one token through the matmuls (embedding lookups excluded, LM head included)
         self.matmul_params = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
@@ -172,6 +191,14 @@ class BatchModel:
             out.append(native_sampling.race_accept(probs[r:r + len(draft) + 1], draft, gen))
             r += len(draft) + 1
         return out
+
+    def describe(self) -> dict[str, object]:
+        """What runs, for the engine's stats: the backend, the native matmul kernel (CPU, ISA, tile) and
+        how far batch invariance holds."""
+        return {"backend": self.backend, "native_kernel": self._native.tile.info() if self._native else None,
+                "batch_invariance": "bitwise" if self._native else (
+                    "to float rounding (bitwise only where the CPU's BLAS keeps it)" if self.device.type == "cpu"
+                    else "to float rounding (cuBLAS chooses kernels by shape)")}
 
     def rows_computed(self, rows: int) -> int:
         """Rows a step of ``rows`` rows runs through the matmuls: torch's pads them to ROW_ALIGN."""

@@ -7,6 +7,7 @@ the same thing everywhere.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -73,40 +74,55 @@ class EngineOptions:
         return argv
 
     def validate(self) -> None:
-        """Every option checked before anything runs or is written; ValueError names the flag and the fix."""
-        import math
+        """Every option checked before anything runs or is written; ValueError names the flag and the fix.
+        Upper bounds stop values that would crash or hang the LoadGen child instead (torch segfaults on
+        100000 threads; a pool of 100000 sandboxes never finishes starting; an unused KV-cache row costs memory)."""
+        from sut.tasks import EVAL_SIZE   # one row per evaluation task is the most a batch can fill
 
-        for flag, value, low in (("--max-attempts", self.max_attempts, 1), ("--redraws", self.redraws, 0),
-                                 ("--max-batch", self.max_batch, 1), ("--workers", self.workers, 0),
-                                 ("--threads", self.threads, 0), ("--seed", self.seed, 0)):
-            if value < low:
-                raise ValueError(f"{flag} must be at least {low}, got {value}")
-        if self.seed >= 2 ** 63:
-            raise ValueError(f"--seed must be below 2**63, got {self.seed}")
-        if not math.isfinite(self.batch_wait_ms) or self.batch_wait_ms < 0:
-            raise ValueError(f"--batch-wait-ms must be a finite number >= 0, got {self.batch_wait_ms}")
+        for flag, value, low, high in (("--max-attempts", self.max_attempts, 1, None), ("--redraws", self.redraws, 0, None),
+                                       ("--max-batch", self.max_batch, 1, EVAL_SIZE), ("--workers", self.workers, 0, PER_CPU),
+                                       ("--threads", self.threads, 0, PER_CPU), ("--seed", self.seed, 0, MAX_SEED)):
+            check_range(flag, value, low, high)
+        check_range("--batch-wait-ms", self.batch_wait_ms, 0, MAX_BATCH_WAIT_MS)
         if self.isolation not in ("bwrap", "process"):
             raise ValueError(f"--isolation must be bwrap or process, got {self.isolation!r}")
-        self.check_device()
+        check_device(self.device)
         if not (self.checkpoint / "config.json").is_file():
             raise ValueError(f"--checkpoint {self.checkpoint}: no checkpoint there (config.json missing); pass "
                              "--checkpoint DIR or train one with `python -m sut.train --out DIR`")
 
-    def check_device(self) -> None:
-        """A device torch can parse and this machine has (torch is imported here, not at module load)."""
-        import torch
 
-        try:
-            dev = torch.device(self.device)
-        except (RuntimeError, ValueError) as e:
-            raise ValueError(f"--device {self.device!r} is not a torch device: try cpu, cuda or cuda:1") from e
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {self.device}: this torch ({torch.__version__}) sees no CUDA device; "
-                             "install a CUDA build of torch on a GPU machine, or pass --device cpu")
-        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {self.device}: only {torch.cuda.device_count()} CUDA device(s) here")
-        if dev.type not in ("cpu", "cuda"):
-            raise ValueError(f"--device {self.device}: only cpu and cuda are supported")
+MAX_BATCH_WAIT_MS = 60_000   # a gathering wait longer than a minute is a typo, not a policy
+MAX_SEED = 2 ** 63 - 1
+PER_CPU = 4 * (os.cpu_count() or 1)   # threads or sandbox workers beyond this only queue, or crash torch
+
+
+def check_range(flag: str, value: float, low: float, high: float | None = None) -> None:
+    """ValueError naming ``flag`` unless ``value`` is a finite number from ``low`` to ``high`` (None: no cap)."""
+    if not math.isfinite(value):
+        raise ValueError(f"{flag} must be a finite number, got {value}")
+    if value < low:
+        raise ValueError(f"{flag} must be at least {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{flag} must be at most {high}{' (4 per CPU here)' if high == PER_CPU else ''}, got {value}")
+
+
+def check_device(device: str) -> None:
+    """ValueError unless ``device`` is one torch can parse and this machine has (cpu, cuda[:N]);
+    torch is imported here, not at module load. Shared by every command that takes ``--device``."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"--device {device!r} is not a torch device: try cpu, cuda or cuda:1") from e
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device}: only cpu and cuda are supported")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA device; "
+                         "install a CUDA build of torch on a GPU machine, or pass --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
 
 
 def default_workers() -> int:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sut import native
-
 COUNTS = ("submitted", "done", "errors", "passed", "attempts", "tokens", "reused", "prefilled", "rebuilds", "steps",
           "decode_steps", "decode_rows", "rows_computed", "decode_flops", "model_flops", "loop_errors", "slot_moves",
           "spec_groups", "drafted", "accepted")
@@ -44,7 +42,8 @@ class EngineCounters:
             bm.prefill_flops(s.cached, s.cached + len(d) + 1) for s, d in zip(spec, drafts))
 
     def snapshot(self, **settings: Any) -> dict[str, Any]:
-        """The counters as ``Engine.stats()`` reports them, with the engine's ``settings`` (``max_batch`` among them)."""
+        """The counters as ``Engine.stats()`` reports them, with the engine's ``settings`` (``max_batch`` among
+        them; ``BatchModel.describe()``'s backend, native kernel and batch invariance)."""
         n, t = dict(self.n), dict(self.t)
         steps = max(n["decode_steps"], 1)
         seen = n["reused"] + n["prefilled"]
@@ -60,7 +59,4 @@ class EngineCounters:
             "drafted_tokens": n["drafted"], "accepted_draft_tokens": n["accepted"], "step_s": t["step_s"],
             "prefill_s": t["prefill_s"], "decode_s": t["decode_s"], "step_cpu_s": t["step_cpu_s"],
             "engine_thread_cpu_s": t["loop_cpu_s"], "loop_errors": n["loop_errors"], **settings,
-            # what ran: the native kernel chosen for this CPU; whether outputs are bitwise batch invariant
-            "native_kernel": native.kernel_info() if settings.get("backend") == "native" else None,
-            "batch_invariance": "bitwise" if settings.get("backend") == "native" else "to float rounding (the CPU's BLAS)",
         }

@@ -23,7 +23,9 @@ from tqdm import tqdm
 
 from sut.agent import AgentConfig, AgentResult, run_agent
 from sut.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from sut.engine_factory import MAX_SEED, PER_CPU, check_device, check_range
 from sut.model import NanoCodeGen
+from sut.output_guard import refuse_overwrite
 from sut.tokenizer import CodeTokenizer
 from verifier.sandbox import add_isolation_flag
 
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="sandbox workers")
     add_isolation_flag(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--results", type=Path, default=None, help="also write every AgentResult as JSONL here")
+    p.add_argument("--results", type=Path, default=None, help="also write every AgentResult as JSONL here (a new file)")
+    p.add_argument("--force", action="store_true", help="replace an existing --results file")
     p.add_argument("--record", action="store_true",
                    help="store the summary as the checkpoint's reference figures (metrics.json 'eval'; all tasks only)")
     a = p.parse_args(argv)
@@ -101,6 +104,17 @@ def main(argv: list[str] | None = None) -> int:
                       redraws=a.redraws)
     if a.record and (a.count or cfg != AgentConfig()):
         p.error("--record stores the reference figures: run it on all tasks with the default agent settings")
+    if a.results is not None:
+        refuse_overwrite(a.results, a.force, "--results", "file")   # one line, exit 2, before any work
+    try:   # the engine options' rules (sut/engine_factory.py), before a checkpoint loads or a sandbox starts
+        check_device(a.device)
+        for flag, value, low, high in (("--threads", a.threads, 1, PER_CPU), ("--workers", a.workers, 1, PER_CPU),
+                                       ("--seed", a.seed, 0, MAX_SEED), ("--temperature", a.temperature, 0, None),
+                                       ("--top-k", a.top_k or 0, 0, None)):
+            check_range(flag, value, low, high)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     torch.set_num_threads(a.threads)
 
     from sut.tasks import EvalSetError, load_eval_tasks  # noqa: PLC0415 - keeps --help fast

@@ -12,9 +12,12 @@ Why native code: a decode step of this model is small, and in eager torch its ~8
 and 8-row padded matmuls cost more than its arithmetic; torch's one-query attention runs as
 batched GEMMs of 1 x head_dim matrices with a per-matrix overhead (docs/engine.md).
 
+The matmul comes in several tile shapes, all built into the library (``tiles()``); the native step
+runs the one ``sut/native_tiles.py`` chose for this CPU and the model's shapes.
+
 Build: ``verifier.cbuild`` compiles the C files with the system C compiler (``-O3 -march=native``)
 into ``$NANO_CODEGEN_CACHE`` (default ``~/.cache/nano-codegen-agent``), under a name that hashes the
-sources, the flags and the CPU (model and feature flags). The compile takes about a second and
+sources, the flags and the CPU (model and feature flags). The compile takes a few seconds and
 happens at the first use on a machine. Without a compiler, ``available()`` is False with the reason, and the
 engine falls back to torch's operators (``BatchModel(backend="auto")``); asking for the native
 backend explicitly then fails with that reason.
@@ -36,7 +39,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sut import native_tiles
 from sut.platform_info import cpu_flags, cpu_model
 from verifier import cbuild
 
@@ -53,35 +55,26 @@ class KernelUnavailable(RuntimeError):
     """The kernel cannot be built or loaded here (the message says why and what to do)."""
 
 
-_KERNEL: dict = {}   # what _load chose: kernel_info()
-
-
 @lru_cache(maxsize=1)
 def _load() -> ctypes.CDLL:
-    """The library, built for this CPU with the matmul tile chosen for it (sut/native_tiles.py)."""
+    """The library, built for this CPU (every matmul tile shape is in it: sut/native_tiles.py picks one)."""
     machine = " ".join([cpu_model(detail=True), cpu_flags()])   # -march=native: this CPU's build only
-
-    def build(tile: tuple[int, int] | None = None) -> ctypes.CDLL:
-        flags = FLAGS + ([f"-DTR={tile[0]}", f"-DTV={tile[1]}"] if tile else [])
-        return _bind(ctypes.CDLL(str(cbuild.build("nano_codegen_native", SOURCE, SOURCES, flags, ["-lm"], machine))))
-
     try:
-        default = build()
-        vw = default.vector_width()
-        key = "".join(f.read_text() for f in SOURCES) + " ".join(FLAGS) + machine
-        tile, times = native_tiles.choose(vw, build, key, cbuild.cache_dir())
-        dll = build(tile)
+        lib = cbuild.build("nano_codegen_native", SOURCE, SOURCES, FLAGS, ["-lm"], machine)
     except cbuild.BuildError as e:
         raise KernelUnavailable(str(e)) from e
-    _KERNEL.update({"isa": {16: "avx512", 8: "avx2"}.get(vw, "scalar"), "vector_width": vw,
-                    "tile": f"{tile[0]}x{tile[1]}", "tile_ms": times})
-    return dll
+    return _bind(ctypes.CDLL(str(lib)))
 
 
-def kernel_info() -> dict:
-    """The native kernel this machine runs: ISA, vector width, matmul tile and the candidates' times."""
-    _load()
-    return dict(_KERNEL)
+def isa() -> str:
+    """The vector instructions this machine's build uses for the matmul: avx512, avx2 or scalar."""
+    return {16: "avx512", 8: "avx2"}.get(_load().vector_width(), "scalar")
+
+
+def tiles() -> list[str]:
+    """The matmul kernels built in, as "rows x vectors" tile shapes ("6x2"); kernel k is tiles()[k]."""
+    lib = _load()
+    return [f"{lib.kernel_rows(k)}x{lib.kernel_vectors(k)}" for k in range(lib.kernel_count())]
 
 
 def _bind(dll: ctypes.CDLL) -> ctypes.CDLL:
@@ -91,18 +84,18 @@ def _bind(dll: ctypes.CDLL) -> ctypes.CDLL:
     dll.decode_attention.restype = ctypes.c_int
     dll.write_kv.argtypes = [p, i64, p, i64, i64, p, p, i64, i64, i64, i64]
     dll.write_kv.restype = ctypes.c_int
-    dll.decode_step.argtypes = [p, i64, p, i64, p, i64, i64, i64, i64, i64, ctypes.c_float, p, i64, i64, p, p]
+    dll.decode_step.argtypes = [p, i64, p, i64, p, i64, i64, i64, i64, i64, ctypes.c_float, p, i64, i64, p, p, i64]
     dll.decode_step.restype = ctypes.c_int
     dll.decode_step_scratch.argtypes = [i64, i64, i64, i64]
     dll.decode_attention_scratch.argtypes = [i64, i64, i64]
     dll.decode_attention_scratch.restype = i64
     dll.decode_step_scratch.restype = i64
-    dll.panel_width.argtypes = []
-    dll.panel_width.restype = ctypes.c_int
-    dll.vector_width.restype = ctypes.c_int
-    dll.tile_rows_max.restype = ctypes.c_int
-    dll.linear_packed.argtypes = [p, i64, i64, p, p, i64, p]
-    dll.linear_packed.restype = None
+    for f in (dll.vector_width, dll.kernel_count):
+        f.argtypes, f.restype = [], ctypes.c_int
+    for f in (dll.kernel_rows, dll.kernel_vectors):
+        f.argtypes, f.restype = [ctypes.c_int], ctypes.c_int
+    dll.linear_packed.argtypes = [i64, p, i64, i64, p, p, i64, p]
+    dll.linear_packed.restype = ctypes.c_int
     dll.mt_state_words.restype = ctypes.c_int
     dll.mt_seed.argtypes = [p, ctypes.c_uint64]
     dll.mt_seed.restype = None
@@ -200,21 +193,26 @@ def write_kv(qkv: Tensor, kv: Tensor, slots: Tensor, pos: Tensor, m: int) -> Non
         raise ValueError(f"write_kv: a slot outside 0..{n_slots - 1} or a position outside 0..{window - 1}")
 
 
-def pack_panels(weight: Tensor) -> Tensor:
-    """A Linear's (out, in) weight in the native matmul's layout: (in, out) cut into column panels of
-    ``panel_width()`` (the last may be narrower), each panel's rows contiguous, one after the other
-    (sut/decode_step.c): a tile reads its panel front to back."""
-    pw = _load().panel_width()
+def pack_panels(weight: Tensor, kernel: int) -> Tensor:
+    """A Linear's (out, in) weight in matmul kernel ``kernel``'s layout: (in, out) cut into column panels
+    of its tile's width (vectors x vector width; the last may be narrower), each panel's rows
+    contiguous, one after the other (sut/decode_step.c): a tile reads its panel front to back."""
+    lib = _load()
+    pw = lib.kernel_vectors(kernel) * lib.vector_width()
+    if pw <= 0:
+        raise ValueError(f"no matmul kernel {kernel}: this build has {lib.kernel_count()} ({', '.join(tiles())})")
     wt = weight.detach().float().t()
     return torch.cat([wt[:, j:j + pw].reshape(-1) for j in range(0, wt.shape[1], pw)])
 
 
-def linear(x: Tensor, packed: Tensor, bias: Tensor) -> Tensor:
-    """``F.linear(x, weight, bias)`` through the native step's matmul, ``packed = pack_panels(weight)``:
-    each output is its bias then one fused multiply-add per input in order, whatever the row count."""
+def linear(x: Tensor, packed: Tensor, bias: Tensor, kernel: int) -> Tensor:
+    """``F.linear(x, weight, bias)`` through the native step's matmul kernel ``kernel``, ``packed =
+    pack_panels(weight, kernel)``: each output is its bias then one fused multiply-add per input in
+    order, whatever the row count or the kernel."""
     n, K = x.shape
     N = bias.numel()
     assert x.is_contiguous() and bias.is_contiguous() and packed.numel() == K * N
     y = torch.empty(n, N)
-    _load().linear_packed(x.data_ptr(), n, K, packed.data_ptr(), bias.data_ptr(), N, y.data_ptr())
+    if _load().linear_packed(kernel, x.data_ptr(), n, K, packed.data_ptr(), bias.data_ptr(), N, y.data_ptr()):
+        raise ValueError(f"no matmul kernel {kernel}: this build has {', '.join(tiles())}")
     return y

@@ -9,8 +9,9 @@ never depend on the other rows, and needs no padding rows. A prefill's tokens ar
 other: each layer writes all rows' keys before any row attends, so they attend causally through
 the cache, and a token's result is the same whether it was prefilled or decoded.
 
-It reads a snapshot of the model's weights (the matmul weights in ``pack_panels`` layout), taken
-at construction: build it after the weights are final, as ``BatchModel`` does.
+It reads a snapshot of the model's weights (the matmul weights in ``pack_panels`` layout for the
+matmul kernel chosen for this CPU and these shapes, sut/native_tiles.py), taken at construction:
+build it after the weights are final, as ``BatchModel`` does.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import ctypes
 import torch
 from torch import Tensor
 
+from sut import native_tiles
 from sut.model import NanoCodeGen
 from sut.native import _load, int64_rows, pack_panels
 
@@ -41,7 +43,10 @@ class NativeStep:
         eps = {b.ln_1.eps for b in model.blocks} | {b.ln_2.eps for b in model.blocks} | {model.ln_f.eps}
         assert len(eps) == 1, f"the native step takes one LayerNorm eps, the model has {sorted(eps)}"
         self.eps = eps.pop()
-        lib, t = _load(), pack_panels
+        C, V = self.C, self.V
+        self.tile = native_tiles.choose(((C, 3 * C, self.n_layer), (C, C, self.n_layer), (C, 4 * C, self.n_layer),
+                                         (4 * C, C, self.n_layer), (C, V, 1)))
+        lib, t = _load(), lambda w: pack_panels(w, self.tile.kernel)
         tensors: list[Tensor] = []
         for b in model.blocks:
             tensors += [b.ln_1.weight, b.ln_1.bias, t(b.attn.c_attn.weight), b.attn.c_attn.bias,
@@ -66,7 +71,8 @@ class NativeStep:
             local = int64_rows([h - lo for h in head[done:k]])
             rc = self._fn(part.data_ptr(), hi - lo, local.data_ptr(), k - done, self._ptrs.data_ptr(), self.n_layer,
                           self.C, self.nh, self.V, self.n_retry, ctypes.c_float(self.eps), self.kv.data_ptr(),
-                          self.n_slots, self.window, logits[done:k].data_ptr(), self._scratch.data_ptr())
+                          self.n_slots, self.window, logits[done:k].data_ptr(), self._scratch.data_ptr(),
+                          self.tile.kernel)
             if rc == -1:
                 raise ValueError(f"native step: head_dim {self.C // self.nh} is not a multiple of 8 up to 256")
             if rc != 0:

@@ -43,9 +43,10 @@ from sut.evaluate import evaluate_tasks, summarize
 from sut.tasks import Task, generate_tasks, iter_train_tasks
 from sut.tokenizer import CodeTokenizer
 from sut.train import TrainConfig, add_field_flags, apply_field_flags, check_recipe_flags, fit, retry_mix, run_metrics
+from sut.output_guard import refuse_overwrite, staged_folder
 from sut.train_report import write_report
 from verifier.pool import SandboxPool
-from verifier.sandbox import SandboxUnavailable
+from verifier.sandbox import SandboxUnavailable, probe
 
 log = logging.getLogger("sut.self_repair")
 
@@ -169,7 +170,9 @@ SMOKE_REPAIR = dict(repair_tasks=24, max_batch=8)
 def parse_args(argv: list[str] | None = None) -> tuple[Path, Path, TrainConfig, RepairConfig]:
     p = argparse.ArgumentParser(prog="python -m sut.self_repair", description=__doc__.splitlines()[0])
     p.add_argument("--init", type=Path, required=True, help="checkpoint to start from (e.g. checkpoints/reference)")
-    p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write (must not exist)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write (new or empty)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an --out that already holds files (the new checkpoint replaces it whole once complete)")
     p.add_argument("--smoke", action="store_true", help="tiny run for tests")
     skip = {"vocab_size", "tokenizer_tasks", "sinusoidal_pos", "val_max_new_tokens"}
     add_field_flags(p, [*(f for f in fields(TrainConfig) if f.name not in skip), *fields(RepairConfig)])
@@ -177,8 +180,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, Path, TrainConfig, 
     cfg = TrainConfig(**{**FINETUNE, **(SMOKE if a.smoke else {})})
     rcfg = RepairConfig(**(SMOKE_REPAIR if a.smoke else {}))
     apply_field_flags(a, cfg, rcfg)
-    if a.out.exists():
-        p.error(f"--out {a.out} exists: pick a new directory (a checkpoint is never overwritten)")
+    refuse_overwrite(a.out, a.force, "--out")   # one line, exit 2, before any work
     if not 0 <= rcfg.repair_share < 1:
         p.error(f"--repair-share {rcfg.repair_share}: give a share in [0, 1)")
     if cfg.steps < 1 or rcfg.repair_tasks < 1:
@@ -191,11 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     init, out, cfg, rcfg = parse_args(argv)
     try:
-        metrics = self_repair(init, out, cfg, rcfg)
+        probe(cfg.isolation)   # fail closed before any work: no bubblewrap, no run (unless --isolation process)
+        with staged_folder(out) as scratch:   # moved to --out whole once complete
+            metrics = self_repair(init, scratch, cfg, rcfg)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except SandboxUnavailable as e:
+    except (SandboxUnavailable, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {out}: val pass@1 {metrics['val_pass@1']:.3f}, pass@final {metrics['val_pass@final']:.3f}, "

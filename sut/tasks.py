@@ -12,6 +12,9 @@ Usage:
     python -m sut.tasks --write-eval       # regenerate the frozen file, print its sha256
     python -m sut.tasks --show 5           # print sample tasks (--split train|val|eval)
     python -m sut.tasks --families         # the families as a markdown table (docs/tasks.md)
+    python -m sut.tasks --suite agentic --seed N --count K --out FILE.jsonl   # any split (--split)
+
+``--suite basic`` (this module, the default) or ``agentic`` (sut/agentic/, docs/tasks.md).
 """
 from __future__ import annotations
 
@@ -143,9 +146,9 @@ def write_eval(path: Path = EVAL_PATH) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fix_hint(path: Path) -> str:
-    return (f"restore it with `git checkout {_shown(path)}` or regenerate with "
-            "`python -m sut.tasks --write-eval` and update EVAL_SHA256 in sut/tasks.py")
+def _fix_hint(path: Path, regenerate: str = "python -m sut.tasks --write-eval", pin: str = "sut/tasks.py") -> str:
+    return (f"restore it with `git checkout {_shown(path)}` or regenerate it with "
+            f"`{regenerate}` and update EVAL_SHA256 in {pin}")
 
 
 def _shown(path: Path) -> str:
@@ -155,17 +158,24 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def load_eval_tasks(path: Path = EVAL_PATH) -> list[Task]:
-    """The frozen evaluation tasks, after checking the file's sha256 against EVAL_SHA256."""
+def read_pinned(path: Path, sha256: str, hint: str) -> bytes:
+    """A frozen file's bytes, after checking them against their pinned ``sha256``; EvalSetError
+    (one line, ending with ``hint``: how to restore it) when it is unreadable or altered."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise EvalSetError(f"{_shown(path)}: cannot read ({e.strerror}); {_fix_hint(path)}") from None
+        raise EvalSetError(f"{_shown(path)}: cannot read ({e.strerror}); {hint}") from None
     got = hashlib.sha256(data).hexdigest()
-    if got != EVAL_SHA256:
-        raise EvalSetError(f"{_shown(path)}: sha256 mismatch (got {got[:12]}.., pinned {EVAL_SHA256[:12]}..); "
-                           f"{_fix_hint(path)}")
+    if got != sha256:
+        raise EvalSetError(f"{_shown(path)}: sha256 mismatch (got {got[:12]}.., pinned {sha256[:12]}..); {hint}")
+    return data
+
+
+def load_eval_tasks(path: Path = EVAL_PATH) -> list[Task]:
+    """The frozen evaluation tasks, after checking the file's sha256 against EVAL_SHA256."""
+    path = Path(path)
+    data = read_pinned(path, EVAL_SHA256, _fix_hint(path))
     tasks = []
     for n, line in enumerate(data.decode().splitlines(), 1):
         try:
@@ -246,17 +256,30 @@ def families_table() -> str:
 # ---- CLI --------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sut.tasks", description="Code-task suite: show tasks, regenerate the eval set.")
+    ap = argparse.ArgumentParser(prog="python -m sut.tasks",
+                                 description="Code-task suites: show tasks, write task files, regenerate the eval set.")
+    ap.add_argument("--suite", choices=("basic", "agentic"), default="basic", help="task suite (default %(default)s)")
     ap.add_argument("--write-eval", action="store_true", help=f"regenerate {_shown(EVAL_PATH)} and print its sha256")
     ap.add_argument("--show", type=int, metavar="N", help="print N sample tasks")
     ap.add_argument("--families", action="store_true", help="print the families as a markdown table")
-    ap.add_argument("--split", choices=("train", "val", "eval"), default="train", help="split for --show")
-    ap.add_argument("--seed", type=int, default=0, help="seed for --show")
+    ap.add_argument("--split", choices=("train", "val", "eval"), default="train", help="split for --show and --out")
+    ap.add_argument("--seed", type=int, default=0, help="seed for --show and --out")
+    ap.add_argument("--out", metavar="FILE", help="write --count tasks of --split as a JSONL task file")
+    ap.add_argument("--count", type=int, metavar="K", help="number of tasks for --out")
+    ap.add_argument("--force", action="store_true", help="let --out replace an existing file")
     args = ap.parse_args(argv)
-    if not args.write_eval and args.show is None and not args.families:
-        ap.error("give --write-eval, --show N or --families")
+    if not args.write_eval and args.show is None and not args.families and args.out is None:
+        ap.error("give --write-eval, --show N, --families or --out FILE")
     if args.show is not None and args.show < 0:
         ap.error(f"--show needs N >= 0, got {args.show}")
+    if args.out is not None and (args.write_eval or args.show is not None or args.families):
+        ap.error("--out writes a task file on its own: drop --write-eval, --show and --families")
+    if args.count is not None and args.out is None:
+        ap.error("--count goes with --out FILE")
+    if args.suite == "agentic" or args.out is not None:
+        from sut.agentic import cli  # noqa: PLC0415 - the agentic families load only when asked for
+
+        return cli.run(args)
     if args.families:
         print(families_table())
     try:

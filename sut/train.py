@@ -40,9 +40,10 @@ from sut.model import GPTConfig, NanoCodeGen
 from sut.platform_info import cpu_model
 from sut.tasks import generate_tasks
 from sut.tokenizer import CodeTokenizer, train_tokenizer
+from sut.output_guard import refuse_overwrite, staged_folder
 from sut.train_report import write_report
 from verifier.pool import SandboxPool
-from verifier.sandbox import ISOLATION_MODES, SandboxUnavailable
+from verifier.sandbox import ISOLATION_MODES, SandboxUnavailable, probe
 
 log = logging.getLogger("sut.train")
 
@@ -269,16 +270,16 @@ def apply_field_flags(a: argparse.Namespace, *objs: object) -> None:
 
 def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTConfig]:
     p = argparse.ArgumentParser(prog="python -m sut.train", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write (new or empty)")
     p.add_argument("--smoke", action="store_true", help="tiny run (< 60 s) that still writes a loadable checkpoint")
-    p.add_argument("--force", action="store_true", help="write into --out even if it already holds files")
+    p.add_argument("--force", action="store_true",
+                   help="replace an --out that already holds files (the new checkpoint replaces it whole once complete)")
     add_field_flags(p, [*fields(TrainConfig), *(f for f in fields(GPTConfig) if f.name not in ("vocab_size", "max_retries"))])
     a = p.parse_args(argv)
     cfg = TrainConfig(**(SMOKE if a.smoke else {}))
     mcfg = GPTConfig(**(SMOKE_MODEL if a.smoke else {}))
     apply_field_flags(a, cfg, mcfg)
-    if a.out.exists() and (not a.out.is_dir() or any(a.out.iterdir())) and not a.force:
-        p.error(f"--out {a.out} already holds files (a checkpoint?): pick a new directory, or pass --force to overwrite it")
+    refuse_overwrite(a.out, a.force, "--out")   # one line, exit 2, before any work
     if mcfg.n_embd % mcfg.n_head:
         p.error(f"--n-embd {mcfg.n_embd} must be a multiple of --n-head {mcfg.n_head}")
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.train_tasks < 1:
@@ -291,8 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     out, cfg, mcfg = parse_args(argv)
     try:
-        metrics = train(out, cfg, mcfg)
-    except SandboxUnavailable as e:
+        probe(cfg.isolation)   # fail closed before any work: no bubblewrap, no training (unless --isolation process)
+        with staged_folder(out) as scratch:   # moved to --out whole once complete
+            metrics = train(scratch, cfg, mcfg)
+    except (SandboxUnavailable, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {out}: val pass@1 {metrics['val_pass@1']:.3f}, pass@final {metrics['val_pass@final']:.3f}, "

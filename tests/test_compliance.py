@@ -7,6 +7,7 @@ Each doctoring must be caught by a finding naming the file and the rule.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import subprocess
@@ -114,6 +115,33 @@ def test_changed_accuracy_log(tree, trees):
     log.write_text(json.dumps(rows))
     found = findings(offline(tree), trees.reference)
     assert_caught(found, "accuracy-hash", "accuracy.txt")
+
+
+def _doctor_accuracy_log(folder: Path, change) -> Path:
+    """Apply ``change`` to the accuracy log's entries and re-hash accuracy.txt: only the log rules can catch it."""
+    log = folder / "accuracy/mlperf_log_accuracy.json"
+    rows = json.loads(log.read_text())
+    log.write_text(change(rows) if callable(change) else change)
+    txt = folder / "accuracy/accuracy.txt"
+    txt.write_text(re.sub(r"hash=[0-9a-f]+", "hash=" + hashlib.sha256(log.read_bytes()).hexdigest(), txt.read_text()))
+    return log
+
+
+def _move_sample(rows: list[dict], key: str, value) -> str:
+    next(r for r in rows if r["qsl_idx"] == 1)[key] = value
+    return json.dumps(rows)
+
+
+@pytest.mark.parametrize("change, rule, fragment", [
+    (lambda rows: _move_sample(rows, "qsl_idx", True), "accuracy-file", "integer 'qsl_idx'"),   # read as 1 before
+    (lambda rows: _move_sample(rows, "qsl_idx", 999), "accuracy-log", "missing e.g. [1]"),     # a sample swapped out
+    (lambda rows: _move_sample(rows, "data", "7b7d"), "accuracy-file", "upper-case hex"),
+    ("[" * 100_000 + "]" * 100_000, "accuracy-file", "nested deeper"),                          # RecursionError before
+], ids=["bool-index", "sample-outside-the-qsl", "lower-case-hex", "deep-nesting"])
+def test_malformed_accuracy_log_is_a_finding(tree, trees, change, rule, fragment):
+    log = _doctor_accuracy_log(offline(tree), change)
+    found = findings(offline(tree), trees.reference)
+    assert any(r == rule and f == log.name and fragment in m for r, f, m in found), found
 
 
 def test_edited_pass_at_final(tree, trees):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sut.checkpoint import DEFAULT_CHECKPOINT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +41,19 @@ def test_bad_checkpoint_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (bad / "tokenizer.json").write_text((bad / "tokenizer.json").read_text().replace('"<|code|>"', '"<|kode|>"', 1))
     proc = _run("--checkpoint", str(bad), "--count", "1")
     assert proc.returncode == 2 and "tokenizer does not match the checkpoint" in proc.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--device", "bogus"], "--device 'bogus'"), (["--device", "cuda:99"], "--device cuda:99"),
+    (["--threads", "-3"], "--threads must be at least 1"), (["--threads", "100000"], "--threads must be at most"),
+    (["--workers", "0"], "--workers must be at least 1"), (["--temperature", "nan"], "--temperature"),
+    (["--seed", "-1"], "--seed must be at least 0"), (["--top-k", "-1"], "--top-k"),
+])
+def test_bad_engine_options_are_one_line_and_exit_2(args: list[str], fragment: str) -> None:
+    """The rules of harness/run.py's engine options (sut/engine_factory.py), not a torch or pool traceback."""
+    proc = _run("--count", "1", *args)
+    assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
 
 
 def test_record_writes_reference_figures_only_with_default_settings(tmp_path: Path) -> None:

@@ -90,6 +90,11 @@ def test_second_run_never_overwrites_the_first(tmp_path):
 @pytest.mark.parametrize("args, conf, fragment", [
     (["--scenario", "Ofline"], QUICK_CONF, "unknown scenario 'Ofline'"),
     (["--scenario", "Offline"], "nano-codegen-agent.Offline.min_duration=100\n", "spaces around '='"),
+    (["--scenario", "Offline"], "# LoadGen would read 1 ms\nnano-codegen-agent.Offline.min_duration = 1e4\n",
+     "user.conf:2: 'nano-codegen-agent.Offline.min_duration = 1e4': LoadGen reads min_duration as an integer"),
+    (["--scenario", "Offline"], "nano-codegen-agent.Offline.target_qps = 1e999\n", "user.conf:1:"),
+    (["--scenario", "Server"], "*.*.use_token_latencies = 0\nnano-codegen-agent.Server.ttft_latency = 500\n",
+     "user.conf:2: ttft_latency = 500: LoadGen reads ttft_latency only while use_token_latencies = 1"),
     (["--scenario", "Offline", "--checkpoint", "/nonexistent/ckpt"], QUICK_CONF, "no checkpoint there"),
     (["--scenario", "Offline", "--max-attempts", "0"], QUICK_CONF, "--max-attempts"),
     (["--scenario", "Offline", "--redraws", "-1"], QUICK_CONF, "--redraws"),

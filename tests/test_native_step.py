@@ -88,14 +88,19 @@ def test_bad_rows_are_refused_before_anything_is_written() -> None:
 
 @pytest.mark.parametrize("n_out", [384, 96, 40, 7])
 def test_native_matmul_matches_f_linear_and_ignores_the_other_rows(n_out: int) -> None:
-    """Whole panels, a narrower last panel of whole vectors, and columns past the last vector."""
+    """Whole panels, a narrower last panel of whole vectors, and columns past the last vector; every
+    tile shape built in gives the same bits, for a row alone or among others."""
     g = torch.Generator().manual_seed(n_out)
     x, w, b = torch.randn(21, 128, generator=g), torch.randn(n_out, 128, generator=g), torch.randn(n_out, generator=g)
-    packed = native.pack_panels(w)
-    y = native.linear(x, packed, b)
-    assert (y - F.linear(x, w, b)).abs().max() < 1e-4
-    for r in (0, 8, 20):       # a row alone, the first of a tile, a tail row: the same bits
-        assert torch.equal(native.linear(x[r:r + 1].contiguous(), packed, b)[0], y[r])
+    first = None
+    for kernel in range(len(native.tiles())):
+        packed = native.pack_panels(w, kernel)
+        y = native.linear(x, packed, b, kernel)
+        assert (y - F.linear(x, w, b)).abs().max() < 1e-4
+        for r in (0, 8, 20):       # a row alone, the first of a tile, a tail row: the same bits
+            assert torch.equal(native.linear(x[r:r + 1].contiguous(), packed, b, kernel)[0], y[r])
+        first = y if first is None else first
+        assert torch.equal(y, first), native.tiles()[kernel]
 
 
 def _isa_builds() -> list[str]:
@@ -119,7 +124,7 @@ def test_every_vector_width_computes_the_same_bits(monkeypatch, tmp_path, march:
     native_out = steps_of(BatchModel(model, 4, backend="native"), seqs)
     monkeypatch.setattr(native, "FLAGS", [f if f != "-march=native" else f"-march={march}" for f in native.FLAGS])
     monkeypatch.setenv("NANO_CODEGEN_CACHE", str(tmp_path))
-    monkeypatch.setenv("NANO_CODEGEN_TILE", "4x2")   # the widths, not the tuner, are under test here
+    monkeypatch.setenv("NANO_CODEGEN_TILE", "4x2")   # AVX2 and scalar builds have it: the widths are under test
     native._load.cache_clear()
     try:
         ok, why = native.available()
@@ -127,37 +132,51 @@ def test_every_vector_width_computes_the_same_bits(monkeypatch, tmp_path, march:
             pytest.skip(f"this compiler has no -march={march}: {why}")
         assert ok, why
         other = steps_of(BatchModel(model, 4, backend="native"), seqs)
-        assert native._load().panel_width() != 0
     finally:
         native._load.cache_clear()
     assert torch.equal(native_out[0], other[0]) and torch.equal(native_out[1], other[1])
 
 
-@pytest.mark.parametrize("tile", ["6x2", "3x4", "8x1", "12x2", "4x4"])
-def test_every_tile_shape_computes_the_same_bits(monkeypatch, tile: str) -> None:
-    """The run-time tile choice (sut/native_tiles.py) cannot change an output: each is the same chain."""
+def test_every_tile_shape_computes_the_same_bits(monkeypatch) -> None:
+    """The run-time tile choice (sut/native_tiles.py) cannot change an output: a whole step (prefills,
+    decode rows, the cache) under each kernel of this build gives the same bits."""
     model = model_of(96, 4)
     g = torch.Generator().manual_seed(5)
-    seqs = [torch.randint(0, 200, (n,), generator=g).tolist() for n in (2, 17, 41, 12)]
-    chosen = steps_of(BatchModel(model, 8, backend="native"), seqs)
-    monkeypatch.setenv("NANO_CODEGEN_TILE", tile)
-    native._load.cache_clear()
-    try:
-        assert native.kernel_info()["tile"] == tile
-        other = steps_of(BatchModel(model, 8, backend="native"), seqs)
-    finally:
-        native._load.cache_clear()
-    assert torch.equal(chosen[0], other[0]) and torch.equal(chosen[1], other[1])
+    seqs = [torch.randint(0, 200, (n,), generator=g).tolist() for n in (2, 17, 41, 12, 5, 9, 30, 3, 22, 14, 8, 6, 19,
+                                                                           11, 4, 27)]   # up to 17 rows a step
+    outs = {}
+    for tile in native.tiles():
+        monkeypatch.setenv("NANO_CODEGEN_TILE", tile)
+        bm = BatchModel(model, 17, backend="native")
+        assert bm.describe()["native_kernel"]["tile"] == tile
+        assert bm.describe()["native_kernel"]["chosen_by"] == "NANO_CODEGEN_TILE"
+        outs[tile] = steps_of(bm, seqs)
+    first = next(iter(outs.values()))
+    for tile, out in outs.items():
+        assert torch.equal(first[0], out[0]) and torch.equal(first[1], out[1]), tile
 
 
-def test_the_tile_is_chosen_for_this_cpu_and_can_be_forced(monkeypatch) -> None:
+def test_the_tile_is_timed_once_per_machine_and_model_and_can_be_forced(monkeypatch, tmp_path, caplog) -> None:
+    """The first choice times every kernel on the model's shapes and writes it to the cache; a later
+    process reads it; NANO_CODEGEN_TILE forces a tile of this build and a bad one is ignored, said."""
     from sut import native_tiles
 
-    info = native.kernel_info()
-    width = info["vector_width"]
-    assert tuple(map(int, info["tile"].split("x"))) in native_tiles.CANDIDATES.get(width, native_tiles.CANDIDATES[1])
-    assert info["isa"] == {16: "avx512", 8: "avx2"}.get(width, "scalar")
-    with pytest.raises(ValueError, match="NANO_CODEGEN_TILE"):
-        native_tiles.parse("big")
-    with pytest.raises(ValueError, match="rows 1..12"):
-        native_tiles.parse("20x2")
+    shapes = ((64, 192, 2), (64, 64, 2), (256, 64, 2), (64, 200, 1))
+    monkeypatch.delenv("NANO_CODEGEN_TILE", raising=False)
+    monkeypatch.setattr(native_tiles, "_chosen", {})
+    timed = native_tiles.choose(shapes, tmp_path, rounds=2)
+    assert timed.chosen_by == "timing" and timed.tile in native.tiles() and native.tiles()[timed.kernel] == timed.tile
+    assert set(timed.ms) == set(native.tiles()) and min(timed.ms.values()) == timed.ms[timed.tile]
+    assert native_tiles.choose(shapes, tmp_path) is timed              # this process remembers it
+    monkeypatch.setattr(native_tiles, "_chosen", {})                  # a later process: the cache file
+    again = native_tiles.choose(shapes, tmp_path)
+    assert (again.chosen_by, again.tile, again.ms) == ("cache", timed.tile, timed.ms)
+    assert len(list(tmp_path.glob("tile-*.json"))) == 1
+    other = native.tiles()[-1]
+    monkeypatch.setenv("NANO_CODEGEN_TILE", other)
+    assert native_tiles.choose(shapes, tmp_path).tile == other
+    monkeypatch.setenv("NANO_CODEGEN_TILE", "20x9")
+    assert native_tiles.choose(shapes, tmp_path).tile == timed.tile
+    assert "NANO_CODEGEN_TILE=20x9 is not a tile of this" in caplog.text
+    info = again.info()
+    assert info["isa"] == {16: "avx512", 8: "avx2"}.get(info["vector_width"], "scalar") and info["cpu"]

@@ -31,6 +31,14 @@ REPO = Path(__file__).resolve().parent.parent
     (["--system-name", "../../x"], "--system-name '../../x'"),
     (["--system-name", "a/b"], "--system-name 'a/b'"),
     (["--system-name", ".hidden"], "--system-name '.hidden'"),
+    (["--system-name", ""], "--system-name ''"),
+    (["--threads", "100000"], "--threads must be at most"),          # torch segfaulted in the child
+    (["--workers", "100000"], "--workers must be at most"),          # the child hung starting sandboxes
+    (["--max-batch", "100000000"], "--max-batch must be at most 1024"),   # the child ran out of memory
+    (["--batch-wait-ms", "1e308"], "--batch-wait-ms"),
+    (["--device", "cuda:99"], "--device cuda:99"),                   # no CUDA here, or not 100 devices
+    (["--max-attempts", "0"], "--max-attempts must be at least 1"),
+    (["--checkpoint", "no-such-dir"], "--checkpoint"),
 ])
 def test_bad_options_are_one_line_exit_2_and_write_nothing(tmp_path, args, fragment):
     cmd = [*RUN, "--scenario", "Offline", "--user-conf", str(tmp_path / "user.conf"),
@@ -42,12 +50,18 @@ def test_bad_options_are_one_line_exit_2_and_write_nothing(tmp_path, args, fragm
     assert not (tmp_path / "results").exists() and not (tmp_path.parent / "x").exists()
 
 
-def test_a_relative_checkpoint_is_found_from_any_directory(tmp_path):
+def test_relative_paths_are_found_from_any_directory(tmp_path):
+    """--checkpoint, --user-conf and --results-dir relative to the caller's directory (the LoadGen child runs in
+    another)."""
     (tmp_path / "ckpt").symlink_to(REPO / "checkpoints" / "reference")
-    r = run(["--scenario", "Offline", "--mode", "performance", "--count", "4", "--checkpoint", "ckpt"], tmp_path)
+    (tmp_path / "quick.conf").write_text(QUICK_CONF)
+    r = subprocess.run([*RUN, "--scenario", "Offline", "--mode", "performance", "--count", "4", "--checkpoint", "ckpt",
+                        "--user-conf", "quick.conf", "--results-dir", "results", "--system-name", "testsys",
+                        "--no-progress", "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     config = json.loads((scenario_dir(tmp_path, "Offline") / "run_config.json").read_text())
     assert config["checkpoint"]["path"] == str((tmp_path / "ckpt").resolve())
+    assert config["loadgen_settings"]["min_duration"] == "1500"       # quick.conf was read
 
 
 def _target_line(stdout: str) -> tuple[float, bool]:
@@ -102,6 +116,41 @@ def test_weaker_isolation_is_not_compliant(tmp_path):
     assert any(f.rule == "isolation" for f in findings), findings
 
 
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, start time) of every process visible here."""
+    table = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(pid)] = (int(fields[1]), fields[19])
+    return table
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """pid -> start time of every process below ``root`` (the LoadGen child, its sandboxes' bubblewraps and zygotes)."""
+    table, found, todo = _process_table(), {}, [root]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, start) in table.items():
+            if ppid == parent and pid not in found:
+                found[pid] = start
+                todo.append(pid)
+    return found
+
+
+def _survivors(procs: dict[int, str], wait_s: float = 10.0) -> list[int]:
+    """Those of ``procs`` still alive (the same pid and start time) after up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        table = _process_table()
+        alive = [pid for pid, start in procs.items() if pid in table and table[pid][1] == start]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
+
+
 def _processes_mentioning(text: str) -> list[int]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -113,8 +162,10 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_a_signal_stops_the_run_and_marks_it_incomplete(tmp_path, sig):
+    """SIGTERM and SIGINT are passed on and reported (exit 143, 130); on SIGKILL the child dies with run.py
+    (its parent-death signal). Nothing below run.py survives; both run folders stay marked incomplete."""
     conf = tmp_path / "user.conf"
     conf.write_text(QUICK_CONF.replace("*.min_duration = 1500", "*.min_duration = 60000"))
     results = tmp_path / "results"
@@ -127,15 +178,47 @@ def test_a_signal_stops_the_run_and_marks_it_incomplete(tmp_path, sig):
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()
     time.sleep(1.0)
+    below = _descendants(proc.pid)
+    assert any(b"harness.lg_run" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in below)
+    assert len(below) > 1, below                                             # the child and its sandboxes
+    t0 = time.monotonic()
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 128 + sig and "interrupted" in err and "Traceback" not in err, err
-    time.sleep(1.0)
-    assert _processes_mentioning(str(results)) == []                        # the LoadGen child is gone too
-    assert (perf / "INCOMPLETE").is_file()
+    assert time.monotonic() - t0 < 15, "run.py took too long to stop"
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -sig
+    else:
+        assert proc.returncode == 128 + sig and "interrupted" in err and "Traceback" not in err, err
+        assert "marked incomplete" in err and len(err.strip().splitlines()) == 1, err
+    assert _survivors(below) == []                                           # no LoadGen child, no zygote
+    assert _processes_mentioning(str(results)) == []
+    accuracy = scenario_dir(tmp_path, "Offline") / "accuracy"
+    assert (perf / "INCOMPLETE").is_file() and (accuracy / "INCOMPLETE").is_file()   # accuracy: claimed, not begun
     assert any(f.rule == "incomplete" for f in check_scenario(scenario_dir(tmp_path, "Offline")).findings)
-    again = run(["--scenario", "Offline", "--mode", "performance", "--count", "16"], tmp_path)
-    assert again.returncode == 2 and "incomplete run" in again.stderr
+    for mode in ("performance", "accuracy"):
+        again = run(["--scenario", "Offline", "--mode", mode, "--count", "16"], tmp_path)
+        assert again.returncode == 2 and "incomplete run" in again.stderr and "move it away" in again.stderr, again.stderr
+
+
+def test_a_signal_stops_an_audit_and_marks_it_incomplete(tmp_path):
+    """--audit runs its LoadGen child through harness.run while run.py is __main__: one Interrupted class."""
+    r = run(["--scenario", "Offline", "--mode", "both", "--count", "4"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    results = tmp_path / "results"
+    proc = subprocess.Popen([*RUN, "--scenario", "Offline", "--audit", "TEST04", "--user-conf", str(tmp_path / "user.conf"),
+                             "--results-dir", str(results), "--system-name", "testsys", "--no-progress"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    audit = scenario_dir(tmp_path, "Offline") / "TEST04" / "performance" / "run_1"
+    deadline = time.monotonic() + 120
+    while not (audit / "mlperf_log_detail.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    below = _descendants(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "interrupted by SIGTERM" in err and f"{audit} is marked incomplete" in err, err
+    assert "Traceback" not in err, err
+    assert _survivors(below) == [] and (audit / "INCOMPLETE").is_file()
 
 
 def test_an_unwritable_results_folder_is_one_line(tmp_path):

@@ -56,20 +56,20 @@ def test_smoke_run_collects_failures_and_writes_a_checkpoint(tmp_path: Path) -> 
     assert meta["train"]["self_repair"]["init"] == str(DEFAULT_CHECKPOINT)
     assert (out / "loss.png").is_file()
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)   # never overwrites
-    assert again.returncode == 2 and "exists" in again.stderr
+    assert again.returncode == 2 and "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
 
 
-def test_flags() -> None:
-    _, _, cfg, rcfg = parse_args(["--init", "a", "--out", "/nonexistent/b", "--steps", "9", "--repair-share", "0.3"])
+def test_flags(tmp_path: Path) -> None:
+    _, _, cfg, rcfg = parse_args(["--init", "a", "--out", str(tmp_path / "b"), "--steps", "9", "--repair-share", "0.3"])
     assert cfg.steps == 9 and rcfg.repair_share == 0.3 and cfg.lr == 5e-4
     with pytest.raises(SystemExit):
-        parse_args(["--init", "a", "--out", "/nonexistent/b", "--repair-share", "1"])
+        parse_args(["--init", "a", "--out", str(tmp_path / "b"), "--repair-share", "1"])
 
 
 @pytest.mark.parametrize("bad", [["--retry-mix", "a,b"], ["--retry-mix", "-1,2"], ["--literal-mistakes", "-1"]])
-def test_bad_recipe_flags_are_refused_up_front(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_recipe_flags_are_refused_up_front(bad: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A malformed mix is a one-line usage error (exit 2) before any work, as in sut.train."""
     with pytest.raises(SystemExit) as e:
-        parse_args(["--init", "a", "--out", "/nonexistent/b", *bad])
+        parse_args(["--init", "a", "--out", str(tmp_path / "b"), *bad])
     assert e.value.code == 2
     assert bad[0] in capsys.readouterr().err.splitlines()[-1]

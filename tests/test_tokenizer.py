@@ -4,6 +4,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sut.tokenizer import SPECIAL_TOKENS, CodeTokenizer, TokenizerError, train_tokenizer
 
@@ -63,6 +65,27 @@ def test_text_cannot_forge_special_tokens(tok: CodeTokenizer) -> None:
         ids = tok.encode(f"x = '{s}'")
         assert not set(ids) & tok.special_ids
         assert tok.decode(ids) == f"x = '{s}'"
+
+
+def _byte_token(tok: CodeTokenizer, byte: int) -> int:
+    """The base-alphabet token of one byte (the ByteLevel pre-tokenizer's byte-to-character map)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    char = chr(byte) if byte in printable else chr(256 + [b for b in range(256) if b not in printable].index(byte))
+    return tok._tok.token_to_id(char)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ids=st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=40))
+def test_generated_text_is_always_valid_utf8(tok: CodeTokenizer, ids: list[int]) -> None:
+    """Whatever ids the model emits decode to text UTF-8 can carry (bytes that are not UTF-8 become
+    U+FFFD), so generated code never brings a lone surrogate to the verifier or the response format."""
+    text = tok.decode([i % tok.vocab_size for i in ids])
+    text.encode("utf-8")
+
+
+def test_surrogate_bytes_decode_to_replacement_characters(tok: CodeTokenizer) -> None:
+    ids = [_byte_token(tok, b) for b in (0xED, 0xA0, 0x80)]   # U+D800 as (invalid) UTF-8
+    assert tok.decode(ids) == "\ufffd" * 3
 
 
 def test_training_compresses_the_training_distribution(tok: CodeTokenizer) -> None:

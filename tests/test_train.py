@@ -35,8 +35,18 @@ def test_smoke_run_writes_loadable_checkpoint(tmp_path: Path) -> None:
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     again = subprocess.run([sys.executable, "-m", "sut.train", "--out", str(out), "--smoke", "--threads", "1"],
                            cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 2 and "--force" in again.stderr.splitlines()[-1] and "Traceback" not in again.stderr
+    assert again.returncode == 2 and again.stderr.strip().splitlines() == [
+        f"error: --out {out} already exists and holds a previous run's output: pick a new directory, or pass --force "
+        "to replace it"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    # --force replaces the checkpoint whole: no stale file of the old one, no scratch folder left beside it
+    (out / "stale.bin").write_bytes(b"old")
+    forced = subprocess.run([sys.executable, "-m", "sut.train", "--out", str(out), "--smoke", "--threads", "1",
+                             "--seed", "7", "--force"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert {p.name for p in out.iterdir()} == set(before) and [p.name for p in tmp_path.iterdir()] == ["smoke"]
+    assert load_checkpoint(out)[2]["train"]["seed"] == 7
 
 
 def test_schedule_and_flags() -> None:

@@ -39,6 +39,21 @@ def test_shipped_user_conf_is_valid():
     ("nano-codegen-agent.*.qsl_rng_seed = 5", "only from its built-in mlperf.conf"),
     ("nano-codegen-agent.*.mode = 2", "--mode"),
     ("min_duration = 5", "model.Scenario.key = value"),
+    # notations strtoull reads otherwise, ranges LoadGen overflows, lines LoadGen ignores (issue 16, item 8)
+    ("nano-codegen-agent.Offline.min_duration = 0x10", "'0x10' is 16"),
+    ("nano-codegen-agent.Offline.min_duration = +5", "plain decimal integer"),
+    ("nano-codegen-agent.Offline.target_qps = +5", "plain decimal number"),
+    ("nano-codegen-agent.Offline.min_duration = 9223372036855", "out of range"),      # ms -> int64 ns overflows
+    ("nano-codegen-agent.Offline.min_duration = " + "9" * 5000, "out of range"),     # not a ValueError from int()
+    ("nano-codegen-agent.Server.max_async_queries = 2147483648", "out of range"),    # cast to a C int
+    ("nano-codegen-agent.Server.target_latency = 0", "at least 1"),
+    ("nano-codegen-agent.Server.target_latency_percentile = 100", "past the end"),
+    ("nano-codegen-agent.Offline.target_latency = 5", "only for SingleStream, MultiStream, Server"),
+    ("nano-codegen-agent.SingleStream.target_qps = 5", "only for Server, Offline"),
+    ("nano-codegen-agent.Offline.max_async_queries = 5", "only for Server"),
+    ("nano-codegen-agent.Offline.accuracy_sample_count_override = 10", "--count"),
+    ("nano-codegen-agent.Offline.min_duration\u00a0=\u00a05", "spaces around '='"),   # a no-break space is no space to LoadGen
+    ("nano-codegen-agent.Offline.min_duration = 5 7", "one value"),                   # LoadGen would read 7
 ])
 def test_bad_line_is_refused_with_its_line_number(tmp_path, line, fragment):
     path = write(tmp_path, "# comment\n\n" + line + "\n")
@@ -69,6 +84,40 @@ def test_missing_file_names_the_fix(tmp_path):
         parse_user_conf(tmp_path / "nope.conf")
 
 
+def test_unreadable_files_are_one_user_conf_error(tmp_path):
+    """Not UTF-8, huge, a directory: the one documented error, never UnicodeDecodeError or MemoryError."""
+    bad = tmp_path / "latin1.conf"
+    bad.write_bytes(b"# ok\nnano-codegen-agent.*.min_duration = 5 # caf\xe9\n")
+    with pytest.raises(UserConfError, match=rf"^{bad}:2: not UTF-8"):
+        parse_user_conf(bad)
+    huge = tmp_path / "huge.conf"
+    huge.write_bytes(b"#" * (2 << 20))
+    with pytest.raises(UserConfError, match="bytes is not a user.conf"):
+        parse_user_conf(huge)
+    with pytest.raises(UserConfError, match="no such user.conf"):
+        parse_user_conf(tmp_path)
+
+
+def test_a_line_loadgen_reads_only_under_a_switch_is_refused_and_a_default_dropped(tmp_path):
+    """ttft_latency is read only with use_token_latencies = 1: a user's line is refused with its number; the
+    scenario YAML's bound is dropped when user.conf turns the switch off (the effective file is what LoadGen reads)."""
+    from harness.run import effective_settings
+
+    server = load_scenario("Server")
+    off = write(tmp_path, "nano-codegen-agent.Server.use_token_latencies = 0\n")
+    settings, _ = effective_settings(server, off, official=False)
+    assert settings["use_token_latencies"] == "0" and "ttft_latency" not in settings and "tpot_latency" not in settings
+    both = write(tmp_path, "*.*.use_token_latencies = 0\n*.Server.ttft_latency = 500\n")
+    with pytest.raises(UserConfError, match=rf"^{both}:2: ttft_latency = 500: LoadGen reads ttft_latency only while "
+                                            "use_token_latencies = 1"):
+        effective_settings(server, both, official=False)
+    # a wildcard line applies only where LoadGen reads its key
+    wild = write(tmp_path, "*.*.target_qps = 7\n*.*.target_latency = 9\n")
+    assert effective_settings(load_scenario("SingleStream"), wild, official=False)[0]["target_latency"] == "9"
+    offline, _ = effective_settings(load_scenario("Offline"), wild, official=False)
+    assert offline["target_qps"] == "7" and "target_latency" not in offline
+
+
 def test_scenarios_load_and_bad_name_is_refused():
     for name in ("SingleStream", "Offline", "Server"):
         assert load_scenario(name).name == name
@@ -90,6 +139,7 @@ LOADGEN_ATTR = {
     "sample_concatenate_permutation": ("sample_concatenate_permutation", 1),
     "target_latency": ("server_target_latency_ns", 10 ** 6), "ttft_latency": ("ttft_latency", 10 ** 6),
     "tpot_latency": ("tpot_latency", 10 ** 6), "target_qps": ("server_target_qps", 1),
+    "token_latency_scaling_factor": ("token_latency_scaling_factor", 1),
     "target_latency_percentile": ("server_target_latency_percentile", 0.01),
 }
 READ_BACK = """
@@ -125,7 +175,9 @@ def test_fuzzed_user_conf_values_are_refused_or_read_by_loadgen_as_written(tmp_p
     @given(key=st.sampled_from(sorted(LOADGEN_ATTR)), value=values)
     def judge(key: str, value: str) -> None:
         path = tmp_path / f"fuzz{len(accepted)}.conf"
-        token_prefix = "nano-codegen-agent.Server.use_token_latencies = 1\n" if key in ("ttft_latency", "tpot_latency") else ""
+        token_prefix = {"ttft_latency": "nano-codegen-agent.Server.use_token_latencies = 1\n",
+                        "tpot_latency": "nano-codegen-agent.Server.use_token_latencies = 1\n",
+                        "token_latency_scaling_factor": "nano-codegen-agent.Server.infer_token_latencies = 1\n"}.get(key, "")
         path.write_text(token_prefix + f"nano-codegen-agent.Server.{key} = {value}\n", encoding="utf-8", errors="surrogateescape")
         try:
             parse_user_conf(path)

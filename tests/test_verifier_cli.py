@@ -186,14 +186,32 @@ def test_lone_surrogates_become_valid_text_and_every_verdict_is_written(tmp_path
             {"id": 2, "code": 'raise ValueError("\\ud800 bad")', "expected": "2"},
             {"id": 3, "code": 'result = "\\udfff"', "expected": "2"},
             {"id": 4, "code": "result = 1", "expected": "1"}]
+    rows[3:3] = [  # the other ways a program's text reaches a verdict, each before the last, passing row
+        {"id": 5, "code": 'import sys\nsys.stdout.buffer.write(b"\\xed\\xa0\\x80")\nresult = 1', "expected": "2"},
+        {"id": 6, "code": 'def f(x):\n    raise KeyError("\\ud800")', "entry_point": "f", "inputs": "[(1,)]", "outputs": "[1]"},
+        {"id": 7, "code": 'def f(x):\n    return "\\ud800"', "entry_point": "f", "inputs": "[(1,)]", "outputs": "[1]"},
+        {"id": 8, "code": "def f(x):\n    return x", "test": 'def check(c):\n    assert c(1) == 2, "\\udc80"', "entry_point": "f"},
+        {"id": 9, "code": "result = '\ud800'", "expected": "2"}]   # a raw lone surrogate in the code itself
     path = tmp_path / "surrogates.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = cli("-m", "verifier", "batch", str(path))
     assert out.returncode == 0, out.stderr
     verdicts = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [v["id"] for v in verdicts] == [1, 2, 3, 4] and verdicts[3]["status"] == "passed"
+    assert [v["id"] for v in verdicts] == [1, 2, 3, 5, 6, 7, 8, 9, 4] and verdicts[-1]["status"] == "passed"
+    assert verdicts[3]["stdout"] == "\ufffd" * 3 and verdicts[7]["status"] == "syntax_error"
     assert verdicts[1]["message"] == "\\ud800 bad"
     tok = CodeTokenizer.from_file(REPO / "checkpoints" / "reference" / "tokenizer.json")
     for v in verdicts:
         v["feedback"].encode("utf-8")
         tok.encode(v["feedback"])
+
+
+def test_a_response_holding_a_lone_surrogate_is_utf8_and_decodes_to_the_same_text():
+    """The SUT's response bytes are valid UTF-8 JSON whatever text an engine handed over, and the
+    accuracy pass reads the same strings back (then judges such code a syntax error)."""
+    from verifier.response_format import decode
+
+    resp = Response("eval-0001", [AttemptOut("result = '\ud800'  # é", "syntax_error", 7)], 7, "engine: \udc80")
+    data = encode(resp)
+    data.decode("utf-8")
+    assert decode(data) == resp

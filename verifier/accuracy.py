@@ -28,6 +28,7 @@ import ast
 import hashlib
 import json
 import logging
+import os
 import re
 import sys
 from collections import defaultdict
@@ -64,21 +65,37 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def load_accuracy_log(path: Path) -> list[dict]:
-    """Entries of mlperf_log_accuracy.json, first entry per qsl_idx only, in log order; every field
-    typed as LoadGen writes it (InputError naming the entry otherwise: ``true`` is not an index)."""
+def read_accuracy_entries(path: Path) -> list[dict]:
+    """Every entry of mlperf_log_accuracy.json, each field typed as LoadGen writes it (``seq_id`` and
+    ``qsl_idx`` non-negative integers, never ``true``; ``data`` and any ``token_data`` upper-case hex
+    of whole bytes; any ``token_count`` a non-negative integer); InputError naming the file and the
+    entry's index otherwise. check_submission reads logs through this too: one reading of the format."""
     entries = read_json(path)
     if not isinstance(entries, list):
         raise InputError(f"{path} must hold a JSON list of LoadGen accuracy entries")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise InputError(f"{path} entry {i}: need an object {{seq_id, qsl_idx, data, ...}}, got {type(e).__name__}")
+        for key in ("seq_id", "qsl_idx"):
+            if not _is_int(e.get(key)) or e[key] < 0:
+                raise InputError(f"{path} entry {i}: need a non-negative integer {key!r}, got {_shown(e.get(key))}")
+        for key in ("data", "token_data"):
+            if (key == "data" or e.get(key) is not None) and not (isinstance(e.get(key), str) and _HEX.fullmatch(e[key])):
+                raise InputError(f"{path} entry {i}: {key!r} must be upper-case hex of whole bytes, as LoadGen writes it")
+        if e.get("token_count") is not None and (not _is_int(e["token_count"]) or e["token_count"] < 0):
+            raise InputError(f"{path} entry {i}: 'token_count' must be a non-negative integer, got {_shown(e['token_count'])}")
+    return entries
+
+
+def _shown(x: object) -> str:
+    return "nothing" if x is None else f"{json.dumps(x)[:40]} ({type(x).__name__})"
+
+
+def load_accuracy_log(path: Path) -> list[dict]:
+    """The log's entries (``read_accuracy_entries``), the first per qsl_idx only, in log order."""
     seen: set[int] = set()
     unique = []
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict) or not _is_int(e.get("seq_id")) or not _is_int(e.get("qsl_idx")) or e["qsl_idx"] < 0:
-            raise InputError(f"{path} entry {i}: need integer 'seq_id' and non-negative integer 'qsl_idx'")
-        if not isinstance(e.get("data"), str) or not _HEX.fullmatch(e["data"]):
-            raise InputError(f"{path} entry {i}: 'data' must be upper-case hex of whole bytes, as LoadGen writes it")
-        if "token_count" in e and (not _is_int(e["token_count"]) or e["token_count"] < 0):
-            raise InputError(f"{path} entry {i}: 'token_count' must be a non-negative integer")
+    for e in read_accuracy_entries(path):
         if e["qsl_idx"] not in seen:
             seen.add(e["qsl_idx"])
             unique.append(e)
@@ -144,7 +161,7 @@ def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool |
     for e in entries:
         idx = e["qsl_idx"]
         if not 0 <= idx < len(tasks):
-            raise ValueError(f"qsl_idx {idx} is outside the task file ({len(tasks)} tasks): wrong --tasks file?")
+            raise InputError(f"{accuracy_log}: qsl_idx {idx} is outside {tasks_path} ({len(tasks)} tasks): wrong --tasks file?")
         task = tasks[idx]
         resp, error = _decode(e, str(task["id"]))
         s: dict[str, Any] = {"qsl_idx": idx, "task_id": task["id"], "family": task.get("family", "?"), "error": error,
@@ -163,6 +180,10 @@ def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool |
     pool = pool or SandboxPool()
     try:
         verdicts = pool.verify_judged(job_items, progress=progress)
+    except InfrastructureError as e:   # name the samples: a program that kills its own sandbox shows here
+        ids = [s["task_id"] for s in samples if {s.get("first"), s.get("final")} & set(e.indices)]
+        raise InfrastructureError(f"{e} (samples: {', '.join(map(str, ids[:3]))}{', ...' if len(ids) > 3 else ''})",
+                                  e.indices) from None
     finally:
         if own_pool:
             pool.close()
@@ -200,13 +221,45 @@ def format_accuracy_txt(result: dict[str, Any]) -> str:
             f"samples={result['samples']} sut_errors={result['sut_errors']}\nhash={result['hash']}\n")
 
 
+def _expected_samples(text: str) -> int:
+    if text == "any":
+        return ANY_SUBSET
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive sample count or 'any'")
+    return int(text)
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be written, or None (a read-only folder is refused as root too: EROFS)."""
+    if not path.parent.is_dir():
+        return f"{path.parent} is not a folder"
+    if path.is_dir():
+        return "it is a folder"
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"{path.parent} is read-only"
+    return None
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never a half-written accuracy.txt."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verifier.accuracy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--mlperf-accuracy-file", required=True, type=Path, help="LoadGen's mlperf_log_accuracy.json")
     parser.add_argument("--tasks", required=True, type=Path, help="task file the QSL was built from (JSONL, qsl_idx = line)")
     parser.add_argument("--output", type=Path, default=Path("accuracy.txt"))
     parser.add_argument("--json", action="store_true", help="also print every metric, per family and per sample, as JSON")
-    parser.add_argument("--expected-samples", type=lambda s: ANY_SUBSET if s == "any" else int(s), default=None,
+    parser.add_argument("--expected-samples", type=_expected_samples, default=None, metavar="{N,any}",
                         help="the log must hold samples 0..N-1 (harness/run.py --count N); default: every task of "
                              "--tasks; 'any': an audit's sampled subset, judged as it is")
     parser.add_argument("--workers", type=int, default=None)
@@ -218,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         if not p.is_file():
             print(f"error: {p} does not exist", file=sys.stderr)
             return 2
+    unwritable = _unwritable(args.output)
+    if unwritable:   # known before the pass spends minutes judging
+        print(f"error: cannot write {args.output}: {unwritable}; pass a writable --output", file=sys.stderr)
+        return 2
     try:
         with SandboxPool(workers=args.workers, timeout_s=args.timeout, isolation=args.isolation) as pool:
             result = score_accuracy_log(args.mlperf_accuracy_file, args.tasks, pool, progress=sys.stderr.isatty(),
@@ -230,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     text = format_accuracy_txt(result)
     try:
-        args.output.write_text(text, encoding="utf-8")
+        _write_whole(args.output, text)
     except OSError as e:
         print(f"error: cannot write {args.output} ({e.strerror}): pass a writable --output", file=sys.stderr)
         return 1

@@ -83,7 +83,8 @@ def run_value(code: str, workdir: str, compiled=None) -> dict:
     return _encode_or_report(g["result"])
 
 
-def run_call(code: str, entry_point: str, inputs: str, workdir: str, compiled=None) -> dict:
+def run_call(code: str, entry_point: str, inputs: str, workdir: str, compiled=None, keep_going=False) -> dict:
+    """Call ``entry_point`` on each input; stop at the first failure unless ``keep_going`` (cases mode)."""
     g = _fresh_globals()
     try:
         exec(_program(code, compiled), g)
@@ -98,10 +99,12 @@ def run_call(code: str, entry_point: str, inputs: str, workdir: str, compiled=No
             out = fn(*args)
         except BaseException as e:
             calls.append({"error": exception_info(e, workdir)})
+            if keep_going:
+                continue
             break
         report = _encode_or_report(out)
         calls.append(report)
-        if "value" not in report:
+        if "value" not in report and not keep_going:
             break
     return {"calls": calls}
 
@@ -147,13 +150,15 @@ def warm_up() -> None:
 
 
 def run(request: dict, workdir: str) -> dict:
-    """Dispatch one request ({"mode": "value"|"call"|"test", "code", optional "compiled", ...}) to its protocol."""
+    """Dispatch one request ({"mode": "value"|"call"|"cases"|"test", "code", optional "compiled", ...}) to its protocol."""
     mode = request["mode"]
     compiled = request.get("compiled")
     if mode == "value":
         return run_value(request["code"], workdir, compiled)
     if mode == "call":
         return run_call(request["code"], request["entry_point"], request["inputs"], workdir, compiled)
+    if mode == "cases":
+        return run_call(request["code"], request["entry_point"], request["inputs"], workdir, compiled, True)
     if mode == "test":
         return run_test(request["code"], request["test"], request["entry_point"], workdir, compiled)
     return {"bad_request": mode}

@@ -48,6 +48,8 @@ def read_samples(path: Path, problems: dict[str, dict]) -> list[dict]:
         if s["task_id"] not in problems:
             raise InputError(f"{path} line {n}: unknown task_id {s['task_id'][:60]!r} (e.g. HumanEval/0)")
         samples.append(s)
+    if not samples:
+        raise InputError(f"{path} holds no samples: one JSON object per line, {{\"task_id\", \"completion\"}}")
     return samples
 
 
@@ -60,7 +62,12 @@ def score_samples(samples: list[dict], pool: SandboxPool, problems: dict[str, di
         if s.get("task_id") not in problems or not isinstance(s.get("completion"), str):
             raise ValueError(f"sample {n}: need a known 'task_id' (e.g. HumanEval/0) and a string 'completion'")
         items.append(program_and_check(problems[s["task_id"]], s["completion"]))
-    verdicts = pool.verify_judged(items, progress=progress)
+    try:
+        verdicts = pool.verify_judged(items, progress=progress)
+    except InfrastructureError as e:   # no pass@1 from a sandbox that kept failing; name the samples
+        ids = [f"{samples[i]['task_id']} (sample {i + 1})" for i in e.indices[:3]]
+        raise InfrastructureError(f"{e} (samples: {', '.join(ids)}{', ...' if len(e.indices) > 3 else ''})",
+                                  e.indices) from None
     per_task: dict[str, list] = defaultdict(list)
     for s, v in zip(samples, verdicts):
         per_task[s["task_id"]].append({"passed": v.passed, "status": v.status.value, "feedback": v.feedback})

@@ -12,8 +12,15 @@ from pathlib import Path
 from typing import Any
 
 MAX_LINE_BYTES = 4 << 20      # one JSONL row: a program, a task, a sample
-MAX_FILE_BYTES = 1 << 30      # a whole JSON document (LoadGen's accuracy log)
+MAX_FILE_BYTES = 1 << 30      # a whole file: a JSON document (LoadGen's accuracy log) or all of a JSONL file's lines
 MAX_DEPTH = 64                # nesting of arrays/objects; our rows are flat
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and not n % (1 << shift):
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
 
 
 class InputError(ValueError):
@@ -63,10 +70,14 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
         f = sys.stdin.buffer if name == "-" else open(path, "rb")
     except OSError as e:
         raise InputError(f"cannot read {name}: {e.strerror}") from None
+    total = 0
     try:
         for n, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
             if len(raw) > MAX_LINE_BYTES:
-                raise InputError(f"{name} line {n}: longer than {MAX_LINE_BYTES >> 20} MiB")
+                raise InputError(f"{name} line {n}: longer than {_size(MAX_LINE_BYTES)}")
+            total += len(raw)
+            if total > MAX_FILE_BYTES:
+                raise InputError(f"{name} line {n}: the file is over the {_size(MAX_FILE_BYTES)} limit")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -85,7 +96,7 @@ def read_json(path: str | Path) -> Any:
     try:
         size = Path(path).stat().st_size
         if size > MAX_FILE_BYTES:
-            raise InputError(f"{path}: {size} bytes, more than the {MAX_FILE_BYTES >> 30} GiB limit")
+            raise InputError(f"{path}: {size} bytes, more than the {_size(MAX_FILE_BYTES)} limit")
         text = Path(path).read_bytes().decode("utf-8")
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror}") from None

@@ -19,12 +19,14 @@ from typing import Any
 
 from verifier import plaindata
 from verifier.child import encode_compiled
-from verifier.checks import CallCheck, Check, TestCheck, ValueCheck
+from verifier.checks import CallCheck, CasesCheck, Check, TestCheck, ValueCheck
 from verifier.compare import same, show
 from verifier.verdict import Status, Verdict, cap
 
 OUTPUT_CHARS = 200       # Verdict.output: repr of what was observed
 STDOUT_CHARS = 2000      # Verdict.stdout: tail of what the program printed
+CASES_FEEDBACK_CHARS = 400   # a CasesCheck's feedback (count line + first failing case): more room than the
+                             # 160 of the other checks, because the agentic suite's transcripts grow on it
 RISKY_IMPORTS = {"os", "subprocess", "socket", "ctypes", "shutil", "signal", "multiprocessing", "threading"}
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _NAME = re.compile(r"[^A-Za-z0-9_.]")
@@ -85,7 +87,7 @@ def lint(tree: ast.AST, check: Check) -> list[str]:
     notes = [f"imports {m}" for m in sorted(imports & RISKY_IMPORTS)]
     if isinstance(check, ValueCheck) and "result" not in stores:
         notes.append("result is never assigned by name")
-    if isinstance(check, (CallCheck, TestCheck)) and check.entry_point not in stores | defs:
+    if isinstance(check, (CallCheck, CasesCheck, TestCheck)) and check.entry_point not in stores | defs:
         notes.append(f"{check.entry_point} is never defined by name")
     return notes
 
@@ -103,6 +105,9 @@ def request_for(code: str, check: Check, limits: Limits, program: types.CodeType
     elif isinstance(check, CallCheck):
         plaindata.to_wire(check.expected)
         req.update(mode="call", entry_point=check.entry_point, inputs=plaindata.encode([list(a) for a in check.inputs]))
+    elif isinstance(check, CasesCheck):
+        plaindata.to_wire(check.expected)
+        req.update(mode="cases", entry_point=check.entry_point, inputs=plaindata.encode([list(a) for a in check.inputs]))
     elif isinstance(check, TestCheck):
         req.update(mode="test", entry_point=check.entry_point, test=check.test)
     else:
@@ -155,8 +160,66 @@ def _call_text(entry_point: str, args: tuple) -> str:
     return show(f"{entry_point}({', '.join(show(a, 40) for a in args)})", 70).strip("'\"")
 
 
+def _case_call(entry_point: str, args: tuple) -> str:
+    return cap(f"{entry_point}({', '.join(show(a, 80) for a in args)})", 160)
+
+
+def judge_cases(check: CasesCheck, report: dict, limits: Limits) -> Verdict:
+    """Every case's outcome, then ``k/n passed`` and the first failing case, as a test runner prints them:
+
+        3/8 passed
+        count_above([3, 5, 5], 5) returned 0, expected 2
+
+    (or ``f([]) raised IndexError: list index out of range (line 4)``). The status is the first failure's."""
+    n = len(check.inputs)
+    head = f"0/{n} passed\n"
+    if "error" in report or "no_function" in report:
+        v = _error(report["error"], limits) if "error" in report else Verdict(
+            Status.WRONG_OUTPUT, f"no function: the program did not define {check.entry_point}")
+        v.feedback = cap(head + v.feedback, CASES_FEEDBACK_CHARS)
+        v.extra["cases_passed"], v.extra["cases"] = 0, n
+        return v
+    calls = report.get("calls")
+    if not isinstance(calls, list) or len(calls) != n or not all(isinstance(c, dict) for c in calls):
+        return _malformed()
+    outputs: list = []
+    passed, first = 0, None
+    for args, expected, result in zip(check.inputs, check.expected, calls):
+        call = _case_call(check.entry_point, args)
+        got = None
+        if "error" in result:
+            v = _error(result["error"], limits)
+            where = f" (line {v.line})" if v.line else ""
+            v.feedback = f"{call} raised {v.error_type}" + (f": {v.message}" if v.message else "") + where
+        elif "value" not in result:
+            v = _not_plain(result, f"{call} returned a value that") or _malformed()
+        else:
+            ok, got = _decode(result)
+            if not ok:
+                return _malformed()
+            v = None if same(expected, got) else Verdict(
+                Status.WRONG_OUTPUT, f"{call} returned {show(got, 120)}, expected {show(expected, 120)}")
+        outputs.append(got)
+        if v is None:
+            passed += 1
+        elif v.status is Status.CRASHED:
+            return v
+        elif first is None:
+            first = v
+    if first is None:
+        v = Verdict(Status.PASSED)
+    else:
+        v = first
+        v.feedback = cap(f"{passed}/{n} passed\n{first.feedback}", CASES_FEEDBACK_CHARS)
+    v.output = show(outputs, OUTPUT_CHARS)
+    v.extra["cases_passed"], v.extra["cases"] = passed, n
+    return v
+
+
 def judge_report(check: Check, report: dict, limits: Limits) -> Verdict:
     """Compare what the child observed with what the check expects."""
+    if isinstance(check, CasesCheck):
+        return judge_cases(check, report, limits)
     if "error" in report:
         return _error(report["error"], limits, check.test if isinstance(check, TestCheck) else None)
     if "no_function" in report and isinstance(check, (CallCheck, TestCheck)):

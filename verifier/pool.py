@@ -20,17 +20,22 @@ from verifier import plaindata
 from verifier.checks import Check
 from verifier.child import COMPILED_TAG
 from verifier.judge import Limits, judge_reply, precheck, request_for
-from verifier.sandbox import ISOLATION_MODES, probe
+from verifier.sandbox import ISOLATION_MODES, probe_keeping_zygote
 from verifier.verdict import Status, Verdict, cap
 from verifier.worker import SandboxWorker, WorkerDied
 
 log = logging.getLogger(__name__)
 
 GRACE_S = 5.0   # beyond timeout_s, how long the parent waits for a zygote's reply before killing it
+RETRY_PAUSE_S = 0.5   # verify_judged's pause before judging sandbox errors again (doubled each time)
 
 
 class InfrastructureError(RuntimeError):
-    """The sandbox kept failing on some executions; no verdict can be given for them."""
+    """The sandbox kept failing on some executions (``indices``, in the judged list); no verdict can be given for them."""
+
+    def __init__(self, message: str, indices: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.indices = list(indices)
 
 
 class SandboxPool:
@@ -48,7 +53,7 @@ class SandboxPool:
             raise ValueError(f"isolation={isolation!r}: choose bwrap (the default, fail closed) or process (weaker, explicit)")
         if zygote_loop not in ("auto", "native", "python"):
             raise ValueError(f"zygote_loop={zygote_loop!r}: choose auto, native or python")
-        self.level = probe(isolation)
+        self.level, first = probe_keeping_zygote(isolation, zygote_loop, preload)
         self.isolation: str = self.level.label
         self.limits = Limits(float(timeout_s), int(memory_mb), int(output_limit_bytes))
         self.lint = lint   # advisory notes in verdict.extra["lint"]; False skips the syntax tree they need
@@ -59,6 +64,8 @@ class SandboxPool:
         # preload: the modules each zygote imports before forking (None: verifier.zygote.PRELOAD, common
         # ones); () when the programs import nothing: a smaller zygote forks faster (docs/verifier.md)
         self._workers = [SandboxWorker(self.level, zygote_loop, preload) for _ in range(workers)]
+        if first is not None:   # the probe's zygote, already up: one start fewer
+            self._workers[0] = first
         self._threads = [threading.Thread(target=self._serve, args=(w, ev), daemon=True, name=f"verifier-worker-{i}")
                          for i, (w, ev) in enumerate(zip(self._workers, started))]
         for t in self._threads:
@@ -95,19 +102,20 @@ class SandboxPool:
         program) is judged again, up to ``tries`` times in all; if one persists, InfrastructureError,
         never a model verdict (an accuracy figure must not move because a zygote died)."""
         verdicts = self.verify_many(items, progress=progress)
-        for _ in range(tries - 1):
+        for attempt in range(tries - 1):
             again = [i for i, v in enumerate(verdicts) if v.status is Status.SANDBOX_ERROR]
             if not again:
                 break
             log.warning("verifier: judging %d execution(s) again after sandbox errors: %s", len(again),
                         verdicts[again[0]].feedback)
+            time.sleep(RETRY_PAUSE_S * 2 ** attempt)   # a machine briefly out of processes or memory recovers
             for i, v in zip(again, self.verify_many([items[i] for i in again])):
                 verdicts[i] = v
         failed = [i for i, v in enumerate(verdicts) if v.status is Status.SANDBOX_ERROR]
         if failed:
             raise InfrastructureError(f"{len(failed)} execution(s) failed in the sandbox itself {tries} times "
-                                      f"(e.g. {verdicts[failed[0]].feedback}); they cannot be judged: fix the "
-                                      "machine and run again")
+                                      f"(e.g. {' '.join(verdicts[failed[0]].feedback.split())}); they cannot be "
+                                      "judged: fix the machine and run again", failed)
         return verdicts
 
     def worker_pids(self) -> list[int]:
@@ -133,7 +141,8 @@ class SandboxPool:
 
     def _serve(self, worker: SandboxWorker, started: threading.Event) -> None:
         try:
-            worker.start()
+            if not worker.alive:
+                worker.start()
         except WorkerDied as e:
             log.warning("verifier: a worker failed to start (will retry on its first job): %s", e)
         started.set()

@@ -42,7 +42,10 @@ class Response:
 
 
 def encode(resp: Response) -> bytes:
-    """Serialize a response to the bytes given to LoadGen."""
+    """Serialize a response to the bytes given to LoadGen: always valid UTF-8 JSON. Text holding a
+    lone surrogate (which UTF-8 cannot carry; a plug-in engine's JSON could hand one over) is written
+    with JSON's ``\\uXXXX`` escapes, so ``decode`` gives back the same string and the sample is
+    still completed."""
     obj = {
         "v": FORMAT_VERSION,
         "task_id": resp.task_id,
@@ -50,7 +53,10 @@ def encode(resp: Response) -> bytes:
         "error": resp.error,
         "attempts": [{"code": a.code, "status": a.status, "tokens": a.tokens} for a in resp.attempts],
     }
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
 
 
 def decode(data: bytes) -> Response:
@@ -59,6 +65,8 @@ def decode(data: bytes) -> Response:
         obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"response is not UTF-8 JSON: {e}") from e
+    except (RecursionError, MemoryError) as e:   # bytes from the SUT: any nesting, any size
+        raise ValueError(f"response is not format {FORMAT_VERSION} JSON ({type(e).__name__})") from None
     if not isinstance(obj, dict) or obj.get("v") != FORMAT_VERSION:
         raise ValueError(f"response format version {obj.get('v') if isinstance(obj, dict) else '?'} is not {FORMAT_VERSION}")
     try:
