@@ -108,7 +108,7 @@ class SandboxPool:
                 break
             log.warning("verifier: judging %d execution(s) again after sandbox errors: %s", len(again),
                         verdicts[again[0]].feedback)
-            time.sleep(RETRY_PAUSE_S * 2 ** attempt)   # a machine briefly out of processes or memory recovers
+            time.sleep(RETRY_PAUSE_S * 2 ** attempt)   # a machine out of processes or memory for a moment recovers
             for i, v in zip(again, self.verify_many([items[i] for i in again])):
                 verdicts[i] = v
         failed = [i for i, v in enumerate(verdicts) if v.status is Status.SANDBOX_ERROR]
