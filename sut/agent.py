@@ -42,6 +42,16 @@ class AgentConfig:
     seed: int = 0
     redraws: int = 3            # a retry that writes code the verifier already rejected is redrawn (with its
                                 # own seed) up to this many times before it is submitted; 0 = off
+    feedback: str = "full"      # what the model reads after a failure: the verifier's text, or "none": a bare
+                                # "failed" (the ablation that measures what reading the feedback is worth)
+
+    def shown(self, feedback: str) -> str:
+        """The feedback text the model is given for a failed attempt."""
+        return BLIND_FEEDBACK if self.feedback == "none" else feedback
+
+
+BLIND_FEEDBACK = "failed"
+FEEDBACK_MODES = ("full", "none")
 
 
 @dataclass
@@ -190,7 +200,7 @@ def _run(task: Any, model: NanoCodeGen, tok: CodeTokenizer, pool: _Pool, cfg: Ag
         budget = min(cfg.max_new_tokens, window - len(seq) - 1)  # room for a closing <|end|>
         if budget < 1:
             raise ValueError(f"attempt {k} starts at {len(seq)} tokens: no room left in the {window}-token window")
-        step = tr.step_id(k)
+        step = tr.step_id(tok, k)
         prompt_tokens, reused = len(seq), seq.cached
 
         t0 = time.perf_counter()
@@ -230,5 +240,5 @@ def _run(task: Any, model: NanoCodeGen, tok: CodeTokenizer, pool: _Pool, cfg: Ag
         if verdict.passed:
             result.passed = True
             return
-        feedback = verdict.feedback
+        feedback = cfg.shown(verdict.feedback)
         rejected.add(code)

@@ -1,5 +1,9 @@
 """Save and load a checkpoint directory: weights, config and tokenizer, never pickle.
 
+Two formats. Format 2 (sut/hf_format.py) is a Hugging Face GPT-2 directory that
+transformers, vLLM or any GPT-2 engine loads; a model with attempt markers
+(``max_retries = 0``) is always saved in it. Format 1, the retry-step-embedding model:
+
     DIR/model.safetensors   weights (safetensors; the tied LM head is stored once, as wte)
     DIR/config.json         {"format", "model": GPTConfig, "train": {...}, "tokenizer_sha256",
                              "commit", "n_params"}
@@ -22,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from sut import hf_format
 from sut.model import GPTConfig, NanoCodeGen
 from sut.tokenizer import CodeTokenizer, TokenizerError
 
@@ -52,10 +57,18 @@ def git_commit(repo: Path = REPO_ROOT) -> str | None:
 
 
 def save_checkpoint(out_dir: str | Path, model: NanoCodeGen, tokenizer: CodeTokenizer, model_config: GPTConfig,
-                    train_config: dict[str, Any] | None = None, report: dict[str, Any] | None = None) -> Path:
-    """Write the checkpoint directory (created if needed); returns its path."""
+                    train_config: dict[str, Any] | None = None, report: dict[str, Any] | None = None,
+                    suite: str = "basic") -> Path:
+    """Write the checkpoint directory (created if needed); returns its path. ``suite`` is the task
+    suite it was trained for (its default there)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not model_config.max_retries:   # attempt markers: plain GPT-2, format 2
+        hf_format.save_hf(out, model, tokenizer, {"suite": suite, "train": train_config or {}, "commit": git_commit(),
+                                                  "n_params": model.num_params()})
+        if report is not None:
+            (out / METRICS).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        return out
     state = {k: v.detach().to("cpu", torch.float32).contiguous()
              for k, v in model.state_dict().items() if k != _TIED}
     save_file(state, str(out / WEIGHTS), metadata={"format": str(FORMAT_VERSION)})
@@ -65,6 +78,7 @@ def save_checkpoint(out_dir: str | Path, model: NanoCodeGen, tokenizer: CodeToke
         "model": model_config.to_dict(),
         "train": train_config or {},
         "tokenizer_sha256": tokenizer.sha256(),
+        "suite": suite,
         "commit": git_commit(),
         "n_params": model.num_params(),
     }
@@ -88,13 +102,36 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: missing or unknown field {e}; {_RETRAIN}") from None
 
 
+def _read_hf_config(d: Path) -> dict[str, Any]:
+    """nano_codegen.json with "model" (the GPTConfig read from config.json) added."""
+    try:
+        config = json.loads((d / hf_format.PROJECT_FILE).read_text(encoding="utf-8"))
+        config["tokenizer_sha256"]
+        config["model"] = hf_format.read_model_config(d / CONFIG).to_dict()
+        return config
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{e.filename}: missing; {_RETRAIN}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{d}: a JSON file is not valid ({e}); {_RETRAIN}") from None
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{d}: missing or unknown field {e}; {_RETRAIN}") from None
+    except hf_format.FormatError as e:
+        raise CheckpointError(f"{d / CONFIG}: {e}; {_RETRAIN}") from None
+
+
+def checkpoint_suite(config: dict[str, Any]) -> str:
+    """The suite a checkpoint was trained for (format-1 checkpoints predate the record: basic)."""
+    return config.get("suite", "basic")
+
+
 def load_checkpoint(ckpt_dir: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu"
                     ) -> tuple[NanoCodeGen, CodeTokenizer, dict[str, Any]]:
     """(model in eval mode on ``device``, tokenizer, config.json contents)."""
     d = Path(ckpt_dir)
     if not d.is_dir():
         raise CheckpointError(f"{d}: checkpoint directory not found; {_RETRAIN}")
-    config = _read_config(d / CONFIG)
+    hf = hf_format.is_hf_dir(d)
+    config = _read_hf_config(d) if hf else _read_config(d / CONFIG)
 
     tok_path = d / TOKENIZER
     if not tok_path.is_file():
@@ -115,6 +152,14 @@ def load_checkpoint(ckpt_dir: str | Path = DEFAULT_CHECKPOINT, device: str | tor
     w_path = d / WEIGHTS
     if not w_path.is_file():
         raise CheckpointError(f"{w_path}: missing; {_RETRAIN}")
+    if hf:
+        model = NanoCodeGen(mcfg)
+        try:
+            hf_format.load_hf_state(w_path, model)
+        except hf_format.FormatError as e:
+            raise CheckpointError(f"{w_path}: {e}; {_RETRAIN}") from None
+        model.to(device).eval()
+        return model, tokenizer, config
     try:
         state = load_file(str(w_path))
     except (SafetensorError, OSError, ValueError) as e:

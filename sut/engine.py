@@ -248,7 +248,7 @@ class Engine:
         self._n["rebuilds"] += seq.truncated
         seq.gen = self.bm.generator(attempt_seed(cfg.seed, seq.task.id, k)) if k > 0 else None
         seq.temperature = cfg.temperature if k > 0 else 0.0
-        seq.step, seq.budget, seq.out = tr.step_id(k), budget, []
+        seq.step, seq.budget, seq.out = tr.step_id(self.tok, k), budget, []
 
     def _take(self, seq: Seq, token: int) -> None:
         """Append a sampled token; end the attempt at <|end|> or the budget."""
@@ -326,7 +326,7 @@ class Engine:
         else:
             seq.rejected.add(seq.code)
             seq.attempt, seq.draw, seq.redrawn = k + 1, 0, 0
-            seq.truncated = _append_feedback(seq, self.tok, seq.prefix, verdict.feedback, k + 1,
+            seq.truncated = _append_feedback(seq, self.tok, seq.prefix, self.cfg.shown(verdict.feedback), k + 1,
                                              self.cfg.max_new_tokens, self.window)
             seq.state = PREFILL
 

@@ -2,6 +2,11 @@
 
     python -m sut.evaluate                         # shipped checkpoint, all 1,024 tasks
     python -m sut.evaluate --count 100 --json      # a quick look, machine-readable
+    python -m sut.evaluate --suite agentic         # the agentic suite with its checkpoint, up to 8 attempts
+    python -m sut.evaluate --suite agentic --tasks FILE.jsonl --feedback none
+
+The batched engine (sut/engine.py) runs the tasks by default; ``--engine sequential`` runs the
+one-sequence agent (sut/agent.py), which must give the same results.
 
 pass@1 counts tasks solved by the first (greedy) attempt; pass@final counts tasks solved
 by any attempt within --max-attempts. This is the in-loop verdict: the official
@@ -22,8 +27,10 @@ import torch
 from tqdm import tqdm
 
 from sut.agent import AgentConfig, AgentResult, run_agent
-from sut.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from sut.agent import FEEDBACK_MODES
+from sut.checkpoint import CheckpointError, load_checkpoint
 from sut.engine_factory import MAX_SEED, PER_CPU, check_device, check_range
+from sut.suites import DEFAULTS, SUITES, SuiteError, check_checkpoint, check_suite, load_tasks
 from sut.model import NanoCodeGen
 from sut.output_guard import refuse_overwrite
 from sut.tokenizer import CodeTokenizer
@@ -67,6 +74,23 @@ def evaluate_tasks(model: NanoCodeGen, tok: CodeTokenizer, pool: Any, tasks: Seq
     return summarize(out, time.perf_counter() - t0)
 
 
+def evaluate_batched(model: NanoCodeGen, tok: CodeTokenizer, pool: Any, tasks: Sequence[Any], cfg: AgentConfig,
+                     device: str = "cpu", max_batch: int = 64, results: list[AgentResult] | None = None
+                     ) -> dict[str, Any]:
+    """The same run through the batched engine (continuous batching, prefix reuse); same results."""
+    from sut.engine import Engine  # noqa: PLC0415
+
+    out = results if results is not None else []
+    t0 = time.perf_counter()
+    engine = Engine(model, tok, pool, cfg, max_batch=max_batch, device=device)
+    try:
+        out += engine.run(list(tasks), progress=True)
+    finally:
+        engine.stop(close_pool=False)
+    s = summarize(out, time.perf_counter() - t0)
+    return s
+
+
 def record_reference(checkpoint: Path, summary: dict[str, Any]) -> None:
     """Write ``summary`` into ``checkpoint/metrics.json`` under "eval": the figures the harness's accuracy
     target (99% of pass@final) and TEST09's output-length band are taken from."""
@@ -79,9 +103,18 @@ def record_reference(checkpoint: Path, summary: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sut.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--suite", default="basic", help=f"task suite: {' or '.join(SUITES)} (default basic)")
+    p.add_argument("--tasks", type=Path, default=None,
+                   help="a task file of the suite (default: its frozen evaluation set, sha256-checked)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the suite's shipped checkpoint")
     p.add_argument("--count", type=int, default=None, help="first N evaluation tasks (default: all)")
-    p.add_argument("--max-attempts", type=int, default=AgentConfig.max_attempts)
+    p.add_argument("--max-attempts", type=int, default=None, help="default: the suite's (basic 5, agentic 8)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="per attempt; default: the suite's")
+    p.add_argument("--feedback", choices=FEEDBACK_MODES, default="full",
+                   help="none: the model reads a bare 'failed' instead of the verifier's text (an ablation)")
+    p.add_argument("--engine", choices=("batched", "sequential"), default="batched",
+                   help="the batched engine (default) or the one-sequence agent loop")
+    p.add_argument("--max-batch", type=int, default=64, help="sequences the batched engine decodes together")
     p.add_argument("--seed", type=int, default=AgentConfig.seed)
     p.add_argument("--temperature", type=float, default=AgentConfig.temperature, help="retries' sampling temperature")
     p.add_argument("--top-k", type=int, default=AgentConfig.top_k, help="retries' top-k (0: the whole vocabulary)")
@@ -98,12 +131,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="store the summary as the checkpoint's reference figures (metrics.json 'eval'; all tasks only)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-    if a.max_attempts < 1 or (a.count is not None and a.count < 1) or a.redraws < 0:
-        p.error("--max-attempts and --count must be positive, --redraws not negative")
-    cfg = AgentConfig(max_attempts=a.max_attempts, seed=a.seed, temperature=a.temperature, top_k=a.top_k or None,
-                      redraws=a.redraws)
-    if a.record and (a.count or cfg != AgentConfig()):
-        p.error("--record stores the reference figures: run it on all tasks with the default agent settings")
+    try:
+        suite = DEFAULTS[check_suite(a.suite)]
+    except SuiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    checkpoint = a.checkpoint or suite.checkpoint
+    a.max_attempts = a.max_attempts or suite.max_attempts
+    a.max_new_tokens = a.max_new_tokens or suite.max_new_tokens
+    if a.max_attempts < 1 or (a.count is not None and a.count < 1) or a.redraws < 0 or a.max_new_tokens < 1 \
+            or a.max_batch < 1:
+        p.error("--max-attempts, --max-new-tokens, --max-batch and --count must be positive, --redraws not negative")
+    cfg = AgentConfig(max_attempts=a.max_attempts, max_new_tokens=a.max_new_tokens, seed=a.seed,
+                      temperature=a.temperature, top_k=a.top_k or None, redraws=a.redraws, feedback=a.feedback)
+    default_cfg = AgentConfig(max_attempts=suite.max_attempts, max_new_tokens=suite.max_new_tokens)
+    if a.record and (a.count or a.tasks or cfg != default_cfg):
+        p.error("--record stores the reference figures: run it on all frozen tasks with the default agent settings")
     if a.results is not None:
         refuse_overwrite(a.results, a.force, "--results", "file")   # one line, exit 2, before any work
     try:   # the engine options' rules (sut/engine_factory.py), before a checkpoint loads or a sandbox starts
@@ -117,13 +160,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(a.threads)
 
-    from sut.tasks import EvalSetError, load_eval_tasks  # noqa: PLC0415 - keeps --help fast
+    from sut.tasks import EvalSetError  # noqa: PLC0415 - keeps --help fast
     from verifier.pool import SandboxPool  # noqa: PLC0415
     from verifier.sandbox import SandboxUnavailable  # noqa: PLC0415
     try:
-        model, tok, _ = load_checkpoint(a.checkpoint, a.device)
-        tasks = load_eval_tasks()
-    except (CheckpointError, EvalSetError) as e:
+        tasks = load_tasks(a.suite, a.tasks)
+        model, tok, meta = load_checkpoint(checkpoint, a.device)
+        check_checkpoint(checkpoint, meta, a.suite)
+    except (CheckpointError, EvalSetError, SuiteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     tasks = tasks[: a.count] if a.count else tasks
@@ -134,12 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     with pool:
-        s = evaluate_tasks(model, tok, pool, tasks, cfg, a.device, results=results)
+        if a.engine == "sequential":
+            s = evaluate_tasks(model, tok, pool, tasks, cfg, a.device, results=results)
+        else:
+            s = evaluate_batched(model, tok, pool, tasks, cfg, a.device, a.max_batch, results=results)
     # Per-task outcomes let the checker judge a --count subset against the reference on the same tasks.
     s["failed_final"] = [i for i, r in enumerate(results) if not r.passed]
     if a.record:
-        record_reference(a.checkpoint, s)
-    s["checkpoint"] = str(a.checkpoint)
+        record_reference(checkpoint, s)
+    s.update(checkpoint=str(checkpoint), suite=a.suite, feedback=a.feedback, engine=a.engine,
+             tasks_file=str(a.tasks) if a.tasks else "frozen")
     if a.results:
         a.results.write_text("".join(json.dumps(r.to_json()) + "\n" for r in results), encoding="utf-8")
     if a.json:

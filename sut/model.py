@@ -3,7 +3,10 @@
 nanoGPT-shaped (one file, a dataclass config, shape comments) with two additions:
 
 - a learned retry-step embedding (``wse``, 16 rows) added to every token, so the model
-  knows whether it is writing a first attempt or the k-th retry after feedback;
+  knows whether it is writing a first attempt or the k-th retry after feedback. With
+  ``max_retries = 0`` the attempt number is in the text instead (attempt-marker tokens,
+  sut/tokenizer.py) and the model is exactly GPT-2 (sut/hf_format.py): ``wse`` is then one
+  frozen row of zeros, so every engine's embedding sum is unchanged, bit for bit;
 - ``forward_cached``: attention over a preallocated KV cache of ``max_slots`` sequences
   (gpt-fast style, allocated once). Prefill, extension of a sequence with feedback
   tokens and batched one-token decode are all the same call: row b writes its T new
@@ -32,7 +35,7 @@ class GPTConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
-    max_retries: int = 16     # rows of the retry-step embedding (steps 0..15)
+    max_retries: int = 16     # rows of the retry-step embedding (steps 0..15); 0: attempt markers, plain GPT-2
     dropout: float = 0.0
 
     def to_dict(self) -> dict:
@@ -145,7 +148,7 @@ class NanoCodeGen(nn.Module):
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)   # tokens
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)   # positions
-        self.wse = nn.Embedding(cfg.max_retries, cfg.n_embd)  # retry steps
+        self.wse = nn.Embedding(max(cfg.max_retries, 1), cfg.n_embd)  # retry steps
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd)
@@ -155,6 +158,9 @@ class NanoCodeGen(nn.Module):
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        if not cfg.max_retries:   # attempt markers carry the attempt: wse is a frozen zero row (module doc)
+            nn.init.zeros_(self.wse.weight)
+            self.wse.weight.requires_grad_(False)
         self.kv_cache: KVCache | None = None
 
     @staticmethod
@@ -167,7 +173,7 @@ class NanoCodeGen(nn.Module):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
     def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def _embed(self, idx: Tensor, steps: Tensor, pos: Tensor) -> Tensor:
         return self.drop(self.wte(idx) + self.wpe(pos) + self.wse(steps))  # (B, T, C)
@@ -176,8 +182,8 @@ class NanoCodeGen(nn.Module):
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"cannot forward a sequence of {T} tokens: block_size is {self.config.block_size}")
-        if steps.max() >= self.config.max_retries or steps.min() < 0:
-            raise ValueError(f"retry steps must lie in 0..{self.config.max_retries - 1}")
+        if steps.max() >= self.wse.num_embeddings or steps.min() < 0:
+            raise ValueError(f"retry steps must lie in 0..{self.wse.num_embeddings - 1}")
         x = self._embed(idx, steps, torch.arange(T, device=idx.device))
         for block in self.blocks:
             x = block(x)

@@ -37,7 +37,7 @@ class NativeStep:
     def __init__(self, model: NanoCodeGen, kv: Tensor) -> None:
         cfg = model.config
         self.C, self.nh, self.V, self.n_layer = cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.n_layer
-        self.n_retry, self.kv = cfg.max_retries, kv
+        self.n_retry, self.kv = model.wse.num_embeddings, kv
         assert kv.is_contiguous() and kv.dtype == torch.float32 and kv.device.type == "cpu"
         self.n_slots, self.window = kv.shape[3], kv.shape[2]
         eps = {b.ln_1.eps for b in model.blocks} | {b.ln_2.eps for b in model.blocks} | {model.ln_f.eps}

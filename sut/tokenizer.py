@@ -20,6 +20,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 PAD, START, END, TASK, CODE, FEEDBACK = "<|pad|>", "<|start|>", "<|end|>", "<|task|>", "<|code|>", "<|feedback|>"
 SPECIAL_TOKENS = [PAD, START, END, TASK, CODE, FEEDBACK]  # ids 0..5, in this order
+# Attempt markers: ``<|attempt_k|>`` opens retry k (1..15; later retries reuse the last). A tokenizer that
+# has them marks each attempt in the text itself, as deployed agents do, so the model needs no retry-step
+# embedding and is a plain GPT-2 (sut/hf_format.py); one without them is a format-1 tokenizer.
+ATTEMPT_MARKERS = [f"<|attempt_{k}|>" for k in range(1, 16)]
 DEFAULT_VOCAB_SIZE = 1536
 
 
@@ -39,7 +43,15 @@ class CodeTokenizer:
             raise TokenizerError(f"tokenizer lacks special tokens {missing}; retrain it with sut.tokenizer.train_tokenizer")
         self.pad_id, self.start_id, self.end_id = ids[PAD], ids[START], ids[END]
         self.task_id, self.code_id, self.feedback_id = ids[TASK], ids[CODE], ids[FEEDBACK]
-        self.special_ids = frozenset(ids.values())
+        markers = [tok.token_to_id(m) for m in ATTEMPT_MARKERS]
+        self.attempt_ids: list[int] = markers if all(i is not None for i in markers) else []
+        self.special_ids = frozenset([*ids.values(), *self.attempt_ids])
+
+    def attempt_marker(self, attempt: int) -> list[int]:
+        """The marker tokens that open retry ``attempt`` (>= 1): one token, or none for a format-1 tokenizer."""
+        if not self.attempt_ids:
+            return []
+        return [self.attempt_ids[min(attempt, len(self.attempt_ids)) - 1]]
 
     @property
     def vocab_size(self) -> int:
@@ -79,8 +91,10 @@ class CodeTokenizer:
         return cls.from_str(path.read_text(encoding="utf-8"))
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE) -> CodeTokenizer:
-    """Learn a byte-level BPE on ``texts``; the 256-byte alphabet is always included.
+def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE,
+                    attempt_markers: bool = False) -> CodeTokenizer:
+    """Learn a byte-level BPE on ``texts``; the 256-byte alphabet is always included, and the
+    attempt markers (ids 6..20) when ``attempt_markers``.
 
     (Splitting numbers into single digits first was tried: at the same training budget it
     halved validation pass@1, 14% against 28%, so numbers stay whole BPE tokens.)
@@ -90,7 +104,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE) 
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + (ATTEMPT_MARKERS if attempt_markers else []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )

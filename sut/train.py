@@ -1,6 +1,7 @@
 """Train Nano-CodeGen from scratch: tokenizer, then model, then a validation run of the agent.
 
-    python -m sut.train --out checkpoints/reference          # the shipped recipe
+    python -m sut.train --out checkpoints/reference          # the shipped recipe (basic suite)
+    python -m sut.train --suite agentic --out checkpoints/agentic   # the agentic suite's (HF GPT-2 format)
     python -m sut.train --out /tmp/smoke --smoke             # < 60 s, for tests
 
 Steps: draw training tasks; draft mistakes and verify them with the real sandbox pool
@@ -35,7 +36,7 @@ from sut import train_data
 from sut import transcript as tr
 from sut.agent import AgentConfig
 from sut.checkpoint import git_commit, save_checkpoint
-from sut.evaluate import evaluate_tasks
+from sut.evaluate import evaluate_tasks, summarize
 from sut.model import GPTConfig, NanoCodeGen
 from sut.platform_info import cpu_model
 from sut.tasks import generate_tasks
@@ -74,11 +75,22 @@ class TrainConfig:
     device: str = "cpu"
     verify_workers: int = 2
     isolation: str = "bwrap"        # the verifier sandbox: bwrap (fail closed) or process (explicit, weaker)
+    suite: str = "basic"            # the task suite (sut/agentic/ for agentic): its data, model format, defaults
+    bug_share: float = 0.2          # agentic: chance that an attempt is preceded by a slip (sut/agentic/transcripts.py)
+    val_max_attempts: int = 5       # attempts per validation task
+
+
+# The agentic suite's recipe: longer transcripts (so fewer, smaller batches), a 2,048-token window and
+# attempt markers instead of the retry-step embedding (an HF GPT-2 checkpoint, sut/hf_format.py).
+AGENTIC = dict(steps=5500, batch_size=16, train_tasks=14000, mistakes_per_task=2, val_tasks=128, val_loss_tasks=128,
+               val_max_attempts=8, val_max_new_tokens=256, eval_every=1100)
+AGENTIC_MODEL = dict(block_size=2048, max_retries=0)
 
 
 SMOKE = dict(steps=30, batch_size=16, train_tasks=300, mistakes_per_task=1, tokenizer_tasks=300, vocab_size=512,
              val_tasks=3, val_loss_tasks=32, val_max_new_tokens=16, eval_every=15, warmup=5)
 SMOKE_MODEL = dict(n_layer=2, n_head=2, n_embd=64)
+SMOKE_AGENTIC_MODEL = dict(n_layer=2, n_head=2, n_embd=64, block_size=1024, max_retries=0)
 
 
 @torch.no_grad()
@@ -128,12 +140,13 @@ class Fitted:
 
 
 def fit(model: NanoCodeGen, tok: CodeTokenizer, cfg: TrainConfig, val_batches: list[train_data.Batch],
-        rng: random.Random, draw: Callable[[random.Random], list[tr.Piece]], desc: str = "train") -> Fitted:
+        rng: random.Random, draw: Callable[[random.Random], list[tr.Piece]], desc: str = "train",
+        on_eval: Callable[[int], None] | None = None) -> Fitted:
     """AdamW with warmup + cosine over ``cfg.steps`` steps; ``draw(rng)`` gives one pass of transcripts
-    (called again whenever a pass is used up). The from-scratch recipe and the self-repair phase
-    (sut.self_repair) share it."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    (called again whenever a pass is used up); ``on_eval(step)`` runs at each validation point. The
+    from-scratch recipes and the self-repair phase (sut.self_repair) share it."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and p.requires_grad]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 and p.requires_grad]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     block_size = model.config.block_size
@@ -159,6 +172,10 @@ def fit(model: NanoCodeGen, tok: CodeTokenizer, cfg: TrainConfig, val_batches: l
         out.curve.append((step, lv))
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             out.val_curve.append((step + 1, masked_loss(model, val_batches, cfg.device)))
+            if on_eval is not None:
+                model.eval()
+                on_eval(step + 1)
+                model.train()
             bar.set_postfix(loss=f"{out.ema:.3f}", val=f"{out.val_curve[-1][1]:.3f}")
         elif step % 10 == 0:
             bar.set_postfix(loss=f"{out.ema:.3f}")
@@ -191,6 +208,8 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     log.info("torch threads: %d (the machine's cores are shared with the sandbox workers)", cfg.threads)
     rng = random.Random(cfg.seed)
 
+    if cfg.suite == "agentic":
+        return train_agentic(out, cfg, mcfg, t_start, rng)
     tasks = train_data.take_train_tasks(cfg.train_tasks, cfg.seed)
     val = generate_tasks("val", max(cfg.val_tasks, cfg.val_loss_tasks), cfg.seed)
     log.info("drew %d training and %d validation tasks", len(tasks), len(val))
@@ -225,6 +244,64 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     t_end = time.perf_counter()
     metrics = run_metrics(summary, fitted, model, cfg, (t_start, t_data, t_train, t_end), "sut.train")
     save_checkpoint(out, model, tok, mcfg, asdict(cfg), metrics)
+    write_report(out, metrics, fitted.curve, fitted.val_curve, asdict(cfg), mcfg.to_dict())
+    return metrics
+
+
+def train_agentic(out: Path, cfg: TrainConfig, mcfg: GPTConfig, t_start: float, rng: random.Random) -> dict:
+    """The agentic recipe: planned guess-and-fix transcripts judged by the real sandbox
+    (sut/agentic/transcripts.py), attempt markers, validation with the batched engine."""
+    from sut.agentic import suite as agentic_suite  # noqa: PLC0415 - the basic recipe never needs it
+    from sut.agentic import transcripts  # noqa: PLC0415
+    from sut.engine import Engine  # noqa: PLC0415
+
+    tasks = agentic_suite.generate("train", cfg.train_tasks, cfg.seed)
+    val = agentic_suite.generate("val", max(cfg.val_tasks, cfg.val_loss_tasks), cfg.seed)
+    log.info("drew %d agentic training and %d validation tasks", len(tasks), len(val))
+    # The families' code runs in microseconds; a slip that loops forever is what a timeout catches, so the
+    # data pass waits 0.5 s rather than the default 2 s (a transcript whose verdict disagrees is dropped).
+    with SandboxPool(workers=cfg.verify_workers, timeout_s=0.5, isolation=cfg.isolation) as pool:
+        examples = transcripts.build_examples(tasks, pool, cfg.mistakes_per_task, cfg.seed, cfg.bug_share)
+        val_examples = transcripts.build_examples(val[:cfg.val_loss_tasks], pool, 1, cfg.seed + 1, cfg.bug_share)
+    t_data = time.perf_counter()
+    tok = train_tokenizer(transcripts.tokenizer_corpus(examples[:cfg.tokenizer_tasks]), cfg.vocab_size,
+                          attempt_markers=True)
+    mcfg.vocab_size = tok.vocab_size
+    model = NanoCodeGen(mcfg)
+    if cfg.sinusoidal_pos:
+        sinusoidal_init(model)
+    model.to(cfg.device)
+    log.info("model: %d parameters, %s", model.num_params(), mcfg)
+    val_batches = train_data.make_batches([transcripts.transcript(tok, ex) for ex in val_examples], cfg.batch_size,
+                                          tok.pad_id, random.Random(0), mcfg.block_size)
+    agent = AgentConfig(max_attempts=cfg.val_max_attempts, max_new_tokens=cfg.val_max_new_tokens, seed=cfg.seed)
+    pool = SandboxPool(workers=cfg.verify_workers, timeout_s=2.0, isolation=cfg.isolation)
+    pass_curve: list[dict] = []
+    last: list[dict] = []
+
+    def validate(step: int) -> None:
+        engine = Engine(model, tok, pool, agent, max_batch=64, device=cfg.device)
+        try:
+            results = engine.run(val[:cfg.val_tasks])
+        finally:
+            engine.stop(close_pool=False)
+        s = summarize(results, 0.0)
+        s["attempts_histogram"] = [sum(len(r.attempts) == k and r.passed for r in results)
+                                   for k in range(1, cfg.val_max_attempts + 1)]
+        pass_curve.append({"step": step, **{k: s[k] for k in ("pass@1", "pass@final", "mean_attempts")}})
+        log.info("step %d: validation pass@1 %.3f, pass@final %.3f, mean attempts %.2f", step, s["pass@1"],
+                 s["pass@final"], s["mean_attempts"])
+        last[:] = [s]
+
+    with pool:
+        fitted = fit(model, tok, cfg, val_batches, rng, lambda r: [transcripts.transcript(tok, ex) for ex in examples],
+                     on_eval=validate)   # validates at every eval point, the last step included
+    t_train = t_end = time.perf_counter()
+    summary = last[0]
+    metrics = run_metrics(summary, fitted, model, cfg, (t_start, t_data, t_train, t_end), "sut.train")
+    metrics.update(suite="agentic", val_pass_curve=pass_curve, val_attempts_histogram=summary["attempts_histogram"],
+                   train_transcripts=len(examples))
+    save_checkpoint(out, model, tok, mcfg, asdict(cfg), metrics, suite="agentic")
     write_report(out, metrics, fitted.curve, fitted.val_curve, asdict(cfg), mcfg.to_dict())
     return metrics
 
@@ -276,8 +353,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTCon
                    help="replace an --out that already holds files (the new checkpoint replaces it whole once complete)")
     add_field_flags(p, [*fields(TrainConfig), *(f for f in fields(GPTConfig) if f.name not in ("vocab_size", "max_retries"))])
     a = p.parse_args(argv)
-    cfg = TrainConfig(**(SMOKE if a.smoke else {}))
-    mcfg = GPTConfig(**(SMOKE_MODEL if a.smoke else {}))
+    suite = a.suite or "basic"
+    if suite not in ("basic", "agentic"):
+        p.error(f"--suite {suite!r}: choose basic or agentic")
+    agentic = suite == "agentic"
+    cfg = TrainConfig(**{**(AGENTIC if agentic else {}), **(SMOKE if a.smoke else {})})
+    model_defaults = SMOKE_AGENTIC_MODEL if agentic and a.smoke else AGENTIC_MODEL if agentic else \
+        SMOKE_MODEL if a.smoke else {}
+    mcfg = GPTConfig(**model_defaults)
     apply_field_flags(a, cfg, mcfg)
     refuse_overwrite(a.out, a.force, "--out")   # one line, exit 2, before any work
     if mcfg.n_embd % mcfg.n_head:

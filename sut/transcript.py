@@ -4,10 +4,12 @@ Token layout (one sequence per task):
 
     <|start|> <|task|> PROMPT <|code|> CODE_0 <|end|> <|feedback|> FEEDBACK_0 <|code|> CODE_1 <|end|> ...
 
-Every token also carries a retry-step id (the learned retry-step embedding): the
-start/task/prompt tokens are step 0, and attempt k's tokens (the <|feedback|> and
-feedback text before it, its <|code|>, its code and its <|end|>) are step k, capped at
-MAX_STEP. The model only ever *writes* code and <|end|>; everything else is written by
+With a tokenizer that has attempt markers (the HF-format checkpoints, sut/hf_format.py) a
+retry's feedback ends ``FEEDBACK_k-1 <|attempt_k|> <|code|>``: the attempt number is in the
+text and every retry-step id is 0. With a format-1 tokenizer every token instead carries a
+retry-step id (the learned retry-step embedding): the start/task/prompt tokens are step 0,
+and attempt k's tokens (the <|feedback|> and feedback text before it, its <|code|>, its code
+and its <|end|>) are step k, capped at MAX_STEP. The model only ever *writes* code and <|end|>; everything else is written by
 the agent, so the training loss is masked to code + <|end|> tokens.
 
 The agent uses the incremental pieces (``prompt_prefix``, ``feedback_extension``,
@@ -26,9 +28,10 @@ from sut.tokenizer import CodeTokenizer
 MAX_STEP = 15  # retry-step embedding has 16 rows: steps 0..15
 
 
-def step_id(attempt: int) -> int:
-    """Retry-step id for attempt ``attempt`` (0-based), capped at MAX_STEP."""
-    return min(attempt, MAX_STEP)
+def step_id(tok: CodeTokenizer, attempt: int) -> int:
+    """Retry-step id for attempt ``attempt`` (0-based), capped at MAX_STEP; always 0 where the
+    tokenizer's attempt markers carry the attempt number instead."""
+    return 0 if tok.attempt_ids else min(attempt, MAX_STEP)
 
 
 @dataclass
@@ -56,9 +59,9 @@ def prompt_prefix(tok: CodeTokenizer, prompt: str) -> Piece:
 
 
 def feedback_extension(tok: CodeTokenizer, feedback: str, attempt: int) -> Piece:
-    """``<|feedback|> FEEDBACK <|code|>`` appended before attempt ``attempt`` (>= 1)."""
-    ids = [tok.feedback_id, *tok.encode(feedback), tok.code_id]
-    return Piece(ids, [step_id(attempt)] * len(ids), [0] * len(ids))
+    """``<|feedback|> FEEDBACK [<|attempt_k|>] <|code|>`` appended before attempt ``attempt`` (>= 1)."""
+    ids = [tok.feedback_id, *tok.encode(feedback), *tok.attempt_marker(attempt), tok.code_id]
+    return Piece(ids, [step_id(tok, attempt)] * len(ids), [0] * len(ids))
 
 
 def code_piece(tok: CodeTokenizer, code: str, attempt: int, train: bool | int = True) -> Piece:
@@ -66,7 +69,7 @@ def code_piece(tok: CodeTokenizer, code: str, attempt: int, train: bool | int = 
     (True), none (False), or only its first ``train`` tokens (an int)."""
     ids = [*tok.encode(code), tok.end_id]
     n = len(ids) if train is True else int(train)
-    return Piece(ids, [step_id(attempt)] * len(ids), [1] * n + [0] * (len(ids) - n))
+    return Piece(ids, [step_id(tok, attempt)] * len(ids), [1] * n + [0] * (len(ids) - n))
 
 
 def build_transcript(

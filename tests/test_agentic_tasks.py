@@ -273,11 +273,12 @@ def test_cases_feedback_reads_like_a_test_runner(pool):
     ok = "def count_above(xs, k):\n    count = 0\n    for x in xs:\n        if x >= k:\n            count += 1\n    return count"
     cases = [
         (ok, "passed", ""),
-        (ok.replace(">=", ">"), "wrong_output", "2/4 passed\ncount_above([3, 5, 5], 5) returned 0, expected 2"),
+        (ok.replace(">=", ">"), "wrong_output", "2/4 passed\ncount_above([3, 5, 5], 5) returned 0, expected 2\ncount_above([1], 1) returned 0, expected 1"),
         (ok.replace("return count", "return count + xs[0] - xs[0]"), "runtime_error",
          "3/4 passed\ncount_above([], 1) raised IndexError: list index out of range (line 6)"),
         ("def count_above(xs, k):\n    return {k}", "wrong_output",
-         "0/4 passed\ncount_above([3, 5, 5], 5) returned a value that is not plain data (got set)"),
+         "0/4 passed\n" + "\n".join(f"count_above({a}) returned a value that is not plain data (got set)"
+                                      for a in ("[3, 5, 5], 5", "[], 1", "[7], 1"))),   # three failures at most
         ("x = 1 / 0\n", "runtime_error", "0/4 passed\nZeroDivisionError: division by zero (line 1)"),
         ("def other():\n    pass", "wrong_output", "0/4 passed\nno function: the program did not define count_above"),
     ]

@@ -25,7 +25,8 @@ from verifier.verdict import Status, Verdict, cap
 
 OUTPUT_CHARS = 200       # Verdict.output: repr of what was observed
 STDOUT_CHARS = 2000      # Verdict.stdout: tail of what the program printed
-CASES_FEEDBACK_CHARS = 400   # a CasesCheck's feedback (count line + first failing case): more room than the
+SHOWN_FAILURES = 3           # failing cases a CasesCheck's feedback lists (a runner lists every failure; 3 bound it)
+CASES_FEEDBACK_CHARS = 400   # a CasesCheck's feedback (count line + failing cases): more room than the
                              # 160 of the other checks, because the agentic suite's transcripts grow on it
 RISKY_IMPORTS = {"os", "subprocess", "socket", "ctypes", "shutil", "signal", "multiprocessing", "threading"}
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -165,10 +166,12 @@ def _case_call(entry_point: str, args: tuple) -> str:
 
 
 def judge_cases(check: CasesCheck, report: dict, limits: Limits) -> Verdict:
-    """Every case's outcome, then ``k/n passed`` and the first failing case, as a test runner prints them:
+    """Every case's outcome, then ``k/n passed`` and the failing cases (the first SHOWN_FAILURES of
+    them), as a test runner's summary lists its failures:
 
-        3/8 passed
+        6/8 passed
         count_above([3, 5, 5], 5) returned 0, expected 2
+        count_above([5], 5) returned 0, expected 1
 
     (or ``f([]) raised IndexError: list index out of range (line 4)``). The status is the first failure's."""
     n = len(check.inputs)
@@ -183,7 +186,7 @@ def judge_cases(check: CasesCheck, report: dict, limits: Limits) -> Verdict:
     if not isinstance(calls, list) or len(calls) != n or not all(isinstance(c, dict) for c in calls):
         return _malformed()
     outputs: list = []
-    passed, first = 0, None
+    passed, first, shown = 0, None, []
     for args, expected, result in zip(check.inputs, check.expected, calls):
         call = _case_call(check.entry_point, args)
         got = None
@@ -204,13 +207,15 @@ def judge_cases(check: CasesCheck, report: dict, limits: Limits) -> Verdict:
             passed += 1
         elif v.status is Status.CRASHED:
             return v
-        elif first is None:
-            first = v
+        else:
+            first = first or v
+            if len(shown) < SHOWN_FAILURES:
+                shown.append(v.feedback)
     if first is None:
         v = Verdict(Status.PASSED)
     else:
         v = first
-        v.feedback = cap(f"{passed}/{n} passed\n{first.feedback}", CASES_FEEDBACK_CHARS)
+        v.feedback = cap(f"{passed}/{n} passed\n" + "\n".join(shown), CASES_FEEDBACK_CHARS)
     v.output = show(outputs, OUTPUT_CHARS)
     v.extra["cases_passed"], v.extra["cases"] = passed, n
     return v
