@@ -1,12 +1,15 @@
 """Where the generation engine's time goes, against its peers, in one run.
 
     python -m benchmarks.engine_bench --json results/engine_bench.json
+    python -m benchmarks.engine_bench --suite agentic --ref-tasks 32   # the agentic checkpoint and tasks
 
 Prints side by side (and writes the same figures as JSON with --json):
 
 1. decode tokens/s at batch 1 and 32: our engine vs Hugging Face ``generate`` on a GPT-2 of
    the same shape (random weights, KV cache on, greedy, both forced to the same length);
    decode rate = batch * (N - 1) / (t(N new tokens) - t(1 new token)), so prefill cancels;
+   with ``--contexts`` (the agentic suite's default: 256, 1024, 2048) at each context, the
+   prompt being the context less the new tokens;
 2. agent throughput (tasks/s, every attempt and its verification included) over the eval
    tasks: the full engine (the median of several passes) vs the reference's way (one task at a
    time, no KV cache, whole context recomputed for every token), run in parts between the
@@ -36,12 +39,12 @@ from benchmarks.bench_util import (agent_table, cpu_model, decode_rates, matmul_
                                    random_model, synthetic_task)
 from sut.agent import AgentConfig, AgentResult
 from sut.platform_info import machine_cpu_s
-from sut.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
+from sut.checkpoint import CheckpointError, load_checkpoint
 from sut.engine import Engine
 from sut.engine_batch import BatchModel
 from sut.engine_factory import default_workers
 from sut.output_guard import refuse_overwrite
-from sut.tasks import load_eval_tasks
+from sut.suites import DEFAULTS, SUITES, SuiteError, check_suite, load_tasks
 from verifier.pool import SandboxPool
 
 log = logging.getLogger("benchmarks.engine_bench")
@@ -52,7 +55,9 @@ SECTIONS = {"decode", "agent", "prefill", "flops"}
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.engine_bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="trained model for the agent runs")
+    p.add_argument("--suite", default="basic", help=f"task suite of the agent runs: {' or '.join(SUITES)}")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="trained model for the agent runs (default: the suite's shipped checkpoint)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads for every measurement, ours and HF alike (default 1: decode ops "
@@ -66,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="verifier sandbox workers (0: one per core but the engine thread's, as the harness)")
     p.add_argument("--prompt-tokens", type=int, default=64, help="decode benchmark: prompt length")
     p.add_argument("--new-tokens", type=int, default=128, help="decode benchmark: tokens generated per row")
+    p.add_argument("--contexts", default=None,
+                   help="decode benchmark: comma-separated context lengths to sweep (default: agentic 256,1024,2048; "
+                        "basic none, just --prompt-tokens)")
     p.add_argument("--flops-batch", type=int, default=128, help="Offline-style decode batch for the FLOP/s figure")
     p.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file (a new one)")
     p.add_argument("--plot", type=Path, default=DEFAULT_PLOT,
@@ -81,6 +89,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
     if a.workers < 0:
         p.error(f"--workers must be at least 0, got {a.workers}")
+    try:
+        suite = DEFAULTS[check_suite(a.suite)]
+    except SuiteError as e:
+        p.error(str(e))
+    a.checkpoint = a.checkpoint or suite.checkpoint
+    a.agent_cfg = AgentConfig(max_attempts=suite.max_attempts, max_new_tokens=suite.max_new_tokens)
+    if a.contexts is None:
+        a.contexts = "256,1024,2048" if a.suite == "agentic" else ""
+    try:
+        a.contexts = [int(c) for c in a.contexts.split(",") if c.strip()]
+    except ValueError:
+        p.error(f"--contexts takes comma-separated token counts, got {a.contexts!r}")
+    if any(c <= a.new_tokens for c in a.contexts):
+        p.error(f"--contexts must each exceed --new-tokens ({a.new_tokens})")
     a.sections = set(a.sections.split(","))
     if not a.sections or a.sections - SECTIONS:
         p.error(f"--sections takes a comma-separated subset of {','.join(sorted(SECTIONS))}, got {','.join(a.sections)}")
@@ -117,9 +139,9 @@ def bench_decode(a: argparse.Namespace, tok: Any, pool: SandboxPool, cfg_model: 
     task, prompt_ids = synthetic_task(tok, a.prompt_tokens)
     out: dict[str, Any] = {"prompt_tokens": len(prompt_ids), "new_tokens": a.new_tokens}
 
-    def ours(batch: int, n_new: int) -> float:
+    def ours(batch: int, n_new: int, t: Any = task) -> float:
         cfg = AgentConfig(max_attempts=1, max_new_tokens=n_new)
-        _, wall, stats = run_engine(model, tok, pool, [task] * batch, cfg, a.device, "decode", progress=False,
+        _, wall, stats = run_engine(model, tok, pool, [t] * batch, cfg, a.device, "decode", progress=False,
                                     max_batch=batch)
         assert stats["tokens_generated"] == batch * n_new, stats
         return wall
@@ -135,6 +157,20 @@ def bench_decode(a: argparse.Namespace, tok: Any, pool: SandboxPool, cfg_model: 
         if "hf" in row:
             row["ratio"] = row["ours"]["decode_tok_s"] / row["hf"]["decode_tok_s"]
         out[f"batch_{batch}"] = row
+    for ctx in a.contexts:   # the same comparison where the prompt fills the context but the new tokens
+        if ctx > cfg_model.block_size:
+            log.warning("context %d exceeds the model's window %d: skipped", ctx, cfg_model.block_size)
+            continue
+        task, prompt_ids = synthetic_task(tok, ctx - a.new_tokens)
+        prompt_ids = prompt_ids[: ctx - a.new_tokens]
+        for batch in (1, 32):
+            runs = {"ours": lambda n, b=batch, t=task: ours(b, n, t)}
+            if not a.skip_hf:
+                runs["hf"] = lambda n, b=batch, p=prompt_ids: hf_generate_seconds(hf, p, b, n, a.device)
+            row = decode_rates(runs, batch, a.new_tokens)
+            if "hf" in row:
+                row["ratio"] = row["ours"]["decode_tok_s"] / row["hf"]["decode_tok_s"]
+            out[f"context_{ctx}_batch_{batch}"] = row
     return out
 
 
@@ -145,9 +181,9 @@ def bench_agent(a: argparse.Namespace, model: Any, tok: Any, pool: SandboxPool, 
     drifts by 10-30% over that long. So the reference runs in ``--engine-passes - 1`` chunks of its
     tasks (one task at a time either way) with an engine pass before, between and after them, and
     the engine's figure is the median pass: both see the same drift."""
-    tasks = load_eval_tasks()[: a.tasks]
+    tasks = load_tasks(a.suite)[: a.tasks]
     sub = tasks[: a.ref_tasks]
-    cfg = AgentConfig()
+    cfg = a.agent_cfg
     n_chunks = max(1, a.engine_passes - 1)
     chunks = [sub[i * len(sub) // n_chunks:(i + 1) * len(sub) // n_chunks] for i in range(n_chunks)]
     passes, ref, ref_s, ref_stats = [], [], 0.0, []
@@ -279,6 +315,15 @@ def report(r: dict[str, Any]) -> None:
             row = d[f"batch_{b}"]
             hf = row.get("hf", {}).get("decode_tok_s", float("nan"))
             print(f"  {b:>6} {row['ours']['decode_tok_s']:>10.0f} {hf:>12.0f} {row.get('ratio', float('nan')):>7.2f}")
+        ctx_rows = [(k, v) for k, v in d.items() if k.startswith("context_")]
+        if ctx_rows:
+            print(f"  at longer contexts (prompt = context - {d['new_tokens']}):")
+            print(f"  {'context':>8} {'batch':>6} {'ours':>10} {'HF generate':>12} {'ratio':>7}")
+            for key, row in ctx_rows:
+                _, ctx, _, b = key.split("_")
+                hf = row.get("hf", {}).get("decode_tok_s", float("nan"))
+                print(f"  {ctx:>8} {b:>6} {row['ours']['decode_tok_s']:>10.0f} {hf:>12.0f} "
+                      f"{row.get('ratio', float('nan')):>7.2f}")
     if "agent" in r:
         ag, st = r["agent"], r["agent"]["engine_stats"]
         n, k = ag["tasks"], ag["ref_tasks"]

@@ -30,7 +30,7 @@ from sut.agent import AgentConfig, AgentResult, run_agent
 from sut.agent import FEEDBACK_MODES
 from sut.checkpoint import CheckpointError, load_checkpoint
 from sut.engine_factory import MAX_SEED, PER_CPU, check_device, check_range
-from sut.suites import DEFAULTS, SUITES, SuiteError, check_checkpoint, check_suite, load_tasks
+from sut.suites import DEFAULTS, SUITES, SuiteError, check_checkpoint, check_fits, check_suite, load_tasks
 from sut.model import NanoCodeGen
 from sut.output_guard import refuse_overwrite
 from sut.tokenizer import CodeTokenizer
@@ -56,6 +56,10 @@ def summarize(results: Sequence[AgentResult], wall_s: float) -> dict[str, Any]:
         "retries_repeating_earlier": sum(a.code in {b.code for b in r.attempts[:k]}
                                          for r in results for k, a in enumerate(r.attempts) if k > 0),
         "redraws": sum(a.redraws for r in results for a in r.attempts),
+        # the workload's question: how far the context grows on the tasks that need many attempts
+        "tasks_5plus_attempts": len(long := [r for r in results if len(r.attempts) >= 5]),
+        "final_context_5plus": sum(r.attempts[-1].context_len for r in long) / len(long) if long else 0.0,
+        "max_context": max((a.context_len for r in results for a in r.attempts), default=0),
     }
 
 
@@ -167,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks = load_tasks(a.suite, a.tasks)
         model, tok, meta = load_checkpoint(checkpoint, a.device)
         check_checkpoint(checkpoint, meta, a.suite)
+        check_fits(tasks[: a.count] if a.count else tasks, tok, model.config.block_size, cfg.max_new_tokens)
     except (CheckpointError, EvalSetError, SuiteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ running it on the other suite is refused, since its tokenizer and training never
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from sut.agentic.record import SUITES, TaskFileError, load_task_file
 from sut.tasks import Task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SUITE = "basic"        # what harness/run.py runs without --suite
+PROJECT_FILE = "nano_codegen.json"   # sut.hf_format.PROJECT_FILE, without torch
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,26 @@ class SuiteError(ValueError):
     """A suite name, task file or checkpoint that does not fit the suite asked for (one line, with the fix)."""
 
 
+def per_suite(name: str) -> str:
+    """Each suite's default ``name`` (a SuiteDefaults field) as 'basic X, agentic Y', for --help texts."""
+    def shown(value: Any) -> Any:
+        return value.relative_to(REPO_ROOT) if isinstance(value, Path) else value
+    return ", ".join(f"{suite} {shown(getattr(d, name))}" for suite, d in DEFAULTS.items())
+
+
 def check_suite(suite: str) -> str:
     if suite not in SUITES:
         raise SuiteError(f"--suite {suite!r}: unknown suite; choose one of {', '.join(SUITES)}")
     return suite
+
+
+def eval_path(suite: str) -> Path:
+    """The suite's frozen evaluation file (what a run's configuration records and the accuracy pass reads)."""
+    if check_suite(suite) == "agentic":
+        from sut.agentic.suite import EVAL_PATH  # noqa: PLC0415 - the families load only when asked for
+    else:
+        from sut.tasks import EVAL_PATH  # noqa: PLC0415
+    return EVAL_PATH
 
 
 def load_tasks(suite: str, path: Path | None = None) -> list[Task]:
@@ -65,7 +84,40 @@ def check_checkpoint(checkpoint: Path, config: dict[str, Any], suite: str) -> No
     """SuiteError unless the checkpoint was trained for ``suite``."""
     from sut.checkpoint import checkpoint_suite  # noqa: PLC0415 - keeps this module free of torch
 
-    trained = checkpoint_suite(config)
+    _require_suite(checkpoint, checkpoint_suite(config), suite)
+
+
+def checkpoint_dir_suite(checkpoint: Path) -> str:
+    """The suite a checkpoint directory was trained for, read from its JSON alone (no torch, no weights):
+    nano_codegen.json's "suite" (format 2), else config.json's (absent on format 1: basic)."""
+    path = checkpoint / PROJECT_FILE if (checkpoint / PROJECT_FILE).is_file() else checkpoint / "config.json"
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8")).get("suite", "basic"))
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+        raise SuiteError(f"--checkpoint {checkpoint}: {path.name} is not a readable JSON object ({e}); pass a "
+                         "checkpoint written by `python -m sut.train`") from None
+
+
+def check_checkpoint_dir(checkpoint: Path, suite: str) -> None:
+    """SuiteError unless the checkpoint directory was trained for ``suite`` (``checkpoint_dir_suite``)."""
+    _require_suite(checkpoint, checkpoint_dir_suite(checkpoint), suite)
+
+
+def _require_suite(checkpoint: Path, trained: str, suite: str) -> None:
     if trained != suite:
         raise SuiteError(f"--checkpoint {checkpoint}: trained for the {trained} suite, not {suite}; pass "
                          f"--suite {trained}, or a checkpoint trained with `python -m sut.train --suite {suite}`")
+
+
+def check_fits(tasks: list[Task], tok: Any, window: int, max_new_tokens: int) -> None:
+    """SuiteError unless every task's prompt plus one attempt fits the model's window: the least a
+    transcript keeps when it is trimmed (sut.agent._append_feedback), so a task that fails this
+    could never be attempted."""
+    from sut.transcript import prompt_prefix  # noqa: PLC0415
+
+    need, task = max(((len(prompt_prefix(tok, t.prompt)) + max_new_tokens + 1, t) for t in tasks),
+                     key=lambda x: x[0])
+    if need > window:
+        raise SuiteError(f"task {task.id} needs {need} tokens (its prompt and one {max_new_tokens}-token attempt) but "
+                         f"the model's window is {window}: lower --max-new-tokens or use a checkpoint with a larger "
+                         "block size")

@@ -42,7 +42,7 @@ from sut.platform_info import cpu_model
 from sut.tasks import generate_tasks
 from sut.tokenizer import CodeTokenizer, train_tokenizer
 from sut.output_guard import refuse_overwrite, staged_folder
-from sut.train_report import write_report
+from sut.train_report import write_report, write_validation_report
 from verifier.pool import SandboxPool
 from verifier.sandbox import ISOLATION_MODES, SandboxUnavailable, probe
 
@@ -248,6 +248,22 @@ def train(out: Path, cfg: TrainConfig, mcfg: GPTConfig) -> dict:
     return metrics
 
 
+def fitting(tok: CodeTokenizer, examples: list, block_size: int) -> list:
+    """The agentic examples whose whole transcript fits ``block_size`` (the others are dropped, and
+    counted); ValueError if a task's prompt and solution alone do not fit: no trimming could train it."""
+    from sut.agentic import transcripts  # noqa: PLC0415
+
+    kept = [ex for ex in examples if len(transcripts.transcript(tok, ex)) <= block_size + 1]
+    if len(kept) < len(examples):
+        log.info("dropped %d of %d transcripts longer than the %d-token window", len(examples) - len(kept),
+                 len(examples), block_size)
+    shortest = max(len(tr.prompt_prefix(tok, ex.task.prompt)) + len(tok.encode(ex.task.solution)) + 1 for ex in examples)
+    if shortest > block_size + 1:
+        raise ValueError(f"--block-size {block_size} cannot hold a task's prompt and solution ({shortest} tokens): "
+                         f"use --block-size {shortest} or more")
+    return kept
+
+
 def train_agentic(out: Path, cfg: TrainConfig, mcfg: GPTConfig, t_start: float, rng: random.Random) -> dict:
     """The agentic recipe: planned guess-and-fix transcripts judged by the real sandbox
     (sut/agentic/transcripts.py), attempt markers, validation with the batched engine."""
@@ -267,6 +283,8 @@ def train_agentic(out: Path, cfg: TrainConfig, mcfg: GPTConfig, t_start: float, 
     tok = train_tokenizer(transcripts.tokenizer_corpus(examples[:cfg.tokenizer_tasks]), cfg.vocab_size,
                           attempt_markers=True)
     mcfg.vocab_size = tok.vocab_size
+    examples = fitting(tok, examples, mcfg.block_size)
+    val_examples = fitting(tok, val_examples, mcfg.block_size)
     model = NanoCodeGen(mcfg)
     if cfg.sinusoidal_pos:
         sinusoidal_init(model)
@@ -303,6 +321,7 @@ def train_agentic(out: Path, cfg: TrainConfig, mcfg: GPTConfig, t_start: float, 
                    train_transcripts=len(examples))
     save_checkpoint(out, model, tok, mcfg, asdict(cfg), metrics, suite="agentic")
     write_report(out, metrics, fitted.curve, fitted.val_curve, asdict(cfg), mcfg.to_dict())
+    write_validation_report(out, metrics)
     return metrics
 
 
@@ -378,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         probe(cfg.isolation)   # fail closed before any work: no bubblewrap, no training (unless --isolation process)
         with staged_folder(out) as scratch:   # moved to --out whole once complete
             metrics = train(scratch, cfg, mcfg)
-    except (SandboxUnavailable, FileExistsError) as e:
+    except (SandboxUnavailable, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {out}: val pass@1 {metrics['val_pass@1']:.3f}, pass@final {metrics['val_pass@final']:.3f}, "

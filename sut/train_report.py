@@ -77,3 +77,31 @@ def write_report(out: Path, metrics: dict[str, Any], curve: Sequence[tuple[int, 
         "",
     ]
     (out / "report.md").write_text("\n".join(line for line in lines if line is not None) + "\n", encoding="utf-8")
+
+
+def write_validation_report(out: Path, metrics: dict[str, Any]) -> None:
+    """The agentic recipe's validation figures beside the loss: pass@1 and pass@final by step
+    (validation.png) and the final attempts histogram (attempts.png), appended to report.md."""
+    curve, hist = metrics["val_pass_curve"], metrics["val_attempts_histogram"]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    steps = [r["step"] for r in curve]
+    ax.plot(steps, [r["pass@1"] for r in curve], "o-", label="pass@1")
+    ax.plot(steps, [r["pass@final"] for r in curve], "s-", label=f"pass@final ({len(hist)} attempts)")
+    ax.set(xlabel="step", ylabel=f"share of {metrics['val_tasks']} validation tasks", ylim=(0, 1),
+           title="Validation by step (the batched engine, real sandbox)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    unsolved = metrics["val_tasks"] - sum(hist)
+    labels = [str(k) for k in range(1, len(hist) + 1)] + ["unsolved"]
+    bars = bx.bar(labels, [*hist, unsolved], color=["tab:green"] * len(hist) + ["tab:red"])
+    bx.bar_label(bars)
+    bx.set(xlabel="attempts needed", ylabel="validation tasks", title="Attempts histogram at the last step")
+    fig.tight_layout()
+    fig.savefig(out / "validation.png")
+    plt.close(fig)
+    rows = ["", "## Validation by step", "", "| step | pass@1 | pass@final | mean attempts |", "|---|---|---|---|"]
+    rows += [f"| {r['step']} | {r['pass@1']:.3f} | {r['pass@final']:.3f} | {r['mean_attempts']:.2f} |" for r in curve]
+    rows += ["", f"Attempts needed at the last step (1..{len(hist)}, then unsolved): {', '.join(map(str, hist))}, "
+             f"{unsolved}.", "", "![validation](validation.png)", ""]
+    with open(out / "report.md", "a", encoding="utf-8") as f:
+        f.write("\n".join(rows))

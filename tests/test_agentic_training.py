@@ -86,7 +86,8 @@ def test_agentic_smoke_run_writes_an_hf_checkpoint_for_its_suite(smoke: Path) ->
     assert meta["suite"] == "agentic" and meta["format"] == 2 and tok.attempt_ids
     metrics = json.loads((smoke / "metrics.json").read_text())
     assert metrics["suite"] == "agentic" and metrics["val_pass_curve"] and len(metrics["val_attempts_histogram"]) == 8
-    assert (smoke / "loss.png").is_file() and (smoke / "report.md").is_file()
+    assert (smoke / "loss.png").is_file() and (smoke / "validation.png").is_file()
+    assert "## Validation by step" in (smoke / "report.md").read_text()
 
 
 def test_evaluate_runs_an_agentic_task_file_and_refuses_mismatches(smoke: Path, tmp_path: Path) -> None:
@@ -113,3 +114,17 @@ def test_evaluate_runs_an_agentic_task_file_and_refuses_mismatches(smoke: Path, 
     bad.write_text(tasks.read_text().replace('"suite": "agentic"', '"suite": "agentic", "difficulty": 9', 1))
     proc = _evaluate("--suite", "agentic", "--checkpoint", str(smoke), "--tasks", str(bad))
     assert proc.returncode == 2 and f"{bad}:1: bad task row" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_window_too_small_for_any_transcript_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "small"
+    proc = subprocess.run([sys.executable, "-m", "sut.train", "--suite", "agentic", "--smoke", "--threads", "1",
+                           "--block-size", "48", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error: --block-size 48 cannot hold")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_refuses_a_budget_the_window_cannot_hold(smoke: Path) -> None:
+    proc = _evaluate("--suite", "agentic", "--checkpoint", str(smoke), "--max-new-tokens", "5000", "--count", "2")
+    assert proc.returncode == 2 and "lower --max-new-tokens" in proc.stderr and proc.stderr.count("\n") == 1
