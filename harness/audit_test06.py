@@ -8,7 +8,9 @@ equals the token_count given to LoadGen. Our responses are a retry loop's attemp
 - Attempts: between 1 and --max-attempts, and no error responses.
 - EOS: the loop stopped where it must: at the first passing attempt, or after max_attempts.
   (A loop cut short when timed fails here, as a truncated LLM output fails MLPerf's check.)
-- Sample length: LoadGen's token_count == the response's n_tokens == the sum of its attempts'.
+- Sample length: LoadGen's token_count == the response's n_tokens == the sum of its attempts' tokens
+  and those of the drafts redrawn for repeating rejected code (generated, so counted, but not submitted;
+  the run's agent records say how many; without them, at least the attempts').
 - First token (SingleStream/Server): the token sent with FirstTokenComplete is attempt 0's
   first generated token (from the run's agent records) and decodes to a prefix of its code.
 """
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.mlperf_log import AccuracyEntry
-from harness.scenario_files import REFERENCE_CHECKPOINT, FileProblem, decode_entries, max_attempts, read_records
+from harness.scenario_files import FileProblem, decode_entries, max_attempts, read_records
+from verifier.response_format import Response
 
 Check = tuple[bool | None, str]   # (passed, or None when skipped; why it failed)
 
@@ -31,20 +34,37 @@ def _tokenizer(measurements: dict[str, Any]):
     """The run's tokenizer (tokenizer.json of its checkpoint), or None if it cannot be found."""
     from sut.tokenizer import CodeTokenizer, TokenizerError  # noqa: PLC0415
 
-    ckpt = Path(str((measurements.get("engine") or {}).get("checkpoint", REFERENCE_CHECKPOINT)))
+    ckpt = (measurements.get("engine") or {}).get("checkpoint")
+    if ckpt is None:
+        return None
     try:
-        return CodeTokenizer.from_file(ckpt / "tokenizer.json")
+        return CodeTokenizer.from_file(Path(str(ckpt)) / "tokenizer.json")
     except (OSError, TokenizerError, ValueError):
         return None
 
 
-def _first_token_check(sd: Path, pairs: list, measurements: dict[str, Any]) -> Check:
+def _audit_records(sd: Path) -> dict[int, dict[str, Any]]:
+    """qsl_idx -> the TEST06 run's agent record ({} when they cannot be read)."""
+    try:
+        return {r["qsl_idx"]: r for r in read_records(sd / "TEST06" / "performance" / "run_1" / "agent_records.jsonl")}
+    except FileProblem:
+        return {}
+
+
+def _length_ok(e: AccuracyEntry, r: Response, record: dict[str, Any] | None) -> bool:
+    """The Sample length rule on one response (see the module docstring); ``record``: its agent record, if any."""
+    submitted = sum(a.tokens for a in r.attempts)
+    if e.token_count is None or e.token_count != r.n_tokens or any(a.tokens < 1 for a in r.attempts):
+        return False
+    if record is None:
+        return submitted <= r.n_tokens
+    return submitted + sum(int(a.get("redrawn_tokens", 0)) for a in record["attempts"]) == r.n_tokens
+
+
+def _first_token_check(sd: Path, pairs: list, measurements: dict[str, Any],
+                       records: dict[int, dict[str, Any]]) -> Check:
     if sd.name == "Offline":
         return None, ""
-    try:
-        records = {r["qsl_idx"]: r for r in read_records(sd / "TEST06" / "performance" / "run_1" / "agent_records.jsonl")}
-    except FileProblem:
-        records = {}
     tok = _tokenizer(measurements)
     if tok is None and not records:
         return False, "neither the run's tokenizer nor its agent records are available to check first tokens"
@@ -82,10 +102,10 @@ def response_checks(sd: Path, entries: list[AccuracyEntry], measurements: dict[s
 
     attempts_bad = [e.qsl_idx for e, r in pairs if r.error or not 1 <= r.n_attempts <= (limit or 1 << 30)]
     eos_bad = [e.qsl_idx for e, r in pairs if not r.error and not ended_right(r)]
-    length_bad = [e.qsl_idx for e, r in pairs if e.token_count is None or e.token_count != r.n_tokens
-                  or sum(a.tokens for a in r.attempts) != r.n_tokens or any(a.tokens < 1 for a in r.attempts)]
+    records = _audit_records(sd)
+    length_bad = [e.qsl_idx for e, r in pairs if not _length_ok(e, r, records.get(e.qsl_idx))]
     return {
-        "First token": _first_token_check(sd, pairs, measurements),
+        "First token": _first_token_check(sd, pairs, measurements, records),
         "EOS": (not eos_bad, _first(eos_bad, "whose loop stopped before passing or reaching max_attempts")),
         "Sample length": (not length_bad, _first(length_bad, "whose token count disagrees with LoadGen's token_count")),
         "Decode": (not undecodable, _first(undecodable, "that are not response format v1")),

@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.mlperf_log import (DetailLog, LogError, read_accuracy_log, read_detail, read_summary, sha256_file,
                                 summary_mismatches)
 from harness.scenario_files import (parse_accuracy_txt, EVAL_SIZE, FileProblem, Reference, accuracy_pass, decode_entries, read_json,
-                                    read_records, rescore_log, subset_figures)
+                                    read_records, rescore_log, run_suite, subset_figures)
 
 AUDIT_TESTS = ("TEST01", "TEST04", "TEST06", "TEST07", "TEST09")
 VERIFY_FILES = {"TEST01": ("verify_accuracy.txt", "verify_performance.txt"), "TEST04": ("verify_performance.txt",),
@@ -257,8 +257,9 @@ def _test01_accuracy(sd: Path, sampled: list, baseline: list, rescore: bool, wri
                                          **({"token_count": e.token_count} if e.token_count is not None else {})}
                                         for e in baseline if e.qsl_idx in want]))
             outs = {k: (p if write else Path(tmp) / p.name) for k, p in files.items()}
-            b = accuracy_pass(blog, outs["baseline"])
-            t = accuracy_pass(acc_dir / "mlperf_log_accuracy.json", outs["compliance"])
+            suite = run_suite(sd)
+            b = accuracy_pass(blog, outs["baseline"], suite=suite)
+            t = accuracy_pass(acc_dir / "mlperf_log_accuracy.json", outs["compliance"], suite=suite)
     else:
         b, t = parse_accuracy_txt(files["baseline"]), parse_accuracy_txt(files["compliance"])
     bf, tf = b.get("pass@final", 0.0), t.get("pass@final", 0.0)
@@ -322,7 +323,7 @@ def verify_test07(sd: Path, ref: Reference | None, rescore: bool, write_extras: 
     if digest != sha256_file(acc_dir / "mlperf_log_accuracy.json"):
         problems.append(f"{acc_dir / 'accuracy.txt'}: hash= is not the sha256 of the audit's accuracy log")
     if rescore:
-        again = rescore_log(acc_dir / "mlperf_log_accuracy.json")
+        again = rescore_log(acc_dir / "mlperf_log_accuracy.json", suite=run_suite(sd))
         if abs(again.get("pass@final", -1) - metrics["pass@final"]) > 1e-4:
             problems.append(f"accuracy.txt says pass@final={metrics['pass@final']}, re-scoring gives {again.get('pass@final')}")
     threshold, basis = _test07_threshold(sd, {e.qsl_idx for e in entries}, ref)

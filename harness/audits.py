@@ -25,7 +25,8 @@ from harness.audit_verify import AUDIT_TESTS, Verdict, audit_settings, choose_te
 from harness.mlperf_log import DetailLog, LogError, read_detail
 from harness.results import ResultsExistError, ScenarioPaths, mark_complete
 from harness.run_config import require_bound_checkpoint
-from harness.scenario_files import FileProblem, accuracy_pass, load_reference, read_json, read_records
+from harness.scenario_files import (FileProblem, accuracy_pass, load_reference, read_json, read_records,
+                                    reference_checkpoint, run_suite)
 
 if TYPE_CHECKING:
     from sut.engine_factory import EngineOptions
@@ -96,7 +97,9 @@ def prepare(test: str, paths: ScenarioPaths) -> tuple[Path, str]:
 
 
 def finish(test: str, paths: ScenarioPaths, reference: Path | None = None) -> Verdict:
-    """After the audit's LoadGen run: file the logged responses, score them (TEST07), verify, write verify_*.txt."""
+    """After the audit's LoadGen run: file the logged responses, score them (TEST07), verify, write verify_*.txt.
+    ``reference``: the checkpoint whose figures judge the audit (None: the folder's suite's reference)."""
+    suite = run_suite(paths.scenario_dir)
     audit_dir = paths.audit_dir(test)
     run_dir = audit_dir / "performance" / "run_1"
     logged = run_dir / "mlperf_log_accuracy.json"
@@ -104,9 +107,9 @@ def finish(test: str, paths: ScenarioPaths, reference: Path | None = None) -> Ve
         (audit_dir / "accuracy").mkdir(exist_ok=True)
         shutil.move(str(logged), audit_dir / "accuracy" / logged.name)
     if test == "TEST07":
-        accuracy_pass(audit_dir / "accuracy" / logged.name, audit_dir / "accuracy" / "accuracy.txt")
+        accuracy_pass(audit_dir / "accuracy" / logged.name, audit_dir / "accuracy" / "accuracy.txt", suite=suite)
     try:
-        ref = load_reference(reference) if reference is not None else load_reference()
+        ref = load_reference(reference if reference is not None else reference_checkpoint(suite))
     except FileProblem as e:
         log.warning("%s", e)
         ref = None
@@ -124,6 +127,7 @@ def run_audit(test: str, paths: ScenarioPaths, no_progress: bool = False) -> int
         measurements, _ = _prerequisites(test, paths)
         opts = engine_options(measurements)
         require_bound_checkpoint(paths.scenario_dir, opts.checkpoint)   # the same system as the audited runs
+        run_suite(paths.scenario_dir)   # finish() scores against the suite's tasks: refuse now what it could not read
         run_dir, note = prepare(test, paths)
     except (AuditError, ResultsExistError, FileProblem, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -23,10 +23,10 @@ if str(REPO) not in sys.path:  # `python harness/check_submission.py` puts harne
 from harness.audit_verify import AUDIT_TESTS  # noqa: E402
 from harness.compliance import Finding, ScenarioCheck, check_scenario  # noqa: E402
 from harness.results import BENCHMARK  # noqa: E402
-from harness.scenario_files import REFERENCE_CHECKPOINT  # noqa: E402
+from sut.suites import per_suite  # noqa: E402
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
-COLUMNS = ["system", "benchmark", "scenario", "class", "metric", "value", "validity", "pass@final",
+COLUMNS = ["system", "benchmark", "scenario", "suite", "class", "metric", "value", "validity", "pass@final",
            "accuracy_target", *AUDIT_TESTS, "passed", "problems"]
 
 
@@ -47,7 +47,8 @@ def scenario_folders(root: Path) -> tuple[list[Path], list[Finding]]:
 
 
 def row(c: ScenarioCheck) -> dict[str, str]:
-    return {"system": c.system, "benchmark": c.benchmark, "scenario": c.scenario, "class": c.run_class,
+    return {"system": c.system, "benchmark": c.benchmark, "scenario": c.scenario, "suite": c.suite,
+            "class": c.run_class,
             "metric": c.metric, "value": "" if c.value is None else f"{c.value:.4g}", "validity": c.validity,
             "pass@final": "" if c.accuracy is None else f"{c.accuracy:.4f}",
             "accuracy_target": "" if c.accuracy_target is None else f"{c.accuracy_target:.4f}",
@@ -56,7 +57,7 @@ def row(c: ScenarioCheck) -> dict[str, str]:
 
 
 def print_table(rows: list[dict[str, str]]) -> None:
-    cols = ["system", "scenario", "class", "metric", "value", "validity", "pass@final", *AUDIT_TESTS, "passed"]
+    cols = ["system", "scenario", "suite", "class", "metric", "value", "validity", "pass@final", *AUDIT_TESTS, "passed"]
     width = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
     print("  ".join(c.ljust(width[c]) for c in cols))
     print("  ".join("-" * width[c] for c in cols))
@@ -68,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results_dir", type=Path)
     p.add_argument("--csv", type=Path, default=None, help="where to write the table (default RESULTS_DIR/summary.csv)")
-    p.add_argument("--reference", type=Path, default=REFERENCE_CHECKPOINT,
-                   help="the reference checkpoint whose metrics.json sets the accuracy target")
+    p.add_argument("--reference", type=Path, default=None,
+                   help="the reference checkpoint whose metrics.json sets the accuracy target (default: each "
+                        f"folder's suite's, {per_suite('checkpoint')})")
     p.add_argument("--rescore", action="store_true",
                    help="re-run the verifier's accuracy pass on every accuracy log and compare (slow)")
     args = p.parse_args(argv)

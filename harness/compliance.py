@@ -4,7 +4,7 @@
 ``ScenarioCheck``: the headline figures, the run's class, and one ``Finding`` per broken
 rule, each naming the file and the rule. The class is decided from the logs, not from
 what the folder claims: ``official`` needs MLPerf's 600 s minimum, LoadGen's official
-seeds, every evaluation task, the reference checkpoint and all five audits passing, and
+seeds, every evaluation task, the suite's reference checkpoint and agent budget, all five audits passing, and
 the run must have been made with ``--official``; ``quick`` needs only what our default
 user.conf gives (10 s minimum, official seeds). A quick run can pass, labelled quick;
 it is never reported as official.
@@ -21,9 +21,11 @@ from harness.mlperf_log import (ACCURACY, PERFORMANCE, DetailLog, LogError, Perf
                                 read_accuracy_log, read_detail, read_summary, sha256_file, summary_mismatches)
 from harness.results import INCOMPLETE
 from harness.compliance_config import check_configuration, not_the_reference
-from harness.scenario_files import (EVAL_SIZE, REFERENCE_CHECKPOINT, FileProblem, Reference, decode_entries,
-                                    load_reference, meets_target, read_accuracy_txt, read_json, read_records,
-                                    rescore_log, target_for_run)
+from harness.run_config import CONFIG_FILE
+from harness.scenario_files import (EVAL_SIZE, FileProblem, Reference, decode_entries, load_reference, meets_target,
+                                    read_accuracy_txt, read_json, read_records, reference_checkpoint, rescore_log,
+                                    run_suite, target_for_run)
+from sut.suites import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,6 @@ OFFICIAL_MIN_QUERY_COUNT = 100      # idem, SingleStream and Server (Offline iss
 OFFICIAL_SEEDS = {"qsl_rng_seed": 2085463073848966840, "sample_index_rng_seed": 2747215439041700203,
                   "schedule_rng_seed": 16159082839903944936}
 SERVER_TARGET_LATENCY_MS = 2000     # scenarios/server.yaml: the benchmark's bound on a whole task
-OFFICIAL_MAX_ATTEMPTS = 5           # the retry budget pass@final and the reference figures assume
 # user.conf key -> (detail key, scale from the conf's unit to the log's)
 _CONF_TO_DETAIL = {"min_duration": ("effective_min_duration_ms", 1), "max_duration": ("effective_max_duration_ms", 1),
                    "max_query_count": ("effective_max_query_count", 1),
@@ -57,6 +58,7 @@ class ScenarioCheck:
     system: str
     benchmark: str
     scenario: str
+    suite: str = "basic"                       # the task suite its run_config.json records
     run_class: str = "invalid"                 # official | quick | invalid
     metric: str = ""
     value: float | None = None
@@ -75,10 +77,17 @@ class ScenarioCheck:
         self.findings.append(Finding(rule, Path(file), message))
 
 
-def check_scenario(folder: Path, reference: Path = REFERENCE_CHECKPOINT, rescore: bool = False) -> ScenarioCheck:
-    """Every rule of docs/rules.md on ``<results>/<system>/<benchmark>/<Scenario>``."""
+def check_scenario(folder: Path, reference: Path | None = None, rescore: bool = False) -> ScenarioCheck:
+    """Every rule of docs/rules.md on ``<results>/<system>/<benchmark>/<Scenario>``; ``reference``: the
+    checkpoint whose recorded figures set the accuracy target (None: the folder's suite's reference)."""
     folder = Path(folder)
     c = ScenarioCheck(folder, folder.parent.parent.name, folder.parent.name, folder.name)
+    try:
+        c.suite = run_suite(folder)
+    except FileProblem as e:   # judged as basic then; a missing run_config.json is check_configuration's finding
+        if (folder / CONFIG_FILE).is_file():
+            c.fail("configuration", folder / CONFIG_FILE, str(e))
+    reference = Path(reference) if reference is not None else reference_checkpoint(c.suite)
     perf_dir, acc_dir = folder / "performance" / "run_1", folder / "accuracy"
     measurements = _read_or_fail(c, "measurements", folder / "measurements.json")
     _read_or_fail(c, "system-json", folder.parents[2] / "systems" / f"{c.system}.json")
@@ -115,7 +124,7 @@ def check_scenario(folder: Path, reference: Path = REFERENCE_CHECKPOINT, rescore
             c.fail("task-count", acc_dir / "mlperf_log_detail.txt",
                    f"the accuracy run's QSL held {ta} tasks but the performance run's {tp}: run both with the same --count")
     _check_audits(c, ref, rescore)
-    _classify(c, perf, measurements or {}, bound, Path(reference))
+    _classify(c, perf, measurements or {}, bound, reference)
     return c
 
 
@@ -334,7 +343,7 @@ def _check_records_acc(c: ScenarioCheck, path: Path, entries: list, responses: l
 
 def _rescore(c: ScenarioCheck, log_path: Path, txt: Path, metrics: dict[str, float]) -> None:
     try:
-        again = rescore_log(log_path)
+        again = rescore_log(log_path, suite=c.suite)
     except RuntimeError as e:
         c.fail("accuracy-rescore", log_path, str(e))
         return
@@ -379,8 +388,11 @@ def _classify(c: ScenarioCheck, perf: DetailLog | None, measurements: dict, boun
     if c.scenario == "Server" and abs(float(v("effective_target_latency_ns", 0) or 0) - SERVER_TARGET_LATENCY_MS * 1e6) > 1:
         why.append(f"Server target_latency is not the benchmark's {SERVER_TARGET_LATENCY_MS} ms")
     engine = (bound or {}).get("engine") or measurements.get("engine") or {}
-    if str(engine.get("max_attempts", "")) != str(OFFICIAL_MAX_ATTEMPTS):
-        why.append(f"max_attempts {engine.get('max_attempts', '?')} is not the benchmark's {OFFICIAL_MAX_ATTEMPTS}")
+    budget = DEFAULTS[c.suite]   # the agent budget the suite's reference figures were recorded with
+    if str(engine.get("max_attempts", "")) != str(budget.max_attempts):
+        why.append(f"max_attempts {engine.get('max_attempts', '?')} is not the {c.suite} suite's {budget.max_attempts}")
+    if "max_new_tokens" in engine and str(engine["max_new_tokens"]) != str(budget.max_new_tokens):
+        why.append(f"max_new_tokens {engine['max_new_tokens']} is not the {c.suite} suite's {budget.max_new_tokens}")
     other = not_the_reference(bound, reference)
     if other:
         why.append(other)

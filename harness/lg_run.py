@@ -25,7 +25,7 @@ from harness.run_config import checkpoint_sha256
 from harness.user_conf import MODEL
 from sut.engine_factory import EngineOptions, build_engine
 from sut.loadgen_sut import CodegenSUT, SUTStats
-from sut.tasks import load_eval_tasks
+from sut.suites import load_tasks
 
 log = logging.getLogger("harness.lg_run")
 
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         filename=str(args.outdir / "harness.log"))
     args.outdir.mkdir(parents=True, exist_ok=True)
-    tasks = load_eval_tasks()
+    opts = EngineOptions.from_args(args)
+    tasks = load_tasks(opts.suite)
     if args.count is not None:
         tasks = tasks[: args.count]
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.audit_config is not None:
         (args.outdir / "audit.config").write_text(Path(args.audit_config).read_text())
 
-    engine = build_engine(EngineOptions.from_args(args))
+    engine = build_engine(opts)
     qsl = TaskQSL(tasks)
     bar = tqdm(desc=f"{args.scenario} {args.mode}", unit="sample", disable=args.no_progress, file=sys.stderr,
                mininterval=0.5)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(json.dumps(rec) + "\n")
         stats = {**asdict(sut.stats), "wall_s": wall, "unanswered": sut.unanswered,
                  "isolation": getattr(engine, "isolation", ""),
-                 "checkpoint_sha256": checkpoint_sha256(args.checkpoint),
+                 "checkpoint_sha256": checkpoint_sha256(opts.checkpoint),
                  "engine": engine.stats()}   # prefix reuse, backend, CPU time, ...
         stats.pop("started")
         (args.outdir / "sut_stats.json").write_text(json.dumps(stats, indent=1) + "\n")

@@ -1,6 +1,7 @@
 """Run the nano-codegen-agent benchmark under MLPerf LoadGen.
 
     python harness/run.py --scenario Offline                 # performance run, accuracy run, accuracy pass
+    python harness/run.py --scenario Offline --suite agentic # the agentic suite with its checkpoint and budget
     python harness/run.py --scenario Server --mode performance
     python harness/run.py --scenario SingleStream --official  # MLPerf's 600 s minimum and official seeds
     python harness/run.py --scenario Server --find-peak       # the highest target_qps meeting the bound
@@ -36,7 +37,7 @@ from harness.system_info import default_system_name  # noqa: E402
 from harness.user_conf import (OFFICIAL_LOCKED, UserConfError, drop_unread, effective_conf_text, parse_user_conf,  # noqa: E402
                                resolve, write_effective_conf)
 from sut.engine_factory import EngineOptions  # noqa: E402
-from sut.tasks import EVAL_PATH  # noqa: E402
+from sut.suites import check_checkpoint_fits, eval_path  # noqa: E402
 from verifier.sandbox import SandboxUnavailable, probe  # noqa: E402
 
 
@@ -202,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         opts.validate()
         if args.count is not None and not 1 <= args.count <= 1024:
             raise RunError(f"--count must be between 1 and 1024, got {args.count}")
+        if not args.audit:   # every task's prompt and one attempt must fit the model's window (sut/suites.py)
+            check_checkpoint_fits(opts.checkpoint, opts.suite, opts.max_new_tokens, args.count)
         system = default_system_name(opts.device) if args.system_name is None else args.system_name
         paths = ScenarioPaths(args.results_dir.resolve(), check_name(system), scenario.name)
         probe(opts.isolation)   # fail closed: no bubblewrap, no run (unless --isolation process)
@@ -217,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             paths.claim([paths.scenario_dir / "find_peak"])
             return find_peak(paths, scenario.name, settings, opts, args, notes)
         modes = ["performance", "accuracy"] if args.mode == "both" else [args.mode]
-        deferred = _claim_incomplete(paths, paths.run_dirs(modes),
-                                     run_configuration(opts, EVAL_PATH, args.count, settings, args.official),
+        config = run_configuration(opts, eval_path(opts.suite), args.count, settings, args.official)
+        deferred = _claim_incomplete(paths, paths.run_dirs(modes), config,
                                      {"user.conf": effective_conf_text(settings, scenario.name)})   # the binding, once
     except (ScenarioError, UserConfError, RunError, ValueError, SandboxUnavailable, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode, outdir in zip(modes, paths.run_dirs(modes)):
             run_child(scenario.name, mode, conf, outdir, opts, args.count, args.no_progress)
         if "accuracy" in modes:
-            accuracy = write_accuracy(paths.accuracy_dir, args.count)
+            accuracy = write_accuracy(paths.accuracy_dir, args.count, opts.suite)
         write_run_metadata(paths, opts, settings, args)
     except (RunError, OSError, RuntimeError) as e:
         print(f"error: {e}; {paths.scenario_dir} is marked incomplete (move it away to rerun)", file=sys.stderr)
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + e.signum
     for outdir in paths.run_dirs(modes):
         mark_complete(outdir)
-    print_block(paths, modes, accuracy, accuracy_target(args.count), args.official)
+    print_block(paths, modes, accuracy, accuracy_target(opts.suite, args.count), args.official)
     return 0
 
 

@@ -6,9 +6,10 @@ refused before anything is written (harness/results.py ``ScenarioPaths.claim``),
 check_submission fails a folder whose runs disagree (harness/compliance.py). What counts:
 
 - the checkpoint's content (sha256 of its config, weights and tokenizer), not its path;
-- every engine option (they change outputs or speed: attempts, redraws, seed, backend, batch,
-  workers, threads, device, the cache switches) and the verifier's isolation level;
-- the task file's sha256 and how many of its tasks ran (``--count``);
+- every engine option (they change outputs or speed: the task suite, attempts, tokens per attempt,
+  redraws, seed, backend, batch, workers, threads, device, the cache switches) and the verifier's
+  isolation level;
+- the task file's name and sha256 (the suite's frozen set) and how many of its tasks ran (``--count``);
 - the effective LoadGen settings and whether the run claims ``--official``.
 """
 from __future__ import annotations
@@ -50,7 +51,8 @@ def run_configuration(opts: Any, tasks_path: Path, count: int | None, settings: 
 
 
 def differences(bound: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between two configurations, as 'key: old -> new' (the checkpoint's path is not compared)."""
+    """What differs between two configurations, as 'key: old -> new' (the checkpoint's path is not compared);
+    a different task suite first, since it explains the rest."""
     def flat(d: dict, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in d.items():
@@ -58,8 +60,8 @@ def differences(bound: dict[str, Any], new: dict[str, Any]) -> list[str]:
         return out
 
     a, b = flat(bound), flat(new)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
-            if k != "checkpoint.path" and a.get(k) != b.get(k)]
+    keys = sorted(a.keys() | b.keys(), key=lambda k: (k != "engine.suite", k))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if k != "checkpoint.path" and a.get(k) != b.get(k)]
 
 
 def require_bound_checkpoint(scenario_dir: Path, checkpoint: Path) -> None:

@@ -12,19 +12,17 @@ from typing import Any
 
 from harness.mlperf_log import LogError, read_detail
 from harness.results import ScenarioPaths
-from harness.scenario_files import (EVAL_SIZE, REFERENCE_CHECKPOINT, FileProblem, load_reference, meets_target,
-                                    parse_accuracy_txt, target_for_run)
+from harness.scenario_files import (EVAL_SIZE, FileProblem, accuracy_command, load_reference, meets_target,
+                                    parse_accuracy_txt, reference_checkpoint, target_for_run)
 from harness.system_info import describe_system
 from sut.engine_factory import EngineOptions
-from sut.tasks import EVAL_PATH
 
-def write_accuracy(accuracy_dir: Path, count: int | None) -> dict[str, float]:
+
+def write_accuracy(accuracy_dir: Path, count: int | None, suite: str) -> dict[str, float]:
     """Run the verifier's accuracy pass (a separate post-processing step, as in MLPerf) over the
-    run's declared tasks (``count``, recorded in run_config.json; None: all of them)."""
+    run's declared tasks (``suite``'s first ``count``, recorded in run_config.json; None: all of them)."""
     out = accuracy_dir / "accuracy.txt"
-    cmd = [sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file",
-           str(accuracy_dir / "mlperf_log_accuracy.json"), "--tasks", str(EVAL_PATH), "--output", str(out),
-           "--expected-samples", str(count or EVAL_SIZE)]
+    cmd = accuracy_command(accuracy_dir / "mlperf_log_accuracy.json", out, suite, count or EVAL_SIZE)
     proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.PIPE, text=True,
                           errors="replace")
     if proc.returncode != 0 or not out.is_file():
@@ -41,11 +39,12 @@ def _last_error(stderr: str) -> str:
     return last.removeprefix("error: ").removesuffix("; no accuracy.txt written")
 
 
-def accuracy_target(count: int | None = None) -> float | None:
-    """The closed-division target for the run's tasks (the first ``count``): 99% of the *reference*
-    checkpoint's pass@final on them, whatever checkpoint ran; ``target_for_run``, check_submission's judge."""
+def accuracy_target(suite: str, count: int | None = None) -> float | None:
+    """The closed-division target for the run's tasks (``suite``'s first ``count``): 99% of the suite's
+    *reference* checkpoint's pass@final on them, whatever checkpoint ran; ``target_for_run``, check_submission's
+    judge. None when the reference records no figures (print_block then says the target is unknown)."""
     try:
-        ref = load_reference(REFERENCE_CHECKPOINT)
+        ref = load_reference(reference_checkpoint(suite))
     except FileProblem:
         return None
     return target_for_run(ref, count)[0]
@@ -122,7 +121,8 @@ def print_block(paths: ScenarioPaths, modes: list[str], accuracy: dict[str, floa
             lines.append(f"result        UNREADABLE: {e}")
     if accuracy is not None:
         pf = accuracy.get("pass@final", 0.0)
-        verdict = "" if target is None else (f"  target >= {target:.4f}: " + ("MET" if meets_target(pf, target) else "NOT MET"))
+        verdict = "  target unknown: the reference records no figures" if target is None else \
+            (f"  target >= {target:.4f}: " + ("MET" if meets_target(pf, target) else "NOT MET"))
         lines.append(f"accuracy      pass@1 {accuracy.get('pass@1', 0):.4f}  pass@final {pf:.4f}"
                      f"  mean attempts {accuracy.get('mean_attempts', 0):.2f}{verdict}")
     lines.append(f"files         {paths.scenario_dir}")

@@ -3,7 +3,9 @@
 LoadGen's own logs are parsed by harness/mlperf_log.py; this module reads what the harness
 writes beside them (measurements.json, agent_records.jsonl, sut_stats.json, accuracy.txt),
 decodes logged responses, and knows the reference checkpoint's recorded figures, which
-set the accuracy target (99% of its pass@final) and the TEST09 output-length band.
+set the accuracy target (99% of its pass@final) and the TEST09 output-length band. Each task
+suite has its own reference (its default checkpoint) and task file; a folder's suite is the
+one its run_config.json records.
 """
 from __future__ import annotations
 
@@ -18,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.mlperf_log import AccuracyEntry
+from harness.run_config import CONFIG_FILE
 from verifier.response_format import Response, decode_hex
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE_CHECKPOINT = REPO / "checkpoints" / "reference"   # sut.checkpoint.DEFAULT_CHECKPOINT, without torch
 ACCURACY_FRACTION = 0.99       # closed-division rule: at least 99% of the reference's pass@final
-EVAL_SIZE = 1024               # sut.tasks.EVAL_SIZE: an official run covers every evaluation task
+EVAL_SIZE = 1024               # sut.tasks.EVAL_SIZE (and sut.agentic.suite's): an official run covers every task
 
 
 class FileProblem(ValueError):
@@ -75,7 +77,27 @@ class Reference:
         return ACCURACY_FRACTION * ref, f"99% of the reference's pass@final {ref:.4f}{what}, {self.path}"
 
 
-def load_reference(checkpoint: Path = REFERENCE_CHECKPOINT) -> Reference:
+def reference_checkpoint(suite: str) -> Path:
+    """The suite's reference checkpoint (its default one, sut.suites.DEFAULTS), whose figures set the targets."""
+    from sut.suites import DEFAULTS, check_suite  # noqa: PLC0415 - torch-free, loaded when asked for
+
+    return DEFAULTS[check_suite(suite)].checkpoint
+
+
+def run_suite(scenario_dir: Path) -> str:
+    """The task suite a scenario folder was run with (its run_config.json's engine options; a folder from
+    before suites existed: basic). FileProblem if the configuration is unreadable or names no known suite."""
+    from sut.suites import SuiteError, check_suite  # noqa: PLC0415
+
+    cfg = read_json(Path(scenario_dir) / CONFIG_FILE)
+    suite = (cfg.get("engine") if isinstance(cfg.get("engine"), dict) else {}).get("suite", "basic")
+    try:
+        return check_suite(str(suite))
+    except SuiteError as e:
+        raise FileProblem(f"{Path(scenario_dir) / CONFIG_FILE}: {e}") from None
+
+
+def load_reference(checkpoint: Path) -> Reference:
     path = Path(checkpoint) / "metrics.json"
     try:
         ev = json.loads(path.read_text())["eval"]
@@ -88,7 +110,19 @@ def load_reference(checkpoint: Path = REFERENCE_CHECKPOINT) -> Reference:
         raise FileProblem(f"{path}: cannot read the reference figures ({e.strerror}); "
                           "pass --reference DIR holding the reference checkpoint") from None
     except (ValueError, KeyError, TypeError) as e:
-        raise FileProblem(f"{path}: no eval.pass@final figure ({e.__class__.__name__}: {e})") from None
+        raise FileProblem(f"{path}: no eval.pass@final figure ({e.__class__.__name__}: {e}); record it with "
+                          f"`{_record_command(Path(checkpoint))}`") from None
+
+
+def _record_command(checkpoint: Path) -> str:
+    """The command that records a checkpoint's reference figures (with its suite, where it says which)."""
+    from sut.suites import SuiteError, checkpoint_dir_suite  # noqa: PLC0415
+
+    try:
+        suite = f" --suite {checkpoint_dir_suite(checkpoint)}"
+    except SuiteError:   # a folder holding only metrics.json
+        suite = ""
+    return f"python -m sut.evaluate{suite} --record --checkpoint {checkpoint}"
 
 
 def target_for_run(ref: Reference, count: int | None) -> tuple[float | None, str]:
@@ -181,13 +215,19 @@ def subset_figures(responses: list[Response]) -> dict[str, float]:
             "tokens_per_sample": sum(r.n_tokens for r in responses) / n}
 
 
-def accuracy_pass(log_path: Path, out: Path, samples: int | None = None) -> dict[str, float]:
-    """Run the verifier's accuracy pass on ``log_path``, writing ``out`` (accuracy.txt format); its figures.
-    ``samples``: the log must hold tasks 0..samples-1 (a run's declared count); None: any subset (audits)."""
-    from sut.tasks import EVAL_PATH  # noqa: PLC0415
+def accuracy_command(log_path: Path, out: Path, suite: str, samples: int | str) -> list[str]:
+    """The verifier's accuracy pass over ``log_path`` against ``suite``'s frozen task file, writing ``out``."""
+    from sut.suites import eval_path  # noqa: PLC0415
 
-    cmd = [sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log_path),
-           "--tasks", str(EVAL_PATH), "--output", str(out), "--expected-samples", str(samples or "any")]
+    return [sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log_path),
+            "--tasks", str(eval_path(suite)), "--output", str(out), "--expected-samples", str(samples)]
+
+
+def accuracy_pass(log_path: Path, out: Path, samples: int | None = None, *, suite: str) -> dict[str, float]:
+    """Run the verifier's accuracy pass on ``log_path`` (the tasks of ``suite``), writing ``out`` (accuracy.txt
+    format); its figures. ``samples``: the log must hold tasks 0..samples-1 (a run's declared count); None: any
+    subset (audits)."""
+    cmd = accuracy_command(log_path, out, suite, samples or "any")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0 or not Path(out).is_file():
         raise RuntimeError(f"the accuracy pass on {log_path} failed (exit {proc.returncode}): "
@@ -195,7 +235,8 @@ def accuracy_pass(log_path: Path, out: Path, samples: int | None = None) -> dict
     return parse_accuracy_txt(out)
 
 
-def rescore_log(log_path: Path) -> dict[str, float]:
-    """The accuracy pass again on ``log_path``, in a scratch folder: the figures, nothing written."""
+def rescore_log(log_path: Path, *, suite: str) -> dict[str, float]:
+    """The accuracy pass again on ``log_path`` (the tasks of ``suite``) in a scratch folder: the figures, nothing
+    written."""
     with tempfile.TemporaryDirectory() as tmp:
-        return accuracy_pass(log_path, Path(tmp) / "accuracy.txt")
+        return accuracy_pass(log_path, Path(tmp) / "accuracy.txt", suite=suite)

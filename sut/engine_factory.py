@@ -12,15 +12,17 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from sut.checkpoint import DEFAULT_CHECKPOINT
+from sut.suites import DEFAULT_SUITE, DEFAULTS, SUITES, check_checkpoint_dir, check_suite, per_suite
 from verifier.sandbox import add_isolation_flag
 
 
 @dataclass
 class EngineOptions:
-    checkpoint: Path = DEFAULT_CHECKPOINT
+    suite: str = DEFAULT_SUITE       # the task suite (sut/suites.py): its tasks, and the defaults below
+    checkpoint: Path = DEFAULTS[DEFAULT_SUITE].checkpoint
     device: str = "cpu"
-    max_attempts: int = 5
+    max_attempts: int = DEFAULTS[DEFAULT_SUITE].max_attempts
+    max_new_tokens: int = 0          # per attempt; 0: the suite's
     redraws: int = 3                 # AgentConfig.redraws: redraw a retry repeating rejected code
     max_batch: int = 64
     workers: int = 0                 # verifier sandbox workers (processes); 0: default_workers()
@@ -35,9 +37,16 @@ class EngineOptions:
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint directory")
+        p.add_argument("--suite", default=None,
+                       help=f"task suite: {' or '.join(SUITES)} (default {DEFAULT_SUITE}); it sets the defaults of "
+                            "--checkpoint, --max-attempts and --max-new-tokens")
+        p.add_argument("--checkpoint", type=Path, default=None,
+                       help=f"checkpoint directory (default: the suite's, {per_suite('checkpoint')})")
         p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
-        p.add_argument("--max-attempts", type=int, default=5, help="attempts per task (1 = no retries)")
+        p.add_argument("--max-attempts", type=int, default=None,
+                       help=f"attempts per task (1 = no retries; default: the suite's, {per_suite('max_attempts')})")
+        p.add_argument("--max-new-tokens", type=int, default=None,
+                       help=f"tokens per attempt (default: the suite's, {per_suite('max_new_tokens')})")
         p.add_argument("--redraws", type=int, default=3,
                        help="redraw a retry that repeats rejected code up to N times (0: off; docs/model.md)")
         p.add_argument("--max-batch", type=int, default=None, help="sequences decoded together (default: the scenario's)")
@@ -56,11 +65,19 @@ class EngineOptions:
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> "EngineOptions":
+        """The flags given; --checkpoint, --max-attempts and --max-new-tokens not given (or --max-new-tokens 0)
+        are the suite's. SuiteError (a ValueError) for an unknown --suite."""
         opts = cls()
         for f in fields(cls):
             value = getattr(a, f.name, None)
             if value is not None:
                 setattr(opts, f.name, value)
+        suite = DEFAULTS[check_suite(opts.suite)]
+        if getattr(a, "checkpoint", None) is None:
+            opts.checkpoint = suite.checkpoint
+        if getattr(a, "max_attempts", None) is None:
+            opts.max_attempts = suite.max_attempts
+        opts.max_new_tokens = opts.max_new_tokens or suite.max_new_tokens
         return opts
 
     def to_argv(self) -> list[str]:
@@ -79,7 +96,9 @@ class EngineOptions:
         100000 threads; a pool of 100000 sandboxes never finishes starting; an unused KV-cache row costs memory)."""
         from sut.tasks import EVAL_SIZE   # one row per evaluation task is the most a batch can fill
 
+        check_suite(self.suite)
         for flag, value, low, high in (("--max-attempts", self.max_attempts, 1, None), ("--redraws", self.redraws, 0, None),
+                                       ("--max-new-tokens", self.max_new_tokens, 0, None),
                                        ("--max-batch", self.max_batch, 1, EVAL_SIZE), ("--workers", self.workers, 0, PER_CPU),
                                        ("--threads", self.threads, 0, PER_CPU), ("--seed", self.seed, 0, MAX_SEED)):
             check_range(flag, value, low, high)
@@ -89,7 +108,8 @@ class EngineOptions:
         check_device(self.device)
         if not (self.checkpoint / "config.json").is_file():
             raise ValueError(f"--checkpoint {self.checkpoint}: no checkpoint there (config.json missing); pass "
-                             "--checkpoint DIR or train one with `python -m sut.train --out DIR`")
+                             f"--checkpoint DIR or train one with `python -m sut.train --suite {self.suite} --out DIR`")
+        check_checkpoint_dir(self.checkpoint, self.suite)
 
 
 MAX_BATCH_WAIT_MS = 60_000   # a gathering wait longer than a minute is a typo, not a policy
@@ -147,7 +167,8 @@ def build_engine(opts: EngineOptions):
     model, tokenizer, _meta = load_checkpoint(opts.checkpoint, device=opts.device)
     # the agent reads verdicts, not lint notes, and its programs import nothing: a lean zygote (docs/verifier.md)
     pool = SandboxPool(workers=opts.workers or default_workers(), lint=False, preload=(), isolation=opts.isolation)
-    cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed, redraws=opts.redraws)
+    cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed, redraws=opts.redraws,
+                      max_new_tokens=opts.max_new_tokens or DEFAULTS[opts.suite].max_new_tokens)
     from sut.engine import Engine
 
     return Engine(model, tokenizer, pool, cfg, max_batch=opts.max_batch, batch_wait_ms=opts.batch_wait_ms,

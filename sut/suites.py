@@ -121,3 +121,19 @@ def check_fits(tasks: list[Task], tok: Any, window: int, max_new_tokens: int) ->
         raise SuiteError(f"task {task.id} needs {need} tokens (its prompt and one {max_new_tokens}-token attempt) but "
                          f"the model's window is {window}: lower --max-new-tokens or use a checkpoint with a larger "
                          "block size")
+
+
+def check_checkpoint_fits(checkpoint: Path, suite: str, max_new_tokens: int, count: int | None = None) -> None:
+    """``check_fits`` for a checkpoint directory, read without torch (its tokenizer.json and its window from
+    config.json): what a command checks before it starts a run."""
+    from sut.tokenizer import CodeTokenizer, TokenizerError  # noqa: PLC0415
+
+    try:
+        config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+        window = int(config["n_positions"] if "n_positions" in config else config["model"]["block_size"])
+        tok = CodeTokenizer.from_file(checkpoint / "tokenizer.json")
+    except (OSError, ValueError, KeyError, TypeError, TokenizerError) as e:
+        raise SuiteError(f"--checkpoint {checkpoint}: cannot read its window or tokenizer ({e}); pass a checkpoint "
+                         "written by `python -m sut.train`") from None
+    tasks = load_tasks(suite)
+    check_fits(tasks[:count] if count else tasks, tok, window, max_new_tokens)

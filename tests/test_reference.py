@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenario_files import EVAL_SIZE, REFERENCE_CHECKPOINT, FileProblem, load_reference
+from harness.scenario_files import EVAL_SIZE, FileProblem, load_reference, reference_checkpoint
+
+REFERENCE_CHECKPOINT = reference_checkpoint("basic")
 
 
 def write_metrics(path: Path, ev: dict) -> Path:

@@ -21,12 +21,13 @@ from harness.compliance import check_scenario  # noqa: E402
 from harness.results import ResultsExistError, ScenarioPaths  # noqa: E402
 from harness.run_config import CONFIG_FILE, require_bound_checkpoint, run_configuration  # noqa: E402
 from harness.run_summary import write_run_metadata  # noqa: E402
-from harness.scenario_files import REFERENCE_CHECKPOINT, load_reference, meets_target, target_for_run  # noqa: E402
+from harness.scenario_files import load_reference, meets_target, reference_checkpoint, target_for_run  # noqa: E402
 from sut.engine_factory import EngineOptions  # noqa: E402
 from sut.tasks import EVAL_PATH  # noqa: E402
 from test_harness import QUICK_CONF, RUN  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+REFERENCE_CHECKPOINT = reference_checkpoint("basic")
 SETTINGS = {"min_duration": "1500", "target_qps": "800"}
 CONF_TEXT = "nano-codegen-agent.Offline.min_duration = 1500\n"
 
@@ -118,7 +119,7 @@ def test_one_function_sets_the_target_for_both_judges():
     from harness.run_summary import accuracy_target
 
     for count in (None, 8, 24, 1024):
-        assert accuracy_target(count) == target_for_run(ref, count)[0]
+        assert accuracy_target("basic", count) == target_for_run(ref, count)[0]
     target = target_for_run(ref, 24)[0]
     assert meets_target(target, target) and not meets_target(target - 1e-9, target)
 

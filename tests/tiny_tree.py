@@ -22,7 +22,7 @@ from harness.run import effective_settings
 from harness.run_config import run_configuration
 from harness.run_summary import write_run_metadata
 from harness.scenario_config import load_scenario
-from harness.scenario_files import accuracy_pass
+from harness.scenario_files import accuracy_pass, run_suite
 from harness.user_conf import write_effective_conf
 from sut.engine_factory import EngineOptions
 from sut.tasks import EVAL_PATH
@@ -92,7 +92,8 @@ def start_scenario(root: Path, scenario: str, reference: Path, count: int = 16,
 def finish_scenario(paths: ScenarioPaths, procs: list[subprocess.Popen]) -> None:
     _wait(procs)
     accuracy_pass(paths.accuracy_dir / "mlperf_log_accuracy.json", paths.accuracy_dir / "accuracy.txt",
-                  json.loads((paths.scenario_dir / "run_config.json").read_text())["tasks"]["count"])
+                  json.loads((paths.scenario_dir / "run_config.json").read_text())["tasks"]["count"],
+                  suite=run_suite(paths.scenario_dir))
 
 
 def run_audits(jobs: list[tuple[ScenarioPaths, str, str]], reference: Path, count: int = 16) -> dict[tuple[str, str], bool]:
