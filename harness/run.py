@@ -37,7 +37,7 @@ from harness.system_info import default_system_name  # noqa: E402
 from harness.user_conf import (OFFICIAL_LOCKED, UserConfError, drop_unread, effective_conf_text, parse_user_conf,  # noqa: E402
                                resolve, write_effective_conf)
 from sut.engine_factory import EngineOptions  # noqa: E402
-from sut.suites import check_checkpoint_fits, eval_path  # noqa: E402
+from sut.suites import DEFAULT_SUITE, check_checkpoint_fits, eval_path  # noqa: E402
 from verifier.sandbox import SandboxUnavailable, probe  # noqa: E402
 
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _raise_interrupted)
     try:
-        scenario = load_scenario(args.scenario)
+        scenario = load_scenario(args.scenario, suite=args.suite or DEFAULT_SUITE)
         settings, notes = effective_settings(scenario, args.user_conf, args.official)
         opts = EngineOptions.from_args(args)
         opts.checkpoint = opts.checkpoint.resolve()   # the LoadGen child runs in another directory

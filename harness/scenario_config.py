@@ -27,7 +27,10 @@ class ScenarioConfig:
     path: Path
 
 
-def load_scenario(name: str, directory: Path = SCENARIO_DIR) -> ScenarioConfig:
+def load_scenario(name: str, directory: Path = SCENARIO_DIR, suite: str = "basic") -> ScenarioConfig:
+    """The scenario's settings for ``suite``: ``loadgen`` and ``sut``, with the suite's block (``suites:
+    <suite>: {loadgen: ..., sut: ...}``) merged over them, since an agentic task costs ~30x a basic one
+    (the expected rate and the latency bound differ, not the scenario)."""
     if name not in SCENARIO_FILES:
         raise ScenarioError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIO_FILES)}")
     path = Path(directory) / SCENARIO_FILES[name]
@@ -37,7 +40,13 @@ def load_scenario(name: str, directory: Path = SCENARIO_DIR) -> ScenarioConfig:
         raise ScenarioError(f"{path}: cannot read scenario file ({e.__class__.__name__}); restore it from git") from e
     if not isinstance(doc, dict) or doc.get("scenario") != name:
         raise ScenarioError(f"{path}: 'scenario:' must be {name!r}")
-    lg, sut = doc.get("loadgen") or {}, doc.get("sut") or {}
+    lg, sut = dict(doc.get("loadgen") or {}), dict(doc.get("sut") or {})
+    suites = doc.get("suites") or {}
+    if not isinstance(suites, dict) or any(k not in ("basic", "agentic") or not isinstance(v, dict)
+                                           or set(v) - {"loadgen", "sut"} for k, v in suites.items()):
+        raise ScenarioError(f"{path}: 'suites:' maps basic or agentic to {{loadgen: ..., sut: ...}}")
+    lg.update((suites.get(suite) or {}).get("loadgen") or {})
+    sut.update((suites.get(suite) or {}).get("sut") or {})
     for key, value in lg.items():
         if key not in KNOWN_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ScenarioError(f"{path}: loadgen.{key} = {value!r} is not a known LoadGen key with a number")

@@ -125,6 +125,22 @@ def test_scenarios_load_and_bad_name_is_refused():
         load_scenario("offline")
 
 
+def test_a_suite_block_overrides_the_scenario_settings(tmp_path):
+    """The agentic suite's tasks cost ~30x a basic one: its expected rate and latency bound are its own."""
+    assert load_scenario("Offline").loadgen["target_qps"] == "600"
+    assert load_scenario("Offline", suite="agentic").loadgen["target_qps"] == "20"
+    server = load_scenario("Server", suite="agentic").loadgen
+    assert server["target_latency"] == "15000" and server["target_latency_percentile"] == "99"
+    bad = tmp_path / "offline.yaml"
+    bad.write_text("scenario: Offline\nloadgen:\n  target_qps: 5\nsuites:\n  agentic:\n    loadgen:\n"
+                   "      target_qps: -1\n")
+    with pytest.raises(ScenarioError, match="loadgen.target_qps"):
+        load_scenario("Offline", tmp_path, suite="agentic")
+    bad.write_text("scenario: Offline\nsuites:\n  nope: {}\n")
+    with pytest.raises(ScenarioError, match="'suites:' maps basic or agentic"):
+        load_scenario("Offline", tmp_path)
+
+
 # What LoadGen's TestSettings shows for each key set on the Server scenario, and how it scales it.
 LOADGEN_ATTR = {
     "min_duration": ("min_duration_ms", 1), "max_duration": ("max_duration_ms", 1),
