@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from harness.mlperf_log import DetailLog, LogError, metric_of, read_detail, read_trace_latencies  # noqa: E402
 from harness.results import BENCHMARK  # noqa: E402
-from harness.scenario_files import FileProblem, read_accuracy_txt, read_records  # noqa: E402
+from harness.scenario_files import FileProblem, read_accuracy_txt, read_records, run_suite  # noqa: E402
 from sut.output_guard import refuse_overwrite  # noqa: E402
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
@@ -48,6 +48,7 @@ class ScenarioData:
     acc_records: list[dict] = field(default_factory=list)
     accuracy: dict[str, float] = field(default_factory=dict)
     trace_ns: list[float] | None = None
+    suite: str = "basic"                                 # the task suite its run_config.json records
     problems: list[str] = field(default_factory=list)
 
     def rate(self, which: int) -> float:
@@ -73,6 +74,10 @@ def load_scenario_data(folder: Path) -> ScenarioData:
     except FileProblem as e:
         d.problems.append(str(e))
     d.trace_ns = read_trace_latencies(perf / "mlperf_log_trace.json")
+    try:
+        d.suite = run_suite(folder)
+    except FileProblem as e:
+        d.problems.append(str(e))
     return d
 
 
@@ -218,17 +223,17 @@ def plot_breakdown(data: list[ScenarioData], path: Path) -> None:
 
 
 def _table(data: list[ScenarioData]) -> list[str]:
-    lines = ["| scenario | result | metric | samples/s | tokens/s | p50 / p90 / p99 latency (ms) | pass@1 | pass@final "
-             "| mean attempts |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | suite | result | metric | samples/s | tokens/s | p50 / p90 / p99 latency (ms) | pass@1 "
+             "| pass@final | mean attempts |", "|---|---|---|---|---|---|---|---|---|---|"]
     for d in data:
         if d.detail is None:
-            lines.append(f"| {d.scenario} | unreadable | | | | | | | |")
+            lines.append(f"| {d.scenario} | {d.suite} | unreadable | | | | | | | |")
             continue
         v = d.detail.get
         metric, value = metric_of(d.detail)
         pct = " / ".join(f"{float(v(f'result_{p}_percentile_latency_ns', 0)) / 1e6:.1f}" for p in ("50.00", "90.00", "99.00"))
         a = d.accuracy
-        lines.append(f"| {d.scenario} | {v('result_validity')} | {metric} {value:.4g} | {d.rate(0):.3g} | {d.rate(1):.4g} "
+        lines.append(f"| {d.scenario} | {d.suite} | {v('result_validity')} | {metric} {value:.4g} | {d.rate(0):.3g} | {d.rate(1):.4g} "
                      f"| {pct} | {a.get('pass@1', float('nan')):.3f} | {a.get('pass@final', float('nan')):.3f} "
                      f"| {a.get('mean_attempts', float('nan')):.2f} |")
     return lines
@@ -239,14 +244,14 @@ def attempt_table(records: list[dict]) -> list[str]:
     by: dict[int, list[dict]] = {}
     for a in _attempts(records):
         by.setdefault(a["attempt"], []).append(a)
-    lines = ["| attempt | count | mean context (tokens) | mean generated | prefill ms | decode ms | verify ms | passed |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| attempt | count | mean context (tokens) | mean generated | prefill ms | decode ms | verify ms | KV KiB "
+             "| passed |", "|---|---|---|---|---|---|---|---|---|"]
     for k in sorted(by):
         rows = by[k]
         mean = lambda key: statistics.fmean(r[key] for r in rows)  # noqa: E731
         lines.append(f"| {k + 1} | {len(rows)} | {mean('prompt_tokens'):.0f} | {mean('gen_tokens'):.1f} "
                      f"| {mean('prefill_ms'):.1f} | {mean('decode_ms'):.1f} | {mean('verify_ms'):.1f} "
-                     f"| {sum(r['status'] == 'passed' for r in rows)} |")
+                     f"| {mean('kv_bytes') / 1024:.0f} | {sum(r['status'] == 'passed' for r in rows)} |")
     return lines
 
 
