@@ -48,14 +48,23 @@ class Verdict:
     files: dict[str, list[str]] = field(default_factory=dict)   # verify file -> lines (last: TEST PASS/FAIL)
 
 
-def audit_settings(test: str, n_samples: int, same_index: int = 0) -> dict[str, int]:
-    """The audit.config keys (MLPerf's own) for ``test`` over a QSL of ``n_samples`` tasks."""
+# Offline TEST04 sizes its one query at this multiple of the performance run's target_qps: copies of one
+# sample run up to ~2x the mixed rate (above), so a query sized for the mixed rate ends before
+# min_duration and the audit run is INVALID (seen on the agentic suite: 34 copies/s against 17 samples/s).
+OFFLINE_TEST04_QPS_FACTOR = 4
+
+
+def audit_settings(test: str, n_samples: int, same_index: int = 0, offline_qps: float | None = None
+                   ) -> dict[str, float]:
+    """The audit.config keys (MLPerf's own) for ``test`` over a QSL of ``n_samples`` tasks; ``offline_qps``:
+    the Offline performance run's effective target_qps (TEST04 then asks for a larger query)."""
     if test == "TEST01":
         return {"mode": 2, "accuracy_log_rng_seed": AUDIT_SEED, "accuracy_log_sampling_target": TEST01_SAMPLING_TARGET,
                 "performance_issue_unique": 0, "performance_issue_same": 0, "performance_issue_same_index": 0}
     if test == "TEST04":
         return {"mode": 2, "performance_issue_unique": 0, "performance_issue_same": 1,
-                "performance_issue_same_index": same_index}
+                "performance_issue_same_index": same_index,
+                **({"target_qps": OFFLINE_TEST04_QPS_FACTOR * offline_qps} if offline_qps else {})}
     if test in ("TEST06", "TEST07", "TEST09"):
         # Every sample, each issued once, all logged. In equal-issue mode LoadGen rounds
         # min_query_count up past the next multiple of the sample count (SingleStream: 16 -> 32),
@@ -70,17 +79,28 @@ def agent_ms(record: dict) -> float:
     return sum(a.get("prefill_ms", 0) + a.get("decode_ms", 0) + a.get("verify_ms", 0) for a in record["attempts"])
 
 
+def sample_cost(record: dict, scenario: str) -> float:
+    """A sample's cost for choosing TEST04's: the agent's own ms, except in Offline, where every sample is
+    queued at once and its ms are mostly the shared batch's (a one-attempt task admitted with 63 others
+    takes as long as a long one): there the tokens it generated, which is what its decode steps cost."""
+    if scenario == "Offline":
+        return float(record.get("n_tokens", 0))
+    return agent_ms(record)
+
+
 @dataclass(frozen=True)
 class Test04Choice:
     qsl_idx: int        # the sample TEST04 repeats
-    cost_ms: float      # its mean agent time in the normal performance run
-    target_ms: float    # the per-sample agent time the scenario's metric reflects (mean, or p90)
+    cost_ms: float      # its mean cost in the normal performance run (sample_cost: ms, or tokens in Offline)
+    target_ms: float    # the per-sample cost the scenario's metric reflects (mean, or p90)
     what: str           # "mean" | "p90"
+    unit: str = "ms"    # "ms" (agent time) or "tokens" (Offline)
 
     @property
     def note(self) -> str:
-        return (f"sample {self.qsl_idx}: agent time {self.cost_ms:.1f} ms, nearest the {self.what} per-sample "
-                f"agent time {self.target_ms:.1f} ms of the performance run")
+        what = "agent time" if self.unit == "ms" else "generated"
+        return (f"sample {self.qsl_idx}: {what} {self.cost_ms:.1f} {self.unit}, nearest the {self.what} per-sample "
+                f"{what} {self.target_ms:.1f} {self.unit} of the performance run")
 
 
 def choose_test04_sample(records: list[dict], scenario: str) -> Test04Choice:
@@ -90,11 +110,12 @@ def choose_test04_sample(records: list[dict], scenario: str) -> Test04Choice:
     yardstick only against its own cost: we pick the sample nearest the mean per-sample
     cost (Offline throughput, Server) or the 90th-percentile cost (SingleStream's p90
     latency) and scale the reference by target / cost, which is ~1 when such a sample exists.
-    Cost is the agent's own time on the sample in the normal performance run.
+    Cost is the agent's own time on the sample in the normal performance run (``sample_cost``: its
+    generated tokens in Offline).
     """
     per: dict[int, list[float]] = {}
     for r in records:
-        per.setdefault(int(r["qsl_idx"]), []).append(agent_ms(r))
+        per.setdefault(int(r["qsl_idx"]), []).append(sample_cost(r, scenario))
     if not per:
         raise FileProblem("the performance run has no agent records to choose a TEST04 sample from")
     times = sorted(t for ts in per.values() for t in ts)
@@ -103,7 +124,7 @@ def choose_test04_sample(records: list[dict], scenario: str) -> Test04Choice:
     else:
         target, what = statistics.fmean(times), "mean"
     q = min(per, key=lambda i: (abs(statistics.fmean(per[i]) - target), i))
-    return Test04Choice(q, statistics.fmean(per[q]), target, what)
+    return Test04Choice(q, statistics.fmean(per[q]), target, what, "tokens" if scenario == "Offline" else "ms")
 
 
 def recorded_verdict(test: str, audit_dir: Path) -> tuple[bool | None, Path]:
@@ -140,6 +161,12 @@ def _verdict(test: str, ok: bool, reason: str, lines: list[str], extra: dict[str
     return Verdict(test, ok, reason, files)
 
 
+def offline_qps(perf: DetailLog | dict) -> float | None:
+    """An Offline performance run's effective target_qps (what TEST04 scales), else None."""
+    qps = perf.get("effective_target_qps")
+    return float(qps) if perf.get("effective_scenario") == "Offline" and qps else None
+
+
 def _audit_run(test: str, scenario_dir: Path, n_samples: int | None) -> tuple[DetailLog, list[str]]:
     """The audit run's detail log, and what is wrong with the run itself (errors, settings not applied)."""
     run = scenario_dir / test / "performance" / "run_1"
@@ -152,11 +179,13 @@ def _audit_run(test: str, scenario_dir: Path, n_samples: int | None) -> tuple[De
         problems.append(f"{detail.num_errors} error(s) in {run / 'mlperf_log_detail.txt'}")
     n = n_samples if n_samples is not None else int(detail.get("qsl_reported_total_count", 0) or 0)
     same = int(detail.get("effective_performance_issue_same_index", 0) or 0)
-    for key, want in audit_settings(test, n, same).items():
+    qps = offline_qps(read_detail(scenario_dir / "performance" / "run_1" / "mlperf_log_detail.txt")) \
+        if test == "TEST04" else None
+    for key, want in audit_settings(test, n, same, qps).items():
         if key in ("mode", "min_query_count"):
             continue
         dkey = "effective_min_duration_ms" if key == "min_duration" else f"effective_{key}"
-        if int(detail.get(dkey, -1)) != int(want):
+        if abs(float(detail.get(dkey, -1)) - float(want)) > 1e-6 * max(1.0, abs(float(want))):
             problems.append(f"{dkey} = {detail.get(dkey)} but the {test} audit.config sets {key} = {want} "
                             "(audit.config not read?)")
     if detail.mode != "PerformanceOnly":

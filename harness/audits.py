@@ -21,7 +21,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.audit_verify import AUDIT_TESTS, Verdict, audit_settings, choose_test04_sample, verify_audit
+from harness.audit_verify import (AUDIT_TESTS, Verdict, audit_settings, choose_test04_sample, offline_qps,
+                                  verify_audit)
 from harness.mlperf_log import DetailLog, LogError, read_detail
 from harness.results import ResultsExistError, ScenarioPaths, mark_complete
 from harness.run_config import require_bound_checkpoint
@@ -38,7 +39,7 @@ class AuditError(RuntimeError):
     """An audit that cannot run; the message says why and what to run first."""
 
 
-def write_audit_config(path: Path, settings: dict[str, int], test: str) -> None:
+def write_audit_config(path: Path, settings: dict[str, float], test: str) -> None:
     """audit.config in LoadGen's format; ``*.*`` keys apply to every model and scenario."""
     body = "".join(f"*.*.{k} = {v}\n" for k, v in settings.items())
     Path(path).write_text(f"# {test} audit (harness/audits.py; docs/audits.md). mode 2 = PerformanceOnly.\n" + body)
@@ -92,7 +93,8 @@ def prepare(test: str, paths: ScenarioPaths) -> tuple[Path, str]:
             raise AuditError(f"sample {q} is not in the performance run's loaded_qsl_set; rerun the performance run")
         same_index = loaded.index(q)   # LoadGen repeats loaded_qsl_set[performance_issue_same_index]
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_audit_config(audit_dir / "audit.config", audit_settings(test, n, same_index), test)
+    qps = offline_qps(perf) if test == "TEST04" else None
+    write_audit_config(audit_dir / "audit.config", audit_settings(test, n, same_index, qps), test)
     return run_dir, note
 
 

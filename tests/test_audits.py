@@ -93,10 +93,17 @@ def test_test04_sample_choice():
         return {"qsl_idx": idx, "attempts": [{"prefill_ms": 0.0, "decode_ms": ms, "verify_ms": 0.0}]}
 
     records = [rec(i, ms) for i, ms in enumerate([10, 10, 10, 20, 30, 50, 50, 50, 90, 100])]
-    mean = choose_test04_sample(records, "Offline")
-    assert (mean.qsl_idx, mean.target_ms) == (5, 42.0)       # nearest the mean cost, 42 ms
+    mean = choose_test04_sample(records, "Server")
+    assert (mean.qsl_idx, mean.target_ms) == (5, 42.0)       # nearest the mean cost, 42 ms (Server: ms)
     p90 = choose_test04_sample(records, "SingleStream")
     assert (p90.qsl_idx, p90.target_ms) == (9, 100.0)        # nearest the 90th-percentile cost
+    # Offline queues every sample at once, so its agent ms are the shared batch's: the cost there is the
+    # tokens a sample generated (a short task admitted with 63 others takes as long as a long one)
+    for r, tokens, ms in zip(records, [40, 40, 200, 220, 230, 500, 40, 40, 40, 40], [2000] * 10):
+        r["n_tokens"], r["attempts"][0]["decode_ms"] = tokens, ms
+    offline = choose_test04_sample(records, "Offline")
+    assert (offline.qsl_idx, offline.target_ms, offline.unit) == (2, 139.0, "tokens")
+    assert choose_test04_sample(records, "Server").unit == "ms"
 
 
 def run_py(*args: str) -> subprocess.CompletedProcess:

@@ -128,7 +128,7 @@ def test_scenarios_load_and_bad_name_is_refused():
 def test_a_suite_block_overrides_the_scenario_settings(tmp_path):
     """The agentic suite's tasks cost ~30x a basic one: its expected rate and latency bound are its own."""
     assert load_scenario("Offline").loadgen["target_qps"] == "600"
-    assert load_scenario("Offline", suite="agentic").loadgen["target_qps"] == "20"
+    assert load_scenario("Offline", suite="agentic").loadgen["target_qps"] == "25"
     server = load_scenario("Server", suite="agentic").loadgen
     assert server["target_latency"] == "15000" and server["target_latency_percentile"] == "99"
     bad = tmp_path / "offline.yaml"
