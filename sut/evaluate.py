@@ -30,7 +30,7 @@ from sut.agent import AgentConfig, AgentResult, run_agent
 from sut.agent import FEEDBACK_MODES
 from sut.checkpoint import CheckpointError, load_checkpoint
 from sut.engine_factory import MAX_SEED, PER_CPU, check_device, check_range
-from sut.suites import DEFAULTS, SUITES, SuiteError, check_checkpoint, check_fits, check_suite, load_tasks
+from sut.suites import DEFAULT_SUITE, DEFAULTS, SUITES, SuiteError, check_checkpoint, check_fits, check_suite, load_tasks
 from sut.model import NanoCodeGen
 from sut.output_guard import refuse_overwrite
 from sut.tokenizer import CodeTokenizer
@@ -95,19 +95,19 @@ def evaluate_batched(model: NanoCodeGen, tok: CodeTokenizer, pool: Any, tasks: S
     return s
 
 
-def record_reference(checkpoint: Path, summary: dict[str, Any]) -> None:
+def record_reference(checkpoint: Path, summary: dict[str, Any], suite: str = DEFAULT_SUITE) -> None:
     """Write ``summary`` into ``checkpoint/metrics.json`` under "eval": the figures the harness's accuracy
     target (99% of pass@final) and TEST09's output-length band are taken from."""
     path = Path(checkpoint) / "metrics.json"
     metrics = json.loads(path.read_text()) if path.is_file() else {}
-    metrics["eval"] = {**summary, "command": "python -m sut.evaluate --record"}
+    metrics["eval"] = {**summary, "command": f"python -m sut.evaluate --suite {suite} --record"}
     path.write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"recorded the reference figures in {path}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sut.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("--suite", default="basic", help=f"task suite: {' or '.join(SUITES)} (default basic)")
+    p.add_argument("--suite", default=DEFAULT_SUITE, help=f"task suite: {' or '.join(SUITES)} (default {DEFAULT_SUITE})")
     p.add_argument("--tasks", type=Path, default=None,
                    help="a task file of the suite (default: its frozen evaluation set, sha256-checked)")
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the suite's shipped checkpoint")
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     # Per-task outcomes let the checker judge a --count subset against the reference on the same tasks.
     s["failed_final"] = [i for i, r in enumerate(results) if not r.passed]
     if a.record:
-        record_reference(checkpoint, s)
+        record_reference(checkpoint, s, a.suite)
     s.update(checkpoint=str(checkpoint), suite=a.suite, feedback=a.feedback, engine=a.engine,
              tasks_file=str(a.tasks) if a.tasks else "frozen")
     if a.results:

@@ -19,6 +19,7 @@ import tiny_tree  # noqa: E402
 
 from harness.audit_verify import AUDIT_TESTS, VERIFY_FILES, audit_settings, choose_test04_sample  # noqa: E402
 from harness.user_conf import parse_user_conf  # noqa: E402
+from harness.mlperf_log import read_detail  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,7 +57,11 @@ def test_audit_config_is_loadgen_format_and_was_applied(trees):
     for test in AUDIT_TESTS:
         lines = parse_user_conf(off / test / "audit.config", audit=True)   # every line is one LoadGen would read
         assert all(line.model == "*" and line.scenario == "*" for line in lines)
-        assert {line.key for line in lines} == set(audit_settings(test, 16))
+        # Offline TEST04 also asks for a larger query (audit_verify.OFFLINE_TEST04_QPS_FACTOR)
+        assert {line.key for line in lines} == set(audit_settings(test, 16, offline_qps=1.0 if test == "TEST04" else None))
+    detail = read_detail(off / "TEST04/performance/run_1/mlperf_log_detail.txt")
+    perf = read_detail(off / "performance/run_1/mlperf_log_detail.txt")
+    assert float(detail.get("effective_target_qps")) == 4 * float(perf.get("effective_target_qps"))
     # LoadGen itself says it read it
     assert "Found Audit Config file" in (off / "TEST06/performance/run_1/mlperf_log_detail.txt").read_text()
 
