@@ -251,7 +251,7 @@ def test_run_py_s_accuracy_step_fails_in_one_line_without_accuracy_txt(tmp_path)
     killer.start()
     try:
         with pytest.raises(RuntimeError) as e:
-            write_accuracy(acc, 6)
+            write_accuracy(acc, 6, "basic")
     finally:
         stop.set()
         killer.join()
