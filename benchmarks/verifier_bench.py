@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sut.output_guard import refuse_overwrite  # noqa: E402
 from sut.platform_info import cpu_model, machine_cpu_s  # noqa: E402
 from verifier import SandboxPool, ValueCheck  # noqa: E402
-from verifier.sandbox import probe  # noqa: E402
+from verifier.probe import probe  # noqa: E402
 
 SNIPPET = "result = sum(range(10))"
 

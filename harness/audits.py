@@ -123,7 +123,7 @@ def finish(test: str, paths: ScenarioPaths, reference: Path | None = None) -> Ve
 
 def run_audit(test: str, paths: ScenarioPaths, no_progress: bool = False) -> int:
     """The --audit entry point of harness/run.py: 0 TEST PASS, 1 TEST FAIL or a failed run, 2 refused."""
-    from harness.run import Interrupted, RunError, run_child  # noqa: PLC0415 - run.py imports this module lazily too
+    from harness.child import Interrupted, RunError, run_child  # noqa: PLC0415
 
     try:
         measurements, _ = _prerequisites(test, paths)

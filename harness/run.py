@@ -13,14 +13,8 @@ scenario, the mode, paths and the engine. Each LoadGen run happens in its own pr
 from __future__ import annotations
 
 import argparse
-import ctypes
-import json
-import os
-import shlex
 import signal
-import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,7 +23,8 @@ if str(REPO) not in sys.path:  # `python harness/run.py` puts harness/, not the 
 if __name__ == "__main__":   # harness/audits.py imports run_child and Interrupted from here: one module, one class
     sys.modules.setdefault("harness.run", sys.modules[__name__])
 
-from harness.results import ResultsExistError, ScenarioPaths, check_name, mark_complete, mark_incomplete  # noqa: E402
+from harness.child import Interrupted, RunError, _raise_interrupted, run_child  # noqa: E402
+from harness.results import ScenarioPaths, check_name, mark_complete, mark_incomplete  # noqa: E402
 from harness.run_config import run_configuration  # noqa: E402
 from harness.run_summary import accuracy_target, print_block, write_accuracy, write_run_metadata  # noqa: E402
 from harness.scenario_config import SCENARIO_FILES, ScenarioError, load_scenario  # noqa: E402
@@ -38,7 +33,8 @@ from harness.user_conf import (OFFICIAL_LOCKED, UserConfError, drop_unread, effe
                                resolve, write_effective_conf)
 from sut.engine_factory import EngineOptions  # noqa: E402
 from sut.suites import DEFAULT_SUITE, check_checkpoint_fits, eval_path  # noqa: E402
-from verifier.sandbox import SandboxUnavailable, probe  # noqa: E402
+from verifier.probe import probe  # noqa: E402
+from verifier.sandbox import SandboxUnavailable  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,41 +58,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class RunError(RuntimeError):
-    """A run that could not be carried out; the message says why."""
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM reached run.py; the LoadGen child has been stopped."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_interrupted(signum: int, _frame) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):   # one interruption: a second Ctrl-C does not cut short the stop
-        signal.signal(sig, signal.SIG_IGN)
-    raise Interrupted(signum)
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn that has the child sent SIGTERM when run.py dies, even by SIGKILL (Linux prctl
-    PR_SET_PDEATHSIG), and exit at once if run.py died before that was armed. prctl is looked up here,
-    in the parent, not between fork and exec; None where there is no prctl."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def arm() -> None:
-        prctl(1, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(128 + signal.SIGTERM)
-    return arm
-
-
 def _claim_incomplete(paths: ScenarioPaths, dirs: list[Path], *claim_args) -> int | None:
     """Claim ``dirs`` (ScenarioPaths.claim) and mark each INCOMPLETE with SIGINT and SIGTERM deferred, so that
     an interruption finds either nothing written or every dir marked. Returns the signal that arrived
@@ -114,20 +75,6 @@ def _claim_incomplete(paths: ScenarioPaths, dirs: list[Path], *claim_args) -> in
     return pending[0] if pending else None
 
 
-def _stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGTERM to the child's process group, SIGKILL after ``grace_s``; its sandboxes die with it
-    (bubblewrap's --die-with-parent, the zygotes' parent-death signal)."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
 def effective_settings(scenario, user_conf: Path, official: bool) -> tuple[dict[str, str], list[str]]:
     """Scenario YAML defaults overridden by user.conf (LoadGen precedence), minus what --official locks."""
     resolved = resolve(parse_user_conf(user_conf), scenario.name)
@@ -138,28 +85,6 @@ def effective_settings(scenario, user_conf: Path, official: bool) -> tuple[dict[
             continue
         settings[key] = line.value
     return drop_unread(settings, resolved, user_conf, scenario.name), notes
-
-
-def run_child(scenario: str, mode: str, conf: Path, outdir: Path, opts: EngineOptions, count: int | None,
-              no_progress: bool, audit_config: Path | None = None, extra: list[str] | None = None) -> None:
-    cmd = [sys.executable, "-m", "harness.lg_run", "--scenario", scenario, "--mode", mode, "--conf", str(conf),
-           "--outdir", str(outdir), *opts.to_argv(), *(extra or [])]
-    if count is not None:
-        cmd += ["--count", str(count)]
-    if no_progress:
-        cmd += ["--no-progress"]
-    if audit_config is not None:
-        cmd += ["--audit-config", str(audit_config)]
-    (outdir / "command.txt").write_text(shlex.join(cmd) + "\n")
-    mark_incomplete(outdir)   # removed by main() once every run and the accuracy pass are through
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, preexec_fn=_die_with_parent())
-    try:
-        rc = proc.wait()
-    except BaseException:   # Interrupted, KeyboardInterrupt: never leave the child running on its own
-        _stop(proc)
-        raise
-    if rc != 0:
-        raise RunError(f"the {mode} run failed (exit {rc}); see {outdir / 'harness.log'}")
 
 
 def find_peak(paths: ScenarioPaths, scenario: str, settings: dict[str, str], opts: EngineOptions,

@@ -46,7 +46,8 @@ from sut.train import TrainConfig, add_field_flags, apply_field_flags, check_rec
 from sut.output_guard import refuse_overwrite, staged_folder
 from sut.train_report import write_report
 from verifier.pool import SandboxPool
-from verifier.sandbox import SandboxUnavailable, probe
+from verifier.probe import probe
+from verifier.sandbox import SandboxUnavailable
 
 log = logging.getLogger("sut.self_repair")
 

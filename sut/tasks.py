@@ -26,14 +26,13 @@ import logging
 import random
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from sut import task_families_lists, task_families_loops, task_families_numbers, task_families_text
 from sut.task_families import Draft, Family
-from verifier.checks import Check, check_from_json, check_to_json
+from sut.task_record import EvalSetError, Task, fix_hint, read_pinned, shown  # noqa: F401 - re-exported: sut.tasks.Task
+from verifier.checks import check_to_json
 
 log = logging.getLogger(__name__)
 
@@ -48,31 +47,6 @@ EVAL_SEED = 4
 EVAL_SHA256 = "18f4238520e2ee0f3b7339890cf00afdce1a8784313dcf4d7084d7cbb5fd3204"
 VAL_BUCKETS = 20  # a prompt is val-only when sha256(prompt) % VAL_BUCKETS == 0
 SPLITS = ("train", "val")
-
-
-class EvalSetError(RuntimeError):
-    """The frozen evaluation file is missing, altered or unreadable."""
-
-
-@dataclass(frozen=True)
-class Task:
-    id: str
-    family: str
-    difficulty: int
-    prompt: str
-    solution: str
-    check: Check
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "family": self.family, "difficulty": self.difficulty, "prompt": self.prompt,
-                "solution": self.solution, **check_to_json(self.check)}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Task":
-        missing = [k for k in ("id", "family", "difficulty", "prompt", "solution") if k not in d]
-        if missing:
-            raise ValueError(f"task row lacks {missing}")
-        return cls(d["id"], d["family"], int(d["difficulty"]), d["prompt"], d["solution"], check_from_json(d))
 
 
 def _task(task_id: str, fam: Family, level: int, draft: Draft) -> Task:
@@ -146,30 +120,8 @@ def write_eval(path: Path = EVAL_PATH) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fix_hint(path: Path, regenerate: str = "python -m sut.tasks --write-eval", pin: str = "sut/tasks.py") -> str:
-    return (f"restore it with `git checkout {_shown(path)}` or regenerate it with "
-            f"`{regenerate}` and update EVAL_SHA256 in {pin}")
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def read_pinned(path: Path, sha256: str, hint: str) -> bytes:
-    """A frozen file's bytes, after checking them against their pinned ``sha256``; EvalSetError
-    (one line, ending with ``hint``: how to restore it) when it is unreadable or altered."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise EvalSetError(f"{_shown(path)}: cannot read ({e.strerror}); {hint}") from None
-    got = hashlib.sha256(data).hexdigest()
-    if got != sha256:
-        raise EvalSetError(f"{_shown(path)}: sha256 mismatch (got {got[:12]}.., pinned {sha256[:12]}..); {hint}")
-    return data
+def _fix_hint(path: Path) -> str:
+    return fix_hint(path, "python -m sut.tasks --write-eval", "sut/tasks.py")
 
 
 def load_eval_tasks(path: Path = EVAL_PATH) -> list[Task]:
@@ -181,7 +133,7 @@ def load_eval_tasks(path: Path = EVAL_PATH) -> list[Task]:
         try:
             tasks.append(Task.from_json(json.loads(line)))
         except (ValueError, KeyError) as e:
-            raise EvalSetError(f"{_shown(path)}:{n}: bad task row ({e}); {_fix_hint(path)}") from None
+            raise EvalSetError(f"{shown(path)}:{n}: bad task row ({e}); {_fix_hint(path)}") from None
     return tasks
 
 
@@ -259,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sut.tasks",
                                  description="Code-task suites: show tasks, write task files, regenerate the eval set.")
     ap.add_argument("--suite", choices=("basic", "agentic"), default="basic", help="task suite (default %(default)s)")
-    ap.add_argument("--write-eval", action="store_true", help=f"regenerate {_shown(EVAL_PATH)} and print its sha256")
+    ap.add_argument("--write-eval", action="store_true", help=f"regenerate {shown(EVAL_PATH)} and print its sha256")
     ap.add_argument("--show", type=int, metavar="N", help="print N sample tasks")
     ap.add_argument("--families", action="store_true", help="print the families as a markdown table")
     ap.add_argument("--split", choices=("train", "val", "eval"), default="train", help="split for --show and --out")
@@ -279,13 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite == "agentic" or args.out is not None:
         from sut.agentic import cli  # noqa: PLC0415 - the agentic families load only when asked for
 
-        return cli.run(args)
+        return cli.run(args, generate_tasks)   # the basic generator, passed: cli never imports this module
     if args.families:
         print(families_table())
     try:
         if args.write_eval:
             sha = write_eval()
-            print(f"wrote {_shown(EVAL_PATH)} ({EVAL_SIZE} tasks) sha256 {sha}")
+            print(f"wrote {shown(EVAL_PATH)} ({EVAL_SIZE} tasks) sha256 {sha}")
             if sha != EVAL_SHA256:
                 print(f"EVAL_SHA256 in sut/tasks.py is {EVAL_SHA256}: set it to {sha}")
         if args.show is not None:

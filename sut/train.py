@@ -44,7 +44,8 @@ from sut.tokenizer import CodeTokenizer, train_tokenizer
 from sut.output_guard import refuse_overwrite, staged_folder
 from sut.train_report import write_report, write_validation_report
 from verifier.pool import SandboxPool
-from verifier.sandbox import ISOLATION_MODES, SandboxUnavailable, probe
+from verifier.probe import probe
+from verifier.sandbox import ISOLATION_MODES, SandboxUnavailable
 
 log = logging.getLogger("sut.train")
 

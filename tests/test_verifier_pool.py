@@ -139,12 +139,12 @@ def test_closed_pool_refuses_work_and_bad_settings_are_named():
 
 def test_without_a_compiler_the_zygote_loop_falls_back_to_python(monkeypatch, tmp_path, caplog):
     """No compiler: the pool still works, its loop is Python, and a warning says why."""
-    from verifier import sandbox
+    from verifier import probe, sandbox
     monkeypatch.setenv("NANO_CODEGEN_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "")
     monkeypatch.setenv("PATH", str(tmp_path))
     sandbox.loop_library.cache_clear()
-    sandbox._chosen.clear()
+    probe._chosen.clear()
     try:
         assert sandbox.loop_library() is None
         assert "zygote loop runs in Python" in caplog.text
@@ -153,7 +153,7 @@ def test_without_a_compiler_the_zygote_loop_falls_back_to_python(monkeypatch, tm
             assert pool.verify("result = 6 * 7", ValueCheck(42)).passed
     finally:
         sandbox.loop_library.cache_clear()
-        sandbox._chosen.clear()
+        probe._chosen.clear()
 
 
 def test_both_loops_give_the_same_verdicts():

@@ -20,7 +20,8 @@ from verifier import plaindata
 from verifier.checks import Check
 from verifier.child import COMPILED_TAG
 from verifier.judge import Limits, judge_reply, precheck, request_for
-from verifier.sandbox import ISOLATION_MODES, probe_keeping_zygote
+from verifier.probe import probe_keeping_zygote
+from verifier.sandbox import ISOLATION_MODES
 from verifier.verdict import Status, Verdict, cap
 from verifier.worker import SandboxWorker, WorkerDied
 

@@ -13,10 +13,11 @@ import hashlib
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from sut.agentic.record import task_file_bytes
-from sut.tasks import EvalSetError, Task
+from sut.task_record import EvalSetError, Task, shown
 
 
 class CliError(ValueError):
@@ -43,26 +44,25 @@ def write_task_file(path: Path, tasks: list[Task], force: bool) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _tasks(suite: str, split: str, count: int, seed: int) -> list[Task]:
+def _tasks(suite: str, split: str, count: int, seed: int, basic_generate: Callable[[str, int, int], list[Task]]
+           ) -> list[Task]:
     if suite == "agentic":
         from sut.agentic import suite as agentic  # noqa: PLC0415 - the families load only when asked for
 
         return list(agentic.generate(split, count, seed))
-    from sut import tasks as basic  # noqa: PLC0415
-
     if split == "eval":
         raise CliError("the basic suite's evaluation set is frozen (sut/data/eval_tasks.jsonl): "
                        "use --split train or val, or --suite agentic")
-    return basic.generate_tasks(split, count, seed)
+    return basic_generate(split, count, seed)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, basic_generate: Callable[[str, int, int], list[Task]]) -> int:
     """Carry out --out, and for the agentic suite --families, --write-eval and --show. Returns the exit status."""
     try:
         if args.out is not None:
             if args.count is None or args.count < 1:
                 raise CliError("--out needs --count K with K >= 1")
-            tasks = _tasks(args.suite, args.split, args.count, args.seed)
+            tasks = _tasks(args.suite, args.split, args.count, args.seed, basic_generate)
             sha = write_task_file(Path(args.out), tasks, args.force)
             print(f"wrote {args.out}: {len(tasks)} {args.suite} {args.split} tasks (seed {args.seed}) sha256 {sha}")
             return 0
@@ -72,13 +72,13 @@ def run(args: argparse.Namespace) -> int:
             print(agentic.families_table())
         if args.write_eval:
             sha = agentic.write_eval()
-            print(f"wrote {agentic._shown(agentic.EVAL_PATH)} ({agentic.EVAL_SIZE} tasks) sha256 {sha}")
+            print(f"wrote {shown(agentic.EVAL_PATH)} ({agentic.EVAL_SIZE} tasks) sha256 {sha}")
             if sha != agentic.EVAL_SHA256:
                 print(f"EVAL_SHA256 in sut/agentic/suite.py is {agentic.EVAL_SHA256 or '(unset)'}: set it to {sha}")
         if args.show is not None:
-            shown = (agentic.load_eval_tasks()[: args.show] if args.split == "eval"   # the frozen set, as for basic
+            listed = (agentic.load_eval_tasks()[: args.show] if args.split == "eval"   # the frozen set, as for basic
                      else agentic.generate(args.split, args.show, args.seed))
-            for t in shown:
+            for t in listed:
                 print(f"--- {t.id}  {t.family}  difficulty {t.difficulty}  open {t.conventions}\n{t.prompt}\n{t.solution}")
                 for inputs, expected in zip(t.check.inputs, t.check.expected):
                     print(f"    {t.check.entry_point}({', '.join(map(repr, inputs))}) -> {expected!r}")

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--per-task needs N >= 1, got {args.per_task}")
     from sut.agentic.record import TaskFileError, load_task_file  # noqa: PLC0415 - keeps --help fast
     from sut.agentic.suite import load_eval_tasks  # noqa: PLC0415
-    from sut.tasks import EvalSetError  # noqa: PLC0415
+    from sut.task_record import EvalSetError  # noqa: PLC0415
     from verifier.pool import SandboxPool  # noqa: PLC0415
     try:
         if args.tasks:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sut.tasks import Task
+from sut.task_record import Task
 from verifier.checks import CasesCheck, check_from_json
 
 SUITES = ("basic", "agentic")

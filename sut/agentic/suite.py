@@ -26,9 +26,7 @@ from typing import Any
 from sut.agentic import fam_chars, fam_dicts, fam_loops, fam_numbers, fam_strings
 from sut.agentic.family import Family
 from sut.agentic.record import AgenticTask, TaskFileError, load_task_file, normalised, task_file_bytes
-from sut.tasks import EvalSetError, read_pinned
-from sut.tasks import _fix_hint as tasks_fix_hint
-from sut.tasks import _shown
+from sut.task_record import EvalSetError, fix_hint, read_pinned, shown
 from verifier.checks import CasesCheck
 
 FAMILIES: list[Family] = [*fam_numbers.FAMILIES, *fam_loops.FAMILIES, *fam_strings.FAMILIES, *fam_chars.FAMILIES,
@@ -165,7 +163,7 @@ def generate(split: str, count: int, seed: int = 0, eval_path: Path = EVAL_PATH)
 # ---- the frozen evaluation set ----------------------------------------------------------
 
 def _fix_hint(path: Path) -> str:
-    return tasks_fix_hint(path, "python -m sut.tasks --suite agentic --write-eval", "sut/agentic/suite.py")
+    return fix_hint(path, "python -m sut.tasks --suite agentic --write-eval", "sut/agentic/suite.py")
 
 
 def write_eval(path: Path = EVAL_PATH) -> str:
@@ -185,7 +183,7 @@ def load_eval_tasks(path: Path = EVAL_PATH) -> list[AgenticTask]:
     except TaskFileError as e:
         raise EvalSetError(f"{e}; {_fix_hint(path)}") from None
     if suite != "agentic":
-        raise EvalSetError(f"{_shown(path)}: holds {suite} tasks, not agentic ones; {_fix_hint(path)}")
+        raise EvalSetError(f"{shown(path)}: holds {suite} tasks, not agentic ones; {_fix_hint(path)}")
     return tasks  # type: ignore[return-value]
 
 
