@@ -26,7 +26,7 @@ from harness.results import BENCHMARK  # noqa: E402
 from sut.suites import per_suite  # noqa: E402
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
-COLUMNS = ["system", "benchmark", "scenario", "suite", "class", "metric", "value", "validity", "pass@final",
+COLUMNS = ["system", "benchmark", "scenario", "suite", "engine", "class", "metric", "value", "validity", "pass@final",
            "accuracy_target", *AUDIT_TESTS, "passed", "problems"]
 
 
@@ -48,7 +48,7 @@ def scenario_folders(root: Path) -> tuple[list[Path], list[Finding]]:
 
 def row(c: ScenarioCheck) -> dict[str, str]:
     return {"system": c.system, "benchmark": c.benchmark, "scenario": c.scenario, "suite": c.suite,
-            "class": c.run_class,
+            "engine": c.engine, "class": c.run_class,
             "metric": c.metric, "value": "" if c.value is None else f"{c.value:.4g}", "validity": c.validity,
             "pass@final": "" if c.accuracy is None else f"{c.accuracy:.4f}",
             "accuracy_target": "" if c.accuracy_target is None else f"{c.accuracy_target:.4f}",
@@ -57,7 +57,7 @@ def row(c: ScenarioCheck) -> dict[str, str]:
 
 
 def print_table(rows: list[dict[str, str]]) -> None:
-    cols = ["system", "scenario", "suite", "class", "metric", "value", "validity", "pass@final", *AUDIT_TESTS, "passed"]
+    cols = ["system", "scenario", "suite", "engine", "class", "metric", "value", "validity", "pass@final", *AUDIT_TESTS, "passed"]
     width = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
     print("  ".join(c.ljust(width[c]) for c in cols))
     print("  ".join("-" * width[c] for c in cols))

@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from harness.mlperf_log import DetailLog, LogError, metric_of, read_detail, read_trace_latencies  # noqa: E402
 from harness.results import BENCHMARK  # noqa: E402
-from harness.scenario_files import FileProblem, read_accuracy_txt, read_records, run_suite  # noqa: E402
+from harness.scenario_files import FileProblem, read_accuracy_txt, read_records, run_engine, run_suite  # noqa: E402
 from sut.output_guard import refuse_overwrite  # noqa: E402
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
@@ -49,6 +49,7 @@ class ScenarioData:
     accuracy: dict[str, float] = field(default_factory=dict)
     trace_ns: list[float] | None = None
     suite: str = "basic"                                 # the task suite its run_config.json records
+    engine: str = "native"                               # who generated (scenario_files.run_engine)
     problems: list[str] = field(default_factory=list)
 
     def rate(self, which: int) -> float:
@@ -76,6 +77,7 @@ def load_scenario_data(folder: Path) -> ScenarioData:
     d.trace_ns = read_trace_latencies(perf / "mlperf_log_trace.json")
     try:
         d.suite = run_suite(folder)
+        d.engine = run_engine(folder)
     except FileProblem as e:
         d.problems.append(str(e))
     return d
@@ -223,17 +225,17 @@ def plot_breakdown(data: list[ScenarioData], path: Path) -> None:
 
 
 def _table(data: list[ScenarioData]) -> list[str]:
-    lines = ["| scenario | suite | result | metric | samples/s | tokens/s | p50 / p90 / p99 latency (ms) | pass@1 "
-             "| pass@final | mean attempts |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | suite | engine | result | metric | samples/s | tokens/s | p50 / p90 / p99 latency (ms) | pass@1 "
+             "| pass@final | mean attempts |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in data:
         if d.detail is None:
-            lines.append(f"| {d.scenario} | {d.suite} | unreadable | | | | | | | |")
+            lines.append(f"| {d.scenario} | {d.suite} | {d.engine} | unreadable | | | | | | | |")
             continue
         v = d.detail.get
         metric, value = metric_of(d.detail)
         pct = " / ".join(f"{float(v(f'result_{p}_percentile_latency_ns', 0)) / 1e6:.1f}" for p in ("50.00", "90.00", "99.00"))
         a = d.accuracy
-        lines.append(f"| {d.scenario} | {d.suite} | {v('result_validity')} | {metric} {value:.4g} | {d.rate(0):.3g} | {d.rate(1):.4g} "
+        lines.append(f"| {d.scenario} | {d.suite} | {d.engine} | {v('result_validity')} | {metric} {value:.4g} | {d.rate(0):.3g} | {d.rate(1):.4g} "
                      f"| {pct} | {a.get('pass@1', float('nan')):.3f} | {a.get('pass@final', float('nan')):.3f} "
                      f"| {a.get('mean_attempts', float('nan')):.2f} |")
     return lines

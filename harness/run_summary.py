@@ -86,6 +86,15 @@ def write_run_metadata(paths: ScenarioPaths, opts: EngineOptions, settings: dict
         out.write_text(json.dumps(measurements, indent=2) + "\n")
 
 
+def _sut_errors(run_dir: Path) -> int:
+    """Samples the SUT answered with an error (a dead server, a timed-out request, a broken verifier): LoadGen
+    counts them as answered, so the run's validity is ours to withdraw."""
+    try:
+        return int(json.loads((Path(run_dir) / "sut_stats.json").read_text()).get("errors", 0))
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 def _metric_lines(scenario: str, detail) -> list[str]:
     v = detail.get
     if scenario == "Offline":
@@ -108,8 +117,11 @@ def print_block(paths: ScenarioPaths, modes: list[str], accuracy: dict[str, floa
             lines += _metric_lines(paths.scenario, detail)
             validity = detail.get("result_validity")
             reason = detail.get("result_invalid_reason") or ""
+            sut_errors = _sut_errors(paths.performance_dir)
             if detail.num_errors:
                 validity, reason = "INVALID", f"{detail.num_errors} error(s) in the detail log"
+            elif sut_errors:
+                validity, reason = "INVALID", f"{sut_errors} sample(s) answered with an error (sut_stats.json, harness.log)"
             elif paths.scenario == "Server" and validity == "VALID":
                 # With token latencies on, LoadGen judges TTFT/TPOT; the benchmark's bound is the whole task's p99.
                 p99, bound = (float(detail.get(k, 0) or 0) for k in

@@ -97,6 +97,19 @@ def run_suite(scenario_dir: Path) -> str:
         raise FileProblem(f"{Path(scenario_dir) / CONFIG_FILE}: {e}") from None
 
 
+def run_engine(scenario_dir: Path) -> str:
+    """Who generated in a scenario folder's runs, for tables: "native", "vllm 0.32.0", "openai x2 endpoints"
+    (its run_config.json; a folder from before engines were selectable: native)."""
+    cfg = read_json(Path(scenario_dir) / CONFIG_FILE)
+    engine = cfg.get("engine") if isinstance(cfg.get("engine"), dict) else {}
+    name = str(engine.get("engine", "native"))
+    if name == "openai":
+        urls = engine.get("base_url") or []
+        return f"openai x{len(urls)} endpoint{'s' if len(urls) != 1 else ''}"
+    version = str(cfg.get("engine_version", "")).split(" ")[-1] if name == "vllm" else ""
+    return f"{name} {version}".strip()
+
+
 def load_reference(checkpoint: Path) -> Reference:
     path = Path(checkpoint) / "metrics.json"
     try:

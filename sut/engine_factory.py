@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from sut.suites import DEFAULT_SUITE, DEFAULTS, SUITES, check_checkpoint_dir, check_suite, per_suite
 from verifier.sandbox import add_isolation_flag
@@ -34,6 +35,12 @@ class EngineOptions:
     seed: int = 0
     threads: int = 0                 # torch intra-op threads; 0: leave torch's default
     isolation: str = "bwrap"         # the verifier sandbox: bwrap (fail closed) or process (explicit, weaker)
+    temperature: float = 0.7         # retries' sampling temperature (attempt 0 is greedy); 0: greedy retries too
+    engine: str = "native"           # who generates: our engine, vLLM in this process, or OpenAI-compatible servers
+    base_url: list[str] = field(default_factory=list)   # --engine openai: the endpoints, e.g. http://host:8000/v1
+    model_name: str = ""             # --engine openai: the served model's name ("" : the one the servers serve)
+    request_timeout_s: float = 60.0  # --engine openai: a request's deadline; past it the task fails, counted
+    vllm_compile: bool = False       # --engine vllm: torch.compile vLLM's model (slower start; docs/engine.md)
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,6 +69,9 @@ class EngineOptions:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
         add_isolation_flag(p)
+        p.add_argument("--temperature", type=float, default=None,
+                       help="retries' sampling temperature (default 0.7; 0: greedy on every attempt)")
+        add_engine_arguments(p)
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> "EngineOptions":
@@ -86,6 +96,10 @@ class EngineOptions:
             value, flag = getattr(self, f.name), "--" + f.name.replace("_", "-")
             if isinstance(value, bool):
                 argv += [flag] if value else []
+            elif isinstance(value, list):
+                argv += [x for v in value for x in (flag, str(v))]
+            elif value == "":
+                continue
             else:
                 argv += [flag, str(value)]
         return argv
@@ -103,6 +117,8 @@ class EngineOptions:
                                        ("--threads", self.threads, 0, PER_CPU), ("--seed", self.seed, 0, MAX_SEED)):
             check_range(flag, value, low, high)
         check_range("--batch-wait-ms", self.batch_wait_ms, 0, MAX_BATCH_WAIT_MS)
+        check_range("--temperature", self.temperature, 0, MAX_TEMPERATURE)
+        check_range("--request-timeout-s", self.request_timeout_s, 0.1, None)
         if self.isolation not in ("bwrap", "process"):
             raise ValueError(f"--isolation must be bwrap or process, got {self.isolation!r}")
         check_device(self.device)
@@ -110,6 +126,49 @@ class EngineOptions:
             raise ValueError(f"--checkpoint {self.checkpoint}: no checkpoint there (config.json missing); pass "
                              f"--checkpoint DIR or train one with `python -m sut.train --suite {self.suite} --out DIR`")
         check_checkpoint_dir(self.checkpoint, self.suite)
+        self.check_engine()
+
+    def check_engine(self) -> None:
+        """The --engine and its options: ValueError in one line (vLLM missing, a checkpoint it cannot load,
+        an endpoint that does not answer or does not serve --model-name), before anything is written."""
+        from sut.vllm_generator import EngineUnavailable, check_vllm  # noqa: PLC0415
+
+        if self.engine not in ENGINES:
+            raise ValueError(f"--engine {self.engine!r}: unknown engine; choose one of {', '.join(ENGINES)}")
+        if self.base_url and self.engine != "openai":
+            raise ValueError(f"--base-url is for --engine openai (the engine is {self.engine}); add --engine openai")
+        if self.engine == "native":
+            return
+        if not (self.checkpoint / "tokenizer_config.json").is_file():
+            raise ValueError(f"--engine {self.engine} needs a Hugging Face-format checkpoint (the {self.suite} suite's "
+                             f"{self.checkpoint} is the native format); use --suite agentic or --engine native")
+        try:
+            if self.engine == "vllm":
+                check_vllm(self.checkpoint)
+            else:
+                if not self.base_url:
+                    raise ValueError("--engine openai needs --base-url URL (e.g. http://127.0.0.1:8000/v1)")
+                from sut.openai_generator import served_models  # noqa: PLC0415
+
+                self.model_name, _ = served_models(self.base_url, self.model_name)
+        except EngineUnavailable as e:
+            raise ValueError(str(e)) from None
+
+
+ENGINES = ("native", "vllm", "openai")
+MAX_TEMPERATURE = 10.0   # beyond this sampling is uniform noise: a typo
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """--engine and its options, the same in every tool that generates (run.py, sut.evaluate, engine_bench)."""
+    p.add_argument("--engine", choices=ENGINES, default=None,
+                   help="who generates: native (ours, default), vllm (vLLM in this process) or openai (an "
+                        "OpenAI-compatible server at --base-url); docs/engine.md")
+    p.add_argument("--base-url", action="append", default=None, metavar="URL",
+                   help="--engine openai: an endpoint's /v1 URL; repeat it for several (least-outstanding balancing)")
+    p.add_argument("--model-name", default=None, help="--engine openai: the served model (default: the one served)")
+    p.add_argument("--request-timeout-s", type=float, default=None,
+                   help="--engine openai: seconds a request may take before its task fails (default 60)")
+    p.add_argument("--vllm-compile", action="store_true", default=None,
+                   help="--engine vllm: let vLLM torch.compile the model (about 40 s more to start)")
 
 
 MAX_BATCH_WAIT_MS = 60_000   # a gathering wait longer than a minute is a typo, not a policy
@@ -165,12 +224,36 @@ def build_engine(opts: EngineOptions):
     if opts.threads:
         torch.set_num_threads(opts.threads)
     model, tokenizer, _meta = load_checkpoint(opts.checkpoint, device=opts.device)
+    cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed, redraws=opts.redraws, temperature=opts.temperature,
+                      max_new_tokens=opts.max_new_tokens or DEFAULTS[opts.suite].max_new_tokens)
+    if opts.engine != "native":
+        return build_external(opts, model, tokenizer, cfg)
     # the agent reads verdicts, not lint notes, and its programs import nothing: a lean zygote (docs/verifier.md)
     pool = SandboxPool(workers=opts.workers or default_workers(), lint=False, preload=(), isolation=opts.isolation)
-    cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed, redraws=opts.redraws,
-                      max_new_tokens=opts.max_new_tokens or DEFAULTS[opts.suite].max_new_tokens)
     from sut.engine import Engine
 
     return Engine(model, tokenizer, pool, cfg, max_batch=opts.max_batch, batch_wait_ms=opts.batch_wait_ms,
                   use_kv_cache=not opts.no_kv_cache, prefix_reuse=not opts.no_prefix_reuse, device=opts.device,
                   backend=opts.backend, speculate=not opts.no_speculation)
+
+
+def build_external(opts: EngineOptions, model: Any, tokenizer: Any, cfg: Any, pool: Any = None) -> Any:
+    """An ExternalEngine (sut/external_engine.py) over vLLM in this process or OpenAI-compatible servers;
+    the generator starts first, so a checkpoint vLLM cannot load stops before any sandbox does (``pool``:
+    a caller's sandbox pool, else one is started)."""
+    from sut.external_engine import ExternalEngine  # noqa: PLC0415
+    from verifier.pool import SandboxPool  # noqa: PLC0415
+
+    window = model.config.block_size
+    if opts.engine == "vllm":
+        from sut.vllm_generator import VLLMGenerator  # noqa: PLC0415
+
+        gen = VLLMGenerator(opts.checkpoint, opts.max_batch, window, opts.seed,
+                            prefix_caching=not opts.no_prefix_reuse, compile=opts.vllm_compile)
+    else:
+        from sut.openai_generator import OpenAIGenerator  # noqa: PLC0415
+
+        gen = OpenAIGenerator(opts.base_url, tokenizer, opts.model_name, opts.request_timeout_s)
+    if pool is None:
+        pool = SandboxPool(workers=opts.workers or default_workers(), lint=False, preload=(), isolation=opts.isolation)
+    return ExternalEngine(gen, tokenizer, pool, cfg, window, model.kv_bytes(1), opts.max_batch)

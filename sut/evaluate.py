@@ -5,8 +5,9 @@
     python -m sut.evaluate --suite agentic         # the agentic suite with its checkpoint, up to 8 attempts
     python -m sut.evaluate --suite agentic --tasks FILE.jsonl --feedback none
 
-The batched engine (sut/engine.py) runs the tasks by default; ``--engine sequential`` runs the
-one-sequence agent (sut/agent.py), which must give the same results.
+The batched engine (sut/engine.py) runs the tasks by default; ``--sequential`` runs the
+one-sequence agent (sut/agent.py), which must give the same results; ``--engine vllm`` or
+``--engine openai --base-url URL`` has another engine generate (sut/external_engine.py).
 
 pass@1 counts tasks solved by the first (greedy) attempt; pass@final counts tasks solved
 by any attempt within --max-attempts. This is the in-loop verdict: the official
@@ -29,7 +30,7 @@ from tqdm import tqdm
 from sut.agent import AgentConfig, AgentResult, run_agent
 from sut.agent import FEEDBACK_MODES
 from sut.checkpoint import CheckpointError, load_checkpoint
-from sut.engine_factory import MAX_SEED, PER_CPU, check_device, check_range
+from sut.engine_factory import MAX_SEED, PER_CPU, EngineOptions, add_engine_arguments, build_external, check_device, check_range
 from sut.suites import DEFAULT_SUITE, DEFAULTS, SUITES, SuiteError, check_checkpoint, check_fits, check_suite, load_tasks
 from sut.model import NanoCodeGen
 from sut.output_guard import refuse_overwrite
@@ -79,14 +80,15 @@ def evaluate_tasks(model: NanoCodeGen, tok: CodeTokenizer, pool: Any, tasks: Seq
 
 
 def evaluate_batched(model: NanoCodeGen, tok: CodeTokenizer, pool: Any, tasks: Sequence[Any], cfg: AgentConfig,
-                     device: str = "cpu", max_batch: int = 64, results: list[AgentResult] | None = None
-                     ) -> dict[str, Any]:
-    """The same run through the batched engine (continuous batching, prefix reuse); same results."""
+                     device: str = "cpu", max_batch: int = 64, results: list[AgentResult] | None = None,
+                     engine: Any = None) -> dict[str, Any]:
+    """The same run through the batched engine (continuous batching, prefix reuse; same results), or through
+    ``engine`` (an ExternalEngine: another engine generates)."""
     from sut.engine import Engine  # noqa: PLC0415
 
     out = results if results is not None else []
     t0 = time.perf_counter()
-    engine = Engine(model, tok, pool, cfg, max_batch=max_batch, device=device)
+    engine = engine or Engine(model, tok, pool, cfg, max_batch=max_batch, device=device)
     try:
         out += engine.run(list(tasks), progress=True)
     finally:
@@ -105,6 +107,18 @@ def record_reference(checkpoint: Path, summary: dict[str, Any], suite: str = DEF
     print(f"recorded the reference figures in {path}", file=sys.stderr)
 
 
+def engine_options(a: argparse.Namespace, checkpoint: Path) -> EngineOptions:
+    """The shared engine options (sut/engine_factory.py) this command's flags amount to."""
+    opts = EngineOptions(suite=a.suite, checkpoint=checkpoint, max_batch=a.max_batch, seed=a.seed,
+                         temperature=a.temperature, isolation=a.isolation, engine=a.engine or "native")
+    for name in ("base_url", "model_name", "request_timeout_s", "vllm_compile"):
+        if getattr(a, name) is not None:
+            setattr(opts, name, getattr(a, name))
+    if a.sequential and opts.engine != "native":
+        raise ValueError(f"--sequential runs the native one-sequence agent; it does not apply to --engine {opts.engine}")
+    return opts
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sut.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--suite", default=DEFAULT_SUITE, help=f"task suite: {' or '.join(SUITES)} (default {DEFAULT_SUITE})")
@@ -116,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=None, help="per attempt; default: the suite's")
     p.add_argument("--feedback", choices=FEEDBACK_MODES, default="full",
                    help="none: the model reads a bare 'failed' instead of the verifier's text (an ablation)")
-    p.add_argument("--engine", choices=("batched", "sequential"), default="batched",
-                   help="the batched engine (default) or the one-sequence agent loop")
+    add_engine_arguments(p)
+    p.add_argument("--sequential", action="store_true", help="--engine native: the one-sequence agent loop, not the "
+                                                              "batched engine (the same results, slower)")
     p.add_argument("--max-batch", type=int, default=64, help="sequences the batched engine decodes together")
     p.add_argument("--seed", type=int, default=AgentConfig.seed)
     p.add_argument("--temperature", type=float, default=AgentConfig.temperature, help="retries' sampling temperature")
@@ -159,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                                        ("--seed", a.seed, 0, MAX_SEED), ("--temperature", a.temperature, 0, None),
                                        ("--top-k", a.top_k or 0, 0, None)):
             check_range(flag, value, low, high)
+        opts = engine_options(a, checkpoint)
+        opts.check_engine()
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -183,7 +200,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     with pool:
-        if a.engine == "sequential":
+        if opts.engine != "native":
+            from sut.vllm_generator import EngineUnavailable  # noqa: PLC0415
+            try:
+                engine = build_external(opts, model, tok, cfg, pool)
+            except EngineUnavailable as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            s = evaluate_batched(model, tok, pool, tasks, cfg, a.device, a.max_batch, results=results, engine=engine)
+            s["engine_detail"] = engine.stats()["engine"]
+        elif a.sequential:
             s = evaluate_tasks(model, tok, pool, tasks, cfg, a.device, results=results)
         else:
             s = evaluate_batched(model, tok, pool, tasks, cfg, a.device, a.max_batch, results=results)
@@ -191,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     s["failed_final"] = [i for i, r in enumerate(results) if not r.passed]
     if a.record:
         record_reference(checkpoint, s, a.suite)
-    s.update(checkpoint=str(checkpoint), suite=a.suite, feedback=a.feedback, engine=a.engine,
+    s.update(checkpoint=str(checkpoint), suite=a.suite, feedback=a.feedback, engine="sequential" if a.sequential else opts.engine,
              tasks_file=str(a.tasks) if a.tasks else "frozen")
     if a.results:
         a.results.write_text("".join(json.dumps(r.to_json()) + "\n" for r in results), encoding="utf-8")

@@ -99,7 +99,7 @@ def test_evaluate_runs_an_agentic_task_file_and_refuses_mismatches(smoke: Path, 
                      "--max-new-tokens", "8", "--max-attempts", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = json.loads(proc.stdout)
-    assert s["tasks"] == 3 and s["suite"] == "agentic" and s["engine"] == "batched" and 1 <= s["mean_attempts"] <= 2
+    assert s["tasks"] == 3 and s["suite"] == "agentic" and s["engine"] == "native" and 1 <= s["mean_attempts"] <= 2
 
     for args, fragment in [
         (["--suite", "nope"], "--suite 'nope': unknown suite"),
