@@ -20,6 +20,13 @@ Prints side by side (and writes the same figures as JSON with --json):
    this machine's fp32 matmul peak, measured in the same run with the same thread count.
 
 Needs the benchmark extra for (1): ``pip install -e '.[bench]'`` (transformers).
+
+    python -m benchmarks.engine_bench --peers vllm --json results/engine_peers.json
+
+``--peers vllm`` runs benchmarks/engine_peers.py instead of the sections above: native against vLLM in
+process and behind its OpenAI-compatible server on the same checkpoint and tasks (decode tokens/s, agentic
+tasks/s, a short Offline run), a width sweep on random weights and measured per-step costs; the other flags
+are engine_peers' (``python -m benchmarks.engine_bench --peers vllm --help``).
 """
 from __future__ import annotations
 
@@ -51,6 +58,7 @@ log = logging.getLogger("benchmarks.engine_bench")
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PLOT = REPO / "docs" / "figures" / "prefill_vs_context.png"
 SECTIONS = {"decode", "agent", "prefill", "flops"}
+PEERS = ("vllm",)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -83,6 +91,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-hf", action="store_true", help="skip the transformers comparison")
     p.add_argument("--sections", default="decode,agent,prefill,flops",
                    help="comma-separated subset of decode,agent,prefill,flops to run")
+    p.add_argument("--peers", choices=PEERS, default=None,
+                   help="instead of the sections, time our engine against these peers on the same checkpoint and "
+                        "tasks (benchmarks/engine_peers.py; every other flag is then that benchmark's)")
     a = p.parse_args(argv)
     for name in ("threads", "tasks", "ref_tasks", "engine_passes", "max_batch", "prompt_tokens", "new_tokens", "flops_batch"):
         if getattr(a, name) < 1:
@@ -227,7 +238,20 @@ def bench_agent(a: argparse.Namespace, model: Any, tok: Any, pool: SandboxPool, 
     }
 
 
+def split_peers(argv: list[str]) -> tuple[str | None, list[str]]:
+    """``--peers NAME`` taken out of ``argv`` (None if absent), and the rest."""
+    pre = argparse.ArgumentParser(prog="python -m benchmarks.engine_bench", add_help=False, allow_abbrev=False)
+    pre.add_argument("--peers", choices=PEERS, default=None)
+    known, rest = pre.parse_known_args(argv)
+    return known.peers, rest
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    peers, rest = split_peers(argv)
+    if peers == "vllm":   # a benchmark of its own, with its own flags
+        from benchmarks.engine_peers import main as peers_main
+        return peers_main(rest)
     a = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(a.threads)

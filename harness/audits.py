@@ -46,7 +46,7 @@ def write_audit_config(path: Path, settings: dict[str, float], test: str) -> Non
 
 
 def engine_options(measurements: dict) -> "EngineOptions":
-    """The EngineOptions the audited run used (measurements.json "engine", recorded as strings)."""
+    """The EngineOptions the audited run used (measurements.json "engine", recorded as strings; lists as lists)."""
     from sut.engine_factory import EngineOptions  # noqa: PLC0415
 
     recorded, opts = measurements.get("engine") or {}, EngineOptions()
@@ -54,7 +54,10 @@ def engine_options(measurements: dict) -> "EngineOptions":
         if f.name not in recorded:
             continue
         default, text = getattr(opts, f.name), str(recorded[f.name])
-        value = text == "True" if isinstance(default, bool) else type(default)(text)
+        if isinstance(default, list):
+            value = [str(v) for v in recorded[f.name]] if isinstance(recorded[f.name], list) else []
+        else:
+            value = text == "True" if isinstance(default, bool) else type(default)(text)
         setattr(opts, f.name, value)
     return opts
 

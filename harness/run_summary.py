@@ -78,7 +78,7 @@ def write_run_metadata(paths: ScenarioPaths, opts: EngineOptions, settings: dict
         "weight_transformations": "none",
         "official": bool(args.official),
         "count": args.count,
-        "engine": {k: str(v) for k, v in asdict(opts).items()},
+        "engine": {k: v if isinstance(v, list) else str(v) for k, v in asdict(opts).items()},
         "loadgen_settings": settings,
     }
     out = paths.scenario_dir / "measurements.json"

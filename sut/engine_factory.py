@@ -159,7 +159,7 @@ ENGINES = ("native", "vllm", "openai")
 MAX_TEMPERATURE = 10.0   # beyond this sampling is uniform noise: a typo
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     """--engine and its options, the same in every tool that generates (run.py, sut.evaluate, engine_bench)."""
-    p.add_argument("--engine", choices=ENGINES, default=None,
+    p.add_argument("--engine", default=None, metavar="{" + ",".join(ENGINES) + "}",
                    help="who generates: native (ours, default), vllm (vLLM in this process) or openai (an "
                         "OpenAI-compatible server at --base-url); docs/engine.md")
     p.add_argument("--base-url", action="append", default=None, metavar="URL",
@@ -221,7 +221,7 @@ def build_engine(opts: EngineOptions):
     from verifier.pool import SandboxPool
 
     opts.validate()
-    if opts.threads:
+    if opts.threads and opts.engine == "native":   # vLLM binds and sizes its own threads
         torch.set_num_threads(opts.threads)
     model, tokenizer, _meta = load_checkpoint(opts.checkpoint, device=opts.device)
     cfg = AgentConfig(max_attempts=opts.max_attempts, seed=opts.seed, redraws=opts.redraws, temperature=opts.temperature,

@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    torch.set_num_threads(a.threads)
+    if opts.engine == "native":   # vLLM sizes its CPU attention by the threads it binds itself: leave torch's alone
+        torch.set_num_threads(a.threads)
 
     from sut.tasks import EvalSetError  # noqa: PLC0415 - keeps --help fast
     from verifier.pool import SandboxPool  # noqa: PLC0415

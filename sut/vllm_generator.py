@@ -34,6 +34,17 @@ class EngineUnavailable(RuntimeError):
     """The engine asked for cannot run here (not installed, or it cannot load the checkpoint); one line, with the fix."""
 
 
+def vllm_environment() -> None:
+    """vLLM's settings for this process, unless the user set them: its engine core in this process, a 1 GiB KV
+    cache (its default reserves far more), and its log on stderr at ERROR (stdout is for our own output,
+    e.g. ``sut.evaluate --json``). Must run before vLLM is imported."""
+    for key, value in (("VLLM_ENABLE_V1_MULTIPROCESSING", "0"), ("VLLM_CPU_KVCACHE_SPACE", "1"),
+                       ("VLLM_LOGGING_LEVEL", "ERROR"), ("VLLM_LOGGING_STREAM", "ext://sys.stderr")):
+        os.environ.setdefault(key, value)
+    if os.environ["VLLM_LOGGING_LEVEL"] == "ERROR":   # this one warns before vLLM's logging is set up, on every CPU run
+        logging.getLogger("vllm.triton_utils.importing").setLevel(logging.ERROR)
+
+
 def vllm_version() -> str | None:
     """The installed vLLM's version (vllm or vllm-cpu distribution), or None; imports nothing heavy."""
     from importlib import metadata  # noqa: PLC0415
@@ -52,7 +63,11 @@ def check_vllm(checkpoint: Path) -> None:
     import importlib.util  # noqa: PLC0415
     import json  # noqa: PLC0415
 
-    if importlib.util.find_spec("vllm") is None:
+    try:
+        found = importlib.util.find_spec("vllm") is not None
+    except ValueError:   # a vllm module without a spec (hidden on purpose): not installed, as far as we are concerned
+        found = False
+    if not found:
         raise EngineUnavailable(f"--engine vllm: vLLM is not installed; {INSTALL_HINT}")
     try:
         config = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8"))
@@ -61,6 +76,20 @@ def check_vllm(checkpoint: Path) -> None:
     if "model_type" not in config:
         raise EngineUnavailable(f"--engine vllm: {checkpoint} is not a Hugging Face model directory (its config.json has "
                                 "no model_type); pass an HF-format checkpoint such as checkpoints/agentic")
+    if not (Path(checkpoint) / "model.safetensors").is_file():
+        raise EngineUnavailable(f"--engine vllm: {checkpoint} has no model.safetensors; pass a checkpoint written by "
+                                "`python -m sut.train --suite agentic`")
+    vllm_environment()
+    try:
+        from vllm import ModelRegistry  # noqa: PLC0415
+    except ImportError as e:
+        raise EngineUnavailable(f"--engine vllm: vLLM does not import ({e}); {INSTALL_HINT}") from None
+    archs = config.get("architectures") or []
+    supported = set(ModelRegistry.get_supported_archs())
+    if not archs or not all(a in supported for a in archs):
+        raise EngineUnavailable(f"--engine vllm: vLLM {vllm_version()} cannot load {checkpoint}: its architectures "
+                                f"{archs} are not among vLLM's (GPT2LMHeadModel, LlamaForCausalLM, ...); export it "
+                                "in a supported architecture")
 
 
 class VLLMGenerator:
@@ -71,14 +100,14 @@ class VLLMGenerator:
     def __init__(self, checkpoint: Path, max_batch: int, window: int, seed: int = 0, prefix_caching: bool = True,
                  compile: bool = False) -> None:
         check_vllm(checkpoint)
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")   # the engine core in this process
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")            # GiB; the default reserves far more
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        vllm_environment()
         import vllm  # noqa: PLC0415
 
+        # chunked prefill off: vLLM 0.32's CPU runner crashes when a seeded request's prefill is split
+        # ("CPU Generator does not use offset"); sut/vllm_server.py says the same for the server
         self.options = {"max_num_seqs": max_batch, "max_model_len": window, "enable_prefix_caching": prefix_caching,
                         "dtype": "float32", "enforce_eager": not compile, "distributed_executor_backend": "uni",
-                        "seed": seed}
+                        "seed": seed, "enable_chunked_prefill": False}
         t0 = time.perf_counter()
         try:
             llm = vllm.LLM(model=str(checkpoint), skip_tokenizer_init=True, **self.options)
