@@ -2,7 +2,7 @@
 
     python -m benchmarks.engine_peers --json results/engine_peers.json --plot results/engine_peers.png
     python -m benchmarks.engine_bench --peers vllm --json results/engine_peers.json     # the same
-    python -m benchmarks.engine_peers --quick --json /tmp/peers.json                    # a smoke test (~1.5 min)
+    python -m benchmarks.engine_peers --quick --json /tmp/peers.json                    # a smoke test (~2-3 min)
 
 Sections (``--sections``, all by default):
 
@@ -11,40 +11,50 @@ decode     decode tokens/s at batch 1, 32 and 128 on the shipped agentic checkpo
            Every row is forced to exactly N new tokens from the same prompt (vLLM: ``min_tokens = max_tokens = N``
            with ``ignore_eos``; native: <|end|>'s logit masked, what ``min_tokens`` does), greedy. Decode rate =
            batch * (N - 1) / (t(N) - t(1)), so prefill cancels (``bench_util.decode_rates``' rule), best of
-           ``--reps`` interleaved reps. The native runs verify nothing (an instant verdict replaces the
-           sandbox): ``generate`` does not verify either.
+           ``--reps`` interleaved reps; beside it the CPU core-seconds per 1,000 decode tokens (the native
+           process, the vLLM worker, the server's processes). The native runs verify nothing (an instant verdict
+           replaces the sandbox): ``generate`` does not verify either. Row 0's greedy tokens are compared.
 agent      agentic tasks/s over the first ``--tasks`` frozen agentic tasks, the suite's budget (8 attempts, 256
            tokens), max batch 64, one sandbox worker (the same pool settings in each process): native Engine,
            ExternalEngine over VLLMGenerator, ExternalEngine over OpenAIGenerator (the server). pass@final too.
-offline    a short LoadGen Offline run (harness/run.py, 64 tasks, min_duration 5 s) per engine: samples/s.
+offline    a short LoadGen Offline run (harness/run.py, 64 tasks, min_duration 5 s, target_qps 20) per engine:
+           samples/s and validity.
 sweep      decode tokens/s of native and vLLM in process (the server with ``--sweep-server``) on random-weight
            GPT-2s of widths 128, 512 and 1024; depth grows with width as in the GPT-2 and Pythia families
            (4, 8 and 12 layers; Pythia-70M is 512 wide and 6 deep, GPT-2 small 768 and 12); head size 32 at 128
            (the checkpoint's) and 64 above (GPT-2's); the checkpoint's vocabulary. Their window is 256 (the decode
            reaches prompt + N ~ 200 tokens): the native engine preallocates window x batch of KV cache, 25.8 GB
            at width 1024 x batch 128 with 2048. Where the ratio native/vLLM drops below 1, vLLM overtakes.
-breakdown  per decode step (ms), where each engine's time goes, measured: native = the engine loop's wall per
-           step less its batched forward + token choice (Engine.stats()'s step_s), and that step split by
-           timing its parts alone at the same rows and context (the native matmuls, LM head, attention and
-           argmax; the step is one C call, so no profiler can split it); vLLM = timers around the engine's own
-           calls (scheduler.schedule / update_from_output, the executor's execute_model / sample_tokens) and
-           forward hooks on its modules (Linear layers, Attention, Sampler, compute_logits), in a run of its own
-           (the hooks cost time: their step total is printed beside the unhooked step).
+breakdown  (within decode and sweep) per decode step, ms, where each engine's time goes, measured. Native: the
+           engine loop's wall per step less its batched forward + token choice (Engine.stats()'s step_s), and
+           that step split by timing its parts alone at the same rows and mean context (the native matmuls, LM
+           head, attention, argmax; the step is one C call, so no profiler can split it; the cost of a separate
+           ctypes call is taken off each part; the remainder is LayerNorm, GELU, adds, embeddings, KV writes).
+           vLLM: timers around its engine's own calls (scheduler.schedule / update_from_output, the executor's
+           execute_model / sample_tokens) and forward hooks on its modules (Linear layers, Attention, Sampler,
+           compute_logits), medians over the decode steps of a run of its own (hooks cost time: the hooked step
+           is printed beside the unhooked one).
 
 Every vLLM configuration runs in a worker process of its own (``--worker``; one ``vllm.LLM`` per process), so its
-memory and its OpenMP threads (vLLM binds them to the cores) are gone before the next. Ratios are native / peer:
-above 1, ours is faster. Needs the [vllm] extra (``bash scripts/setup.sh --vllm``).
+memory and threads are gone before the next. Threads: the native step is single-threaded C (``--threads 1``);
+vLLM takes one OpenMP thread per core unless ``--vllm-threads`` says otherwise. On a shared machine vLLM's
+threads wait for each other at every barrier: its figures then swing by 10x where ``--vllm-threads 1`` holds.
+Ratios are native / peer: above 1, ours is faster. Needs the [vllm] extra (``bash scripts/setup.sh --vllm``).
+The full run takes about half an hour on 2 cores, most of it the width-1024 sweep (the native prefill of 128
+prompts, repeated in every timed run, and 128 decode steps of ~0.6 s at batch 128); it peaks at ~12 GB of memory.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import functools
+import gc
 import json
 import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,9 +71,9 @@ SECTIONS = ("decode", "agent", "offline", "sweep", "breakdown")
 ENGINES = ("native", "vllm", "server")
 LABELS = {"native": "native", "vllm": "vLLM", "server": "vLLM server"}
 OFFLINE_CONF = """\
-nano-codegen-agent.*.min_duration = 5000
+nano-codegen-agent.*.min_duration = {ms}
 nano-codegen-agent.Offline.min_query_count = 1
-nano-codegen-agent.Offline.target_qps = 20
+nano-codegen-agent.Offline.target_qps = {qps}
 """
 _T0 = time.perf_counter()
 
@@ -97,6 +107,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="agent: verifier sandbox workers (default 1)")
     p.add_argument("--isolation", default="bwrap", choices=("bwrap", "process"), help="the verifier sandbox")
     p.add_argument("--offline-count", type=int, default=64, help="offline: tasks in the QSL (default 64)")
+    p.add_argument("--offline-qps", type=float, default=20, help="offline: LoadGen's target_qps (default 20)")
+    p.add_argument("--offline-ms", type=int, default=5000, help="offline: LoadGen's min_duration (default 5000 ms)")
     p.add_argument("--widths", default="128,512,1024", help="sweep: model widths (default 128,512,1024)")
     p.add_argument("--depths", default=None, help="sweep: layers for each width (default 4,8,12 for 128,512,1024)")
     p.add_argument("--sweep-window", type=int, default=0,
@@ -108,11 +120,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads of the native runs (default 1, as engine_bench; the native step is "
                         "single-threaded C); vLLM takes its own (it binds OpenMP threads to the cores)")
-    p.add_argument("--vllm-cpus", default=None,
-                   help="VLLM_CPU_OMP_THREADS_BIND for the in-process workers and servers, e.g. 0 for one core "
-                        "(default: vLLM's choice)")
+    p.add_argument("--vllm-threads", type=int, default=0,
+                   help="OpenMP threads of vLLM (in process: OMP_NUM_THREADS; servers: VLLM_CPU_OMP_THREADS_BIND to "
+                        "CPUs 0..N-1); default 0: vLLM's own choice, one per core")
     p.add_argument("--quick", action="store_true",
-                   help="a smoke test: batches 1,8, 16 new tokens, 8 tasks, width 128 only, 2 reps, no Offline, "
+                   help="a smoke test: batches 1,8, 16 new tokens, 8 tasks, width 128 only, 3 reps, no Offline, "
                         "no server")
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file (a new one)")
     p.add_argument("--plot", type=Path, default=None, help="PNG of decode tokens/s against batch (default: none)")
@@ -128,6 +140,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("prompt_tokens", "reps", "tasks", "max_batch", "workers", "offline_count", "threads"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
+    if not 0 <= a.vllm_threads <= (os.cpu_count() or 1):
+        p.error(f"--vllm-threads must be from 0 to this machine's {os.cpu_count()} cores, got {a.vllm_threads}")
     if a.new_tokens < 2:
         p.error(f"--new-tokens must be at least 2 (the rate is t(N) - t(1)), got {a.new_tokens}")
     a.sections = [s for s in a.sections.split(",") if s.strip()]
@@ -136,7 +150,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.batches = ints(a.batches, "--batches", p)
     a.widths = ints(a.widths, "--widths", p)
     if a.quick:
-        a.batches, a.new_tokens, a.tasks, a.widths, a.reps = [1, 8], 16, 8, [128], 2
+        a.batches, a.new_tokens, a.tasks, a.widths, a.reps = [1, 8], 16, 8, [128], 3
         a.no_server, a.skip_offline, a.sweep_server, a.depths = True, True, False, None
     if a.skip_offline and "offline" in a.sections:
         a.sections.remove("offline")
@@ -209,6 +223,8 @@ def native_decode(model: Any, tok: Any, task: Any, batch: int, n: int) -> dict[s
     wall, c1 = time.perf_counter() - t0, time.process_time()
     eng.stop(close_pool=False)
     st = eng.stats()
+    del eng
+    gc.collect()   # its KV cache (3.2 GB at width 1024, batch 128) goes now, not at some later collection
     if st["tokens_generated"] != batch * n or any(r.error for r in results):
         raise RuntimeError(f"native decode: {st['tokens_generated']} tokens, not {batch * n}; "
                            f"{next((r.error for r in results if r.error), '')}")
@@ -264,7 +280,8 @@ def native_parts(model: Any, batch: int, context: int) -> dict[str, Any]:
         dec = [(s, 7, 0, context) for s in range(batch)]   # the cache's contents do not change the time
         tiny_x, tiny_w, tiny_b = torch.randn(1, 8), native.pack_panels(torch.randn(8, 8), kernel), torch.zeros(8)
         tiny_q, tiny_y, tiny_kv = torch.randn(1, 1, 8), torch.empty(1, 1, 8), torch.randn(2, 2, 1, 1, 8)
-        one, tiny_scratch = torch.ones(1, dtype=torch.int64), torch.empty(native.scratch_floats(1, 1, 2))
+        zero, one = torch.zeros(1, dtype=torch.int64), torch.ones(1, dtype=torch.int64)
+        tiny_scratch = torch.empty(native.scratch_floats(1, 1, 2))
 
         def matmuls() -> None:
             for packed, bias, k in layers:
@@ -278,7 +295,7 @@ def native_parts(model: Any, batch: int, context: int) -> dict[str, Any]:
                      "lm_head": lambda: native.linear(xs[C], *head, kernel), "attention": attention,
                      "pick": lambda: bm.pick(logits, [], 0.0, None, []),
                      "linear_call": lambda: native.linear(tiny_x, tiny_w, tiny_b, kernel),
-                     "attention_call": lambda: native.decode_attention(tiny_q, tiny_kv, one - 1, one, tiny_y,
+                     "attention_call": lambda: native.decode_attention(tiny_q, tiny_kv, zero, one, tiny_y,
                                                                        tiny_scratch)})
     out = {"context": context, "forward": t["forward"], "pick": t["pick"], "matmul_raw": t["matmul"],
            "lm_head_raw": t["lm_head"], "attention_raw": t["attention"],
@@ -291,11 +308,13 @@ def native_parts(model: Any, batch: int, context: int) -> dict[str, Any]:
 
 
 # -- vLLM workers --------------------------------------------------------------------------------------------------
-def vllm_env(kv_gib: int, cpus: str | None) -> dict[str, str]:
+def vllm_env(kv_gib: int, threads: int) -> dict[str, str]:
+    """The environment of a process running vLLM in process (its OpenMP threads: torch's, set by OMP_NUM_THREADS;
+    VLLM_CPU_OMP_THREADS_BIND applies only where vLLM starts its own engine process, the server)."""
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": str(kv_gib),
            "VLLM_LOGGING_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
-    if cpus:
-        env["VLLM_CPU_OMP_THREADS_BIND"] = cpus
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
@@ -501,7 +520,8 @@ def vllm_profile(llm: Any, prompts: list, params: Any, batch: int) -> dict[str, 
         return {"unavailable": f"no decode-only step was seen ({len(steps)} steps, {n_attn} attention and "
                                f"{n_linear} linear modules hooked)"}
     keys = ("step", "schedule", "update", "execute", "sample", "forward", "matmul", "attention", "lm_head", "sampler")
-    ms = {k: 1e3 * sum(s.get(k, 0.0) for s in dec) / len(dec) for k in keys}
+    # medians over the decode steps: one preempted step on a shared machine does not move them
+    ms = {k: 1e3 * statistics.median(s.get(k, 0.0) for s in dec) for k in keys}
     out = {"steps": len(steps), "decode_steps": len(dec), "attention_modules": n_attn, "linear_modules": n_linear,
            "hooked_step": ms["step"], "schedule": ms["schedule"], "update": ms["update"],
            "engine_other": ms["step"] - ms["schedule"] - ms["update"] - ms["execute"] - ms["sample"],
@@ -618,13 +638,13 @@ class ServerClient:
         self.loop.close()
 
 
-def start_server(model_dir: Path, max_seqs: int, gib: int, cpus: str | None, log: Path) -> Any:
+def start_server(model_dir: Path, max_seqs: int, gib: int, threads: int, log: Path) -> Any:
     from sut.vllm_server import VLLMServer   # noqa: PLC0415
 
     saved = {k: os.environ.get(k) for k in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND")}
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(gib)
-    if cpus:
-        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpus
+    if threads:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "0" if threads == 1 else f"0-{threads - 1}"
     try:
         srv = VLLMServer(model_dir, max_num_seqs=max_seqs, log_path=log)
     finally:
@@ -650,14 +670,17 @@ def rates(runs: dict[str, Callable[[int], dict[str, Any]]], batch: int, n: int, 
     out: dict[str, Any] = {}
     for name, b in best.items():
         one, full = b[1], b[n]
-        dt = max(full["s"] - one["s"], 1e-9)
-        row = {"decode_tok_s": batch * (n - 1) / dt, "end_to_end_tok_s": batch * n / full["s"], "t_1_s": one["s"],
-               "t_n_s": full["s"], "step_ms": dt / (n - 1) * 1e3,
+        dt = full["s"] - one["s"]
+        if dt <= 0:   # noise above the decode's own time (a busy machine, too few tokens): no figure, said so
+            say(f"{name} at batch {batch}: t({n}) {full['s']:.4f} s <= t(1) {one['s']:.4f} s: no decode rate")
+        row = {"decode_tok_s": batch * (n - 1) / dt if dt > 0 else None, "end_to_end_tok_s": batch * n / full["s"],
+               "t_1_s": one["s"], "t_n_s": full["s"], "step_ms": dt / (n - 1) * 1e3 if dt > 0 else None,
                "cpu_s_per_1k_tokens": 1e3 * (full["cpu_s"] - one["cpu_s"]) / (batch * (n - 1))}
         if "client_cpu_s" in full:
             row["client_cpu_s_per_1k_tokens"] = 1e3 * (full["client_cpu_s"] - one["client_cpu_s"]) / (batch * (n - 1))
         if "step_s" in full:   # native: the batched forward + token choice a step, the rest is the engine loop
             row["forward_pick_ms"] = (full["step_s"] - one["step_s"]) / (full["steps"] - one["steps"]) * 1e3
+            row["engine_loop_ms"] = row["step_ms"] - row["forward_pick_ms"] if dt > 0 else None
         row["tokens"] = full["tokens"]
         out[name] = row
     return out
@@ -685,13 +708,13 @@ def decode_section(a: argparse.Namespace, tmp: Path, label: str, model: Any, tok
                            "prompt_tokens": len(ids), "new_tokens": a.new_tokens, "batches": {}}
     say(f"{label}: starting vLLM in a worker (KV cache {gib} GiB)")
     worker = Worker("decode", ["--model", str(model_dir), "--max-batch", str(max(a.batches)), "--window", str(window)],
-                    vllm_env(gib, a.vllm_cpus), tmp / f"vllm-{label}.log", f"vLLM worker ({label})")
+                    vllm_env(gib, a.vllm_threads), tmp / f"vllm-{label}.log", f"vLLM worker ({label})")
     out["vllm"] = worker.ready
     client = None
     try:
         if own_server:
             say(f"{label}: starting vLLM's server (~45 s)")
-            server = start_server(model_dir, max(a.batches), gib, a.vllm_cpus, tmp / f"server-{label}.log")
+            server = start_server(model_dir, max(a.batches), gib, a.vllm_threads, tmp / f"server-{label}.log")
         if server is not None:
             client = ServerClient(server)
         for batch in a.batches:
@@ -704,7 +727,8 @@ def decode_section(a: argparse.Namespace, tmp: Path, label: str, model: Any, tok
             row = rates(runs, batch, a.new_tokens, a.reps)
             for peer in ("vllm", "server"):
                 if peer in row:
-                    row[f"ratio_{peer}"] = row["native"]["decode_tok_s"] / row[peer]["decode_tok_s"]
+                    ours, theirs = row["native"]["decode_tok_s"], row[peer]["decode_tok_s"]
+                    row[f"ratio_{peer}"] = ours / theirs if ours and theirs else None
                     row[f"greedy_agree_{peer}"] = agree(row["native"]["tokens"], row[peer]["tokens"])
             for r in row.values():
                 if isinstance(r, dict):
@@ -714,7 +738,7 @@ def decode_section(a: argparse.Namespace, tmp: Path, label: str, model: Any, tok
                 say(f"{label}: per-step costs at batch {batch} (native parts at context {ctx}, vLLM hooked run)")
                 row["breakdown"] = {"native": {"wall": row["native"]["step_ms"],
                                                "forward_pick": row["native"]["forward_pick_ms"],
-                                               "engine_loop": row["native"]["step_ms"] - row["native"]["forward_pick_ms"],
+                                               "engine_loop": row["native"]["engine_loop_ms"],
                                                **native_parts(model, batch, ctx)},
                                     "vllm": {"wall": row["vllm"]["step_ms"],
                                              **worker.call(op="profile", batch=batch, n=a.new_tokens, prompt=ids)}}
@@ -756,7 +780,7 @@ def agent_section(a: argparse.Namespace, tmp: Path, model: Any, tok: Any, server
         say("agent: vLLM in process (starting a worker)")
         w = Worker("agent", ["--model", str(a.checkpoint), "--tasks", str(a.tasks), "--max-batch", str(a.max_batch),
                              "--workers", str(a.workers), "--isolation", a.isolation],
-                   vllm_env(1, a.vllm_cpus), tmp / "vllm-agent.log", "vLLM agent worker")
+                   vllm_env(1, a.vllm_threads), tmp / "vllm-agent.log", "vLLM agent worker")
         try:
             with bar("vLLM") as b:
                 out["vllm"] = {**w.call(bar=b, op="go"), "load_s": w.ready["load_s"], "threads": w.ready["threads"]}
@@ -782,8 +806,9 @@ def offline_section(a: argparse.Namespace, tmp: Path, server: Any) -> dict[str, 
     from harness.mlperf_log import LogError, read_detail   # noqa: PLC0415
 
     conf = tmp / "offline.conf"
-    conf.write_text(OFFLINE_CONF)
-    out: dict[str, Any] = {"count": a.offline_count, "user_conf": OFFLINE_CONF.strip().splitlines()}
+    text = OFFLINE_CONF.format(ms=a.offline_ms, qps=f"{a.offline_qps:g}")
+    conf.write_text(text)
+    out: dict[str, Any] = {"count": a.offline_count, "user_conf": text.strip().splitlines()}
     engines = [("native", []), ("vllm", [])] + ([("server", ["--base-url", server.url])] if server is not None else [])
     for name, extra in engines:
         results = tmp / f"offline-{name}"
@@ -793,15 +818,17 @@ def offline_section(a: argparse.Namespace, tmp: Path, server: Any) -> dict[str, 
                "--user-conf", str(conf), "--results-dir", str(results), "--system-name", "peers", "--no-progress"]
         say(f"offline: {LABELS[name]} (harness/run.py, {a.offline_count} tasks)")
         t0 = time.perf_counter()
-        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=vllm_env(1, a.vllm_cpus))
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                           env=vllm_env(1, a.vllm_threads) if name == "vllm" else None)
         (tmp / f"offline-{name}.log").write_text(r.stdout + "\n" + r.stderr)
         row: dict[str, Any] = {"command": " ".join(cmd[1:]), "wall_s": time.perf_counter() - t0, "rc": r.returncode}
         try:
             detail = read_detail(results / "peers" / "nano-codegen-agent" / "Offline" / "performance" / "run_1"
                                  / "mlperf_log_detail.txt")
             row.update(samples_s=float(detail.get("result_samples_per_second") or 0.0),
-                       validity=detail.get("result_validity"), samples=detail.get("result_query_count") or
-                       detail.get("generated_samples_per_query"))
+                       tokens_s=detail.get("result_tokens_per_second"), validity=detail.get("result_validity"),
+                       invalid_reason=detail.get("result_invalid_reason"),
+                       samples=detail.get("generated_samples_per_query"))
         except (LogError, ValueError) as e:
             row["error"] = f"{e}; {' | '.join((r.stderr or r.stdout).strip().splitlines()[-3:])}"
         out[name] = row
@@ -831,7 +858,8 @@ def overtakes(sweep: list[dict[str, Any]], batches: list[int]) -> dict[str, Any]
     ratio crosses 1 by log-log interpolation between the two measured widths around it."""
     out = {}
     for b in batches:
-        pts = [(s["width"], s["batches"][str(b)]["ratio_vllm"]) for s in sweep if str(b) in s.get("batches", {})]
+        pts = [(s["width"], s["batches"][str(b)].get("ratio_vllm")) for s in sweep if str(b) in s.get("batches", {})]
+        pts = [(w, r) for w, r in pts if r is not None]
         first = next((w for w, r in pts if r < 1), None)
         cross = None
         for (w0, r0), (w1, r1) in zip(pts, pts[1:]):
@@ -853,7 +881,7 @@ def report(r: dict[str, Any]) -> None:
     print(f"\nmachine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}, vLLM {m['vllm']}, python {m['python']}; "
           f"load average {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}")
     print(f"threads: native {m['native_threads']} (its step is single-threaded C); vLLM {m.get('vllm_threads', '?')} "
-          f"(OpenMP, bound by vLLM{'' if not m.get('vllm_cpus') else ' to CPUs ' + m['vllm_cpus']})")
+          f"(OpenMP{', --vllm-threads ' + str(m['vllm_threads_asked']) if m.get('vllm_threads_asked') else ''})")
     print("ratios are native / peer: above 1 ours is faster")
     for d in [r.get("decode"), *r.get("sweep", [])]:
         if not d or "batches" not in d:
@@ -901,12 +929,15 @@ def report(r: dict[str, Any]) -> None:
                       f"{x['wall_s']:>7.1f}")
     off = r.get("offline")
     if off and "native" in off:
-        print(f"\nOffline (harness/run.py, {off['count']} tasks, min_duration 5 s, target_qps 20): samples/s")
+        print(f"\nOffline (harness/run.py, {off['count']} tasks; {', '.join(x.split('.', 1)[1] for x in off['user_conf'])})"
+              ": samples/s")
         for e in ENGINES:
             if e in off:
                 x = off[e]
-                print(f"  {LABELS[e]:<12} {fmt(x.get('samples_s'), '.2f'):>8}  {x.get('validity') or x.get('error', '')}"
-                      f"{'' if e == 'native' else '   native/it ' + fmt(off.get(f'ratio_{e}'), '.2f')}")
+                print(f"  {LABELS[e]:<12} {fmt(x.get('samples_s'), '.2f'):>8}  {x.get('samples', '?')} samples, "
+                      f"{x.get('validity') or x.get('error', '')}"
+                      f"{'' if e == 'native' else ', native/it ' + fmt(off.get(f'ratio_{e}'), '.2f')}"
+                      f"{' (' + str(x['invalid_reason']) + ')' if x.get('invalid_reason') else ''}")
     for name, err in r.get("errors", {}).items():
         print(f"\nsection {name} FAILED: {err}")
 
@@ -948,8 +979,9 @@ def plot(r: dict[str, Any], path: Path) -> None:
             if any(y is not None for y in ys):
                 ax.plot(batches, [y if y is not None else float("nan") for y in ys], style, label=LABELS[e])
         ax.set(xscale="log", yscale="log", xlabel="batch", ylabel="decode tokens/s",
-               title=f"{d['model']}\nwidth {d['width']}, {d['layers']} layers", xticks=batches)
-        ax.set_xticklabels([str(b) for b in batches])
+               title=f"{d['model']}\nwidth {d['width']}, {d['layers']} layers")
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.suptitle(f"decode tokens/s, {r['machine']['cpu']}", fontsize=9)
@@ -974,7 +1006,7 @@ def run_peers(a: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.engine_peers", *a.argv]),
         "machine": {"cpu": cpu_model(detail=True), "cores": os.cpu_count(), "native_threads": a.threads,
-                    "vllm_cpus": a.vllm_cpus, "torch": torch.__version__, "vllm": vllm_version(),
+                    "vllm_threads_asked": a.vllm_threads, "torch": torch.__version__, "vllm": vllm_version(),
                     "python": platform.python_version(), "loadavg_start": os.getloadavg()},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
                      if k not in ("worker", "model", "window", "seed", "argv")},
@@ -997,7 +1029,7 @@ def run_peers(a: argparse.Namespace) -> dict[str, Any]:
         if not a.no_server and {"decode", "agent", "offline"} & set(a.sections):
             say("starting vLLM's server on the checkpoint (~45 s)")
             try:   # one server for the decode, agent and Offline runs; idle while the others run
-                server = start_server(a.checkpoint, max(a.max_batch, *a.batches), 1, a.vllm_cpus,
+                server = start_server(a.checkpoint, max(a.max_batch, *a.batches), 1, a.vllm_threads,
                                       tmp / "server-checkpoint.log")
             except RuntimeError as e:
                 say(f"vLLM's server did not start: {e}")

@@ -26,7 +26,7 @@ from harness.results import BENCHMARK  # noqa: E402
 from sut.suites import per_suite  # noqa: E402
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
-COLUMNS = ["system", "benchmark", "scenario", "suite", "engine", "class", "metric", "value", "validity", "pass@final",
+COLUMNS = ["system", "benchmark", "scenario", "suite", "engine", "engine_detail", "class", "metric", "value", "validity", "pass@final",
            "accuracy_target", *AUDIT_TESTS, "passed", "problems"]
 
 
@@ -48,7 +48,7 @@ def scenario_folders(root: Path) -> tuple[list[Path], list[Finding]]:
 
 def row(c: ScenarioCheck) -> dict[str, str]:
     return {"system": c.system, "benchmark": c.benchmark, "scenario": c.scenario, "suite": c.suite,
-            "engine": c.engine, "class": c.run_class,
+            "engine": c.engine, "engine_detail": c.engine_detail, "class": c.run_class,
             "metric": c.metric, "value": "" if c.value is None else f"{c.value:.4g}", "validity": c.validity,
             "pass@final": "" if c.accuracy is None else f"{c.accuracy:.4f}",
             "accuracy_target": "" if c.accuracy_target is None else f"{c.accuracy_target:.4f}",

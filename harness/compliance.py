@@ -24,7 +24,7 @@ from harness.compliance_config import check_configuration, not_the_reference
 from harness.run_config import CONFIG_FILE
 from harness.scenario_files import (EVAL_SIZE, FileProblem, Reference, decode_entries, load_reference, meets_target,
                                     read_accuracy_txt, read_json, read_records, reference_checkpoint, rescore_log,
-                                    run_engine, run_suite, target_for_run)
+                                    engine_description, run_engine, run_suite, target_for_run)
 from sut.suites import DEFAULTS
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class ScenarioCheck:
     scenario: str
     suite: str = "basic"                       # the task suite its run_config.json records
     engine: str = "native"                     # who generated (harness.scenario_files.run_engine)
+    engine_detail: str = ""                    # its version, endpoints and options (engine_description)
     run_class: str = "invalid"                 # official | quick | invalid
     metric: str = ""
     value: float | None = None
@@ -85,7 +86,7 @@ def check_scenario(folder: Path, reference: Path | None = None, rescore: bool = 
     c = ScenarioCheck(folder, folder.parent.parent.name, folder.parent.name, folder.name)
     try:
         c.suite = run_suite(folder)
-        c.engine = run_engine(folder)
+        c.engine, c.engine_detail = run_engine(folder), engine_description(folder)
     except FileProblem as e:   # judged as basic then; a missing run_config.json is check_configuration's finding
         if (folder / CONFIG_FILE).is_file():
             c.fail("configuration", folder / CONFIG_FILE, str(e))

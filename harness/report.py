@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from harness.mlperf_log import DetailLog, LogError, metric_of, read_detail, read_trace_latencies  # noqa: E402
 from harness.results import BENCHMARK  # noqa: E402
-from harness.scenario_files import FileProblem, read_accuracy_txt, read_records, run_engine, run_suite  # noqa: E402
+from harness.scenario_files import FileProblem, engine_description, read_accuracy_txt, read_records, run_engine, run_suite  # noqa: E402
 from sut.output_guard import refuse_overwrite  # noqa: E402
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
@@ -263,6 +263,14 @@ def report_system(system_dir: Path, out: Path) -> list[str]:
     data = [load_scenario_data(bench / s) for s in SCENARIOS if (bench / s).is_dir()]
     name = system_dir.name
     md = [f"## {name}", "", *_table(data), ""]
+    engines = []
+    for d in data:
+        try:
+            engines.append(f"- {d.scenario}: {engine_description(bench / d.scenario)}")
+        except FileProblem:
+            continue
+    if engines:
+        md += ["Who generated:", "", *engines, ""]
     acc_source = next((d for d in data if d.acc_records), None)
     plots = [("attempt_cost", "Per-attempt latency and prefill cost against context length", plot_attempt_cost, data),
              ("latency_cdf", "Latency CDF per scenario", plot_latency_cdf, data),

@@ -110,6 +110,25 @@ def run_engine(scenario_dir: Path) -> str:
     return f"{name} {version}".strip()
 
 
+def engine_description(scenario_dir: Path) -> str:
+    """One line on who generated and how, for reports: the engine with its version, then its endpoints and
+    options (from run_config.json)."""
+    cfg = read_json(Path(scenario_dir) / CONFIG_FILE)
+    e = cfg.get("engine") if isinstance(cfg.get("engine"), dict) else {}
+    name = str(e.get("engine", "native"))
+    parts = [str(cfg.get("engine_version") or name)]
+    if name == "openai":
+        parts += [f"endpoints {', '.join(map(str, e.get('base_url') or []))}", f"model {e.get('model_name') or '?'}",
+                  f"request timeout {e.get('request_timeout_s')} s"]
+    elif name == "vllm":
+        parts += [f"prefix caching {'off' if e.get('no_prefix_reuse') else 'on'}",
+                  f"torch.compile {'on' if e.get('vllm_compile') else 'off'}"]
+    else:
+        parts += [f"backend {e.get('backend', 'auto')}", f"speculation {'off' if e.get('no_speculation') else 'on'}"]
+    parts += [f"max batch {e.get('max_batch')}", f"retries at temperature {e.get('temperature', 0.7)}"]
+    return "; ".join(parts)
+
+
 def load_reference(checkpoint: Path) -> Reference:
     path = Path(checkpoint) / "metrics.json"
     try:

@@ -92,6 +92,12 @@ class AgentResult:
         return asdict(self)
 
 
+def should_redraw(cfg: AgentConfig, attempt: int, draws: int, temperature: float, code: str, rejected: set[str]) -> bool:
+    """Whether a retry's draft is discarded and drawn again: it repeats code the verifier already rejected, the
+    redraw budget is not spent, and the retry is sampled (a greedy redraw would write the same code again)."""
+    return attempt > 0 and temperature > 0 and draws < cfg.redraws and code in rejected
+
+
 def attempt_seed(seed: int, task_id: str, attempt: int, draw: int = 0) -> int:
     """A 63-bit sampling seed from (seed, task id, attempt, redraw) alone."""
     key = f"{seed}:{task_id}:{attempt}" + (f":{draw}" if draw else "")
@@ -219,7 +225,7 @@ def _run(task: Any, model: NanoCodeGen, tok: CodeTokenizer, pool: _Pool, cfg: Ag
                     break
                 logits = seq.feed()
             code = tok.decode(out)
-            if k == 0 or redraws >= cfg.redraws or code not in rejected:
+            if not should_redraw(cfg, k, redraws, temperature, code, rejected):
                 break
             redraws, redrawn = redraws + 1, redrawn + len(out)
             redraw_from(seq, prompt_tokens)

@@ -38,7 +38,8 @@ import torch
 from tqdm import tqdm
 
 from sut import transcript as tr
-from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed, redraw_from
+from sut.agent import (AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed, redraw_from,
+                       should_redraw)
 from sut.engine_batch import BatchModel
 from sut.engine_draft import draft
 from sut.engine_seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line
@@ -262,7 +263,7 @@ class Engine:
         if seq.out[-1] != self.tok.end_id:  # cut at the budget: close the attempt (not counted as generated)
             seq.append(tr.Piece([self.tok.end_id], [seq.step], [0]))
         seq.code = self.tok.decode(seq.out)
-        if seq.attempt > 0 and seq.draw < self.cfg.redraws and seq.code in seq.rejected:
+        if should_redraw(self.cfg, seq.attempt, seq.draw, seq.temperature, seq.code, seq.rejected):
             self._redraw(seq)
             return
         seq.t_submit = time.perf_counter()

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from sut import transcript as tr
-from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed
+from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed, should_redraw
 from sut.engine_seq import OnDone, OnFirstToken, call, one_line
 from sut.tokenizer import CodeTokenizer
 from verifier.verdict import Status
@@ -256,7 +256,7 @@ class ExternalEngine:
                                            first)
                 ids = out.token_ids[: budget]
                 code = tok.decode(ids)
-                if k == 0 or redraws >= cfg.redraws or code not in rejected:
+                if not should_redraw(cfg, k, redraws, temperature, code, rejected):
                     break
                 redraws, redrawn = redraws + 1, redrawn + len(ids)
             t_gen = time.perf_counter()

@@ -125,22 +125,29 @@ def server(tmp_path_factory):
 
 
 def test_offline_and_server_runs_through_the_openai_engine_are_valid(server, tmp_path):
-    for scenario in ("Offline", "Server"):
-        r = run_harness(["--scenario", scenario, "--count", "16", "--engine", "openai", "--base-url", server.url], tmp_path)
+    """Offline drives two endpoints (two names of the one server: each its own client and connection pool), so
+    the balancing and the per-endpoint records are exercised too; Server drives one."""
+    second = server.url.replace("127.0.0.1", "localhost")
+    for scenario, urls in (("Offline", [server.url, second]), ("Server", [server.url])):
+        r = run_harness(["--scenario", scenario, "--count", "16", "--engine", "openai",
+                         *[x for u in urls for x in ("--base-url", u)]], tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         assert "result        VALID" in r.stdout, r.stdout
         folder = scenario_dir(tmp_path, scenario)
         acc = (folder / "accuracy" / "accuracy.txt").read_text()
         assert "sut_errors=0" in acc and float(acc.split("pass@final=")[1].split()[0]) >= 0.5, acc
         config = json.loads((folder / "run_config.json").read_text())
-        assert config["engine"]["engine"] == "openai" and config["engine"]["base_url"] == [server.url]
+        assert config["engine"]["engine"] == "openai" and config["engine"]["base_url"] == urls
         assert config["engine"]["model_name"] == server.model and config["engine_version"].startswith("openai client")
         stats = json.loads((folder / "performance" / "run_1" / "sut_stats.json").read_text())
-        assert stats["errors"] == 0 and stats["engine"]["engine"]["endpoints"][0]["base_url"] == server.url
+        said = stats["engine"]["engine"]
+        assert stats["errors"] == 0 and [e["base_url"] for e in said["endpoints"]] == urls
+        assert all(n > 0 for n in said["requests_per_endpoint"]) and said["token_ids_returned"], said
     report = subprocess.run([sys.executable, str(REPO / "harness" / "report.py"), str(tmp_path / "results")],
                             cwd=REPO, capture_output=True, text=True)
     assert report.returncode == 0, report.stderr
-    assert "| Offline | agentic | openai x1 endpoint | VALID |" in (tmp_path / "results" / "report" / "report.md").read_text()
+    md = (tmp_path / "results" / "report" / "report.md").read_text()
+    assert "| Offline | agentic | openai x2 endpoints | VALID |" in md and f"endpoints {server.url}, {second}" in md
 
 
 def test_a_model_the_server_does_not_serve_is_one_line(server, tmp_path):

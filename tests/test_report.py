@@ -34,7 +34,7 @@ def test_report_cli_writes_markdown_and_plots(trees, tmp_path):
         assert f"]({png.name})" in md
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     detail = read_detail(trees.scenario(trees.honest) / "performance/run_1/mlperf_log_detail.txt")
-    row = next(line for line in md.splitlines() if line.startswith("| Offline | basic | VALID"))
+    row = next(line for line in md.splitlines() if line.startswith("| Offline | basic | native | VALID"))
     assert f"samples/s {detail.get('result_samples_per_second'):.4g}" in row
     assert "Not shown" not in md
 
