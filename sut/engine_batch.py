@@ -184,8 +184,11 @@ class BatchModel:
                gens: list[NativeGenerator]) -> list[list[int]]:
         """The tokens each speculative group yields: ``logits`` holds, group after group, len(draft) + 1
         rows (its positions); each group's tokens are drawn with its generator row by row while they
-        equal its draft (sut/sampling.c's race_accept): what sequential sampling would draw."""
+        equal its draft (sut/sampling.c's race_accept): what sequential sampling would draw. Greedy
+        (``temperature`` <= 0): each row's argmax while it equals the draft, then the first that does not."""
         logits = logits.contiguous()
+        if temperature <= 0:   # speculation runs on the native backend only: pick's argmax
+            return greedy_accept(native_sampling.argmax_rows(logits), drafts)
         probs, out, r = self._native_probs(logits, list(range(logits.shape[0])), temperature, top_k), [], 0
         for draft, gen in zip(drafts, gens):
             out.append(native_sampling.race_accept(probs[r:r + len(draft) + 1], draft, gen))
@@ -379,3 +382,20 @@ class BatchModel:
             else:
                 runs.append([r, r + 1, k])
         return [(lo, hi) for lo, hi, _ in runs]
+
+
+def greedy_accept(argmax: list[int], drafts: list[list[int]]) -> list[list[int]]:
+    """What greedy decoding writes over speculative groups laid out as in ``BatchModel.accept`` (each group
+    len(draft) + 1 rows): row j's argmax is the token after the group's first j draft tokens, so a group
+    yields argmaxes while they confirm the draft, and the first that departs from it."""
+    out, r = [], 0
+    for draft in drafts:
+        got = []
+        for j in range(len(draft) + 1):
+            got.append(argmax[r + j])
+            if j == len(draft) or argmax[r + j] != draft[j]:
+                break
+        out.append(got)
+        r += len(draft) + 1
+    return out
+

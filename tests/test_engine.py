@@ -525,16 +525,18 @@ def test_backend_agreement_command_compares_both_backends(capsys) -> None:
     assert "tasks whose attempts differ between the two: 0 of 6" in out
 
 
-def test_speculative_retries_write_what_sequential_decoding_writes(pool) -> None:
+@pytest.mark.parametrize("temperature", [0.7, 0.0])
+def test_speculative_retries_write_what_sequential_decoding_writes(pool, temperature) -> None:
     """The shipped checkpoint's retries repeat much of their earlier attempts, so prompt-lookup drafts are
-    accepted (sut/engine_draft.py); the tokens, attempt by attempt, are those of decoding a token a step."""
+    accepted (sut/engine_draft.py); the tokens, attempt by attempt, are those of decoding a token a step,
+    sampled or greedy (greedy drafts are checked against each row's argmax; once they were accepted whole)."""
     from sut.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 
     model, tok, _ = load_checkpoint(DEFAULT_CHECKPOINT)
     hard = load_eval_tasks()[:96]
     runs = {}
     for speculate in (True, False):
-        engine = Engine(model, tok, pool, AgentConfig(), max_batch=4, speculate=speculate)
+        engine = Engine(model, tok, pool, AgentConfig(temperature=temperature), max_batch=4, speculate=speculate)
         runs[speculate] = engine.run(hard)
         stats = engine.stats()
         engine.stop(close_pool=False)
