@@ -40,8 +40,11 @@ memory and threads are gone before the next. Threads: the native step is single-
 vLLM takes one OpenMP thread per core unless ``--vllm-threads`` says otherwise. On a shared machine vLLM's
 threads wait for each other at every barrier: its figures then swing by 10x where ``--vllm-threads 1`` holds.
 Ratios are native / peer: above 1, ours is faster. Needs the [vllm] extra (``bash scripts/setup.sh --vllm``).
-The full run takes about half an hour on 2 cores, most of it the width-1024 sweep (the native prefill of 128
-prompts, repeated in every timed run, and 128 decode steps of ~0.6 s at batch 128); it peaks at ~12 GB of memory.
+The full run takes about 40 minutes on 2 quiet cores, 20-25 of them the width-1024 sweep at batch 128: every
+timed run prefills its 128 prompts again (~0.3 s each, natively and in vLLM, whose CPU KV blocks of 128 tokens
+never cache a 64-token prompt) and then decodes 128 steps of ~0.6 s; ``--reps 2`` takes a third off. Memory
+peaks at ~12 GB at width 1024: the native process ~5.5 GB (its KV cache of 128 x 256 positions 3.2 GB of it),
+vLLM's worker ~6 GB.
 """
 from __future__ import annotations
 
@@ -75,6 +78,8 @@ nano-codegen-agent.*.min_duration = {ms}
 nano-codegen-agent.Offline.min_query_count = 1
 nano-codegen-agent.Offline.target_qps = {qps}
 """
+FULL = {"batches": "1,32,128", "new_tokens": 128, "reps": 3, "tasks": 128, "widths": "128,512,1024"}
+QUICK = {"batches": "1,8", "new_tokens": 16, "reps": 3, "tasks": 8, "widths": "128"}   # --quick's defaults
 _T0 = time.perf_counter()
 
 
@@ -98,18 +103,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.engine_peers", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, default=DEFAULTS["agentic"].checkpoint,
                    help="the HF-format checkpoint every engine runs (default: checkpoints/agentic)")
-    p.add_argument("--batches", default="1,32,128", help="decode batch sizes (default 1,32,128)")
+    p.add_argument("--batches", default=None, help="decode batch sizes (default 1,32,128)")
     p.add_argument("--prompt-tokens", type=int, default=64, help="decode: prompt length (default 64)")
-    p.add_argument("--new-tokens", type=int, default=128, help="decode: tokens generated per row (default 128)")
-    p.add_argument("--reps", type=int, default=3, help="decode: interleaved reps, the best counts (default 3)")
-    p.add_argument("--tasks", type=int, default=128, help="agent: the first N agentic tasks (default 128)")
+    p.add_argument("--new-tokens", type=int, default=None, help="decode: tokens generated per row (default 128)")
+    p.add_argument("--reps", type=int, default=None, help="decode: interleaved reps, the best counts (default 3)")
+    p.add_argument("--tasks", type=int, default=None, help="agent: the first N agentic tasks (default 128)")
     p.add_argument("--max-batch", type=int, default=64, help="agent: max batch of every engine (default 64)")
     p.add_argument("--workers", type=int, default=1, help="agent: verifier sandbox workers (default 1)")
     p.add_argument("--isolation", default="bwrap", choices=("bwrap", "process"), help="the verifier sandbox")
     p.add_argument("--offline-count", type=int, default=64, help="offline: tasks in the QSL (default 64)")
     p.add_argument("--offline-qps", type=float, default=20, help="offline: LoadGen's target_qps (default 20)")
     p.add_argument("--offline-ms", type=int, default=5000, help="offline: LoadGen's min_duration (default 5000 ms)")
-    p.add_argument("--widths", default="128,512,1024", help="sweep: model widths (default 128,512,1024)")
+    p.add_argument("--widths", default=None, help="sweep: model widths (default 128,512,1024)")
     p.add_argument("--depths", default=None, help="sweep: layers for each width (default 4,8,12 for 128,512,1024)")
     p.add_argument("--sweep-window", type=int, default=0,
                    help="sweep: the models' context window (default 256, or what prompt + new tokens need)")
@@ -124,8 +129,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="OpenMP threads of vLLM (in process: OMP_NUM_THREADS; servers: VLLM_CPU_OMP_THREADS_BIND to "
                         "CPUs 0..N-1); default 0: vLLM's own choice, one per core")
     p.add_argument("--quick", action="store_true",
-                   help="a smoke test: batches 1,8, 16 new tokens, 8 tasks, width 128 only, 3 reps, no Offline, "
-                        "no server")
+                   help="a smoke test: batches 1,8, 16 new tokens, 8 tasks, width 128 only, 3 reps (where those "
+                        "flags are not given), no Offline, no server")
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file (a new one)")
     p.add_argument("--plot", type=Path, default=None, help="PNG of decode tokens/s against batch (default: none)")
     p.add_argument("--force", action="store_true", help="replace an existing --json or --plot file")
@@ -137,6 +142,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.worker:
         return a
+    for name, value in (QUICK if a.quick else FULL).items():
+        if getattr(a, name) is None:
+            setattr(a, name, value)
+    if a.quick:
+        a.no_server, a.skip_offline, a.sweep_server = True, True, False
     for name in ("prompt_tokens", "reps", "tasks", "max_batch", "workers", "offline_count", "threads"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
@@ -149,9 +159,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--sections takes a comma-separated subset of {','.join(SECTIONS)}, got {','.join(a.sections)}")
     a.batches = ints(a.batches, "--batches", p)
     a.widths = ints(a.widths, "--widths", p)
-    if a.quick:
-        a.batches, a.new_tokens, a.tasks, a.widths, a.reps = [1, 8], 16, 8, [128], 3
-        a.no_server, a.skip_offline, a.sweep_server, a.depths = True, True, False, None
     if a.skip_offline and "offline" in a.sections:
         a.sections.remove("offline")
     if a.depths is None:
@@ -519,16 +526,22 @@ def vllm_profile(llm: Any, prompts: list, params: Any, batch: int) -> dict[str, 
     if not dec or not n_attn or not n_linear:
         return {"unavailable": f"no decode-only step was seen ({len(steps)} steps, {n_attn} attention and "
                                f"{n_linear} linear modules hooked)"}
-    keys = ("step", "schedule", "update", "execute", "sample", "forward", "matmul", "attention", "lm_head", "sampler")
-    # medians over the decode steps: one preempted step on a shared machine does not move them
-    ms = {k: 1e3 * statistics.median(s.get(k, 0.0) for s in dec) for k in keys}
-    out = {"steps": len(steps), "decode_steps": len(dec), "attention_modules": n_attn, "linear_modules": n_linear,
-           "hooked_step": ms["step"], "schedule": ms["schedule"], "update": ms["update"],
-           "engine_other": ms["step"] - ms["schedule"] - ms["update"] - ms["execute"] - ms["sample"],
-           "loop_other": 1e3 * (wall - sum(s.get("step", 0.0) for s in clock.steps)) / max(len(clock.steps), 1),
-           "runner_other": ms["execute"] + ms["sample"] - ms["forward"] - ms["lm_head"] - ms["sampler"],
-           "forward": ms["forward"], "matmul": ms["matmul"], "lm_head": ms["lm_head"], "attention": ms["attention"],
-           "other_model": ms["forward"] - ms["matmul"] - ms["attention"], "pick": ms["sampler"]}
+
+    def parts(s: dict[str, float]) -> dict[str, float]:   # one step's figures, ms
+        g = {k: 1e3 * s.get(k, 0.0) for k in ("step", "schedule", "update", "execute", "sample", "forward", "matmul",
+                                               "attention", "lm_head", "sampler")}
+        return {"hooked_step": g["step"], "schedule": g["schedule"], "update": g["update"],
+                "engine_other": g["step"] - g["schedule"] - g["update"] - g["execute"] - g["sample"],
+                "runner_other": g["execute"] + g["sample"] - g["forward"] - g["lm_head"] - g["sampler"],
+                "forward": g["forward"], "matmul": g["matmul"], "lm_head": g["lm_head"], "attention": g["attention"],
+                "other_model": g["forward"] - g["matmul"] - g["attention"], "pick": g["sampler"]}
+
+    # each part's median over the decode steps: one preempted step on a shared machine does not move it (medians
+    # of parts need not add up to the median step exactly)
+    per_step = [parts(s) for s in dec]
+    out = {k: statistics.median(p[k] for p in per_step) for k in per_step[0]}
+    out.update(steps=len(steps), decode_steps=len(dec), attention_modules=n_attn, linear_modules=n_linear,
+               loop_other=1e3 * (wall - sum(s.get("step", 0.0) for s in clock.steps)) / max(len(clock.steps), 1))
     return out
 
 
@@ -659,14 +672,24 @@ def start_server(model_dir: Path, max_seqs: int, gib: int, threads: int, log: Pa
 # -- the sections --------------------------------------------------------------------------------------------------
 def rates(runs: dict[str, Callable[[int], dict[str, Any]]], batch: int, n: int, reps: int) -> dict[str, Any]:
     """Each engine's decode tokens/s from its best t(1) and t(N) over ``reps`` interleaved reps (decode_rates' rule),
-    with the per-step wall and the CPU core-seconds per 1,000 decode tokens of those best runs."""
+    with the per-step wall and the CPU core-seconds per 1,000 decode tokens of those best runs. An engine whose
+    best t(N) is still not above its best t(1) (a busy machine, few tokens) gets up to ``reps`` reps more."""
     best: dict[str, dict[int, dict[str, Any]]] = {k: {} for k in runs}
+    extra = dict.fromkeys(runs, 0)
+
+    def rep_of(name: str) -> None:
+        for k in (1, n):
+            got = runs[name](k)
+            if k not in best[name] or got["s"] < best[name][k]["s"]:
+                best[name][k] = got
+
     for _ in range(reps):
-        for name, run in runs.items():
-            for k in (1, n):
-                got = run(k)
-                if k not in best[name] or got["s"] < best[name][k]["s"]:
-                    best[name][k] = got
+        for name in runs:
+            rep_of(name)
+    for name in runs:
+        while best[name][n]["s"] <= best[name][1]["s"] and extra[name] < reps:
+            extra[name] += 1
+            rep_of(name)
     out: dict[str, Any] = {}
     for name, b in best.items():
         one, full = b[1], b[n]
@@ -674,9 +697,10 @@ def rates(runs: dict[str, Callable[[int], dict[str, Any]]], batch: int, n: int, 
         if dt <= 0:   # noise above the decode's own time (a busy machine, too few tokens): no figure, said so
             say(f"{name} at batch {batch}: t({n}) {full['s']:.4f} s <= t(1) {one['s']:.4f} s: no decode rate")
         row = {"decode_tok_s": batch * (n - 1) / dt if dt > 0 else None, "end_to_end_tok_s": batch * n / full["s"],
-               "t_1_s": one["s"], "t_n_s": full["s"], "step_ms": dt / (n - 1) * 1e3 if dt > 0 else None,
-               "cpu_s_per_1k_tokens": 1e3 * (full["cpu_s"] - one["cpu_s"]) / (batch * (n - 1))}
-        if "client_cpu_s" in full:
+               "t_1_s": one["s"], "t_n_s": full["s"], "reps": reps + extra[name],
+               "step_ms": dt / (n - 1) * 1e3 if dt > 0 else None,
+               "cpu_s_per_1k_tokens": 1e3 * (full["cpu_s"] - one["cpu_s"]) / (batch * (n - 1)) if dt > 0 else None}
+        if "client_cpu_s" in full and dt > 0:
             row["client_cpu_s_per_1k_tokens"] = 1e3 * (full["client_cpu_s"] - one["client_cpu_s"]) / (batch * (n - 1))
         if "step_s" in full:   # native: the batched forward + token choice a step, the rest is the engine loop
             row["forward_pick_ms"] = (full["step_s"] - one["step_s"]) / (full["steps"] - one["steps"]) * 1e3
@@ -705,7 +729,8 @@ def decode_section(a: argparse.Namespace, tmp: Path, label: str, model: Any, tok
     gib = kv_gib(cfg.n_layer, cfg.n_embd, max(a.batches), len(ids) + a.new_tokens, window)
     out: dict[str, Any] = {"model": label, "dir": str(model_dir), "width": cfg.n_embd, "layers": cfg.n_layer,
                            "heads": cfg.n_head, "window": window, "params": model.num_params(),
-                           "prompt_tokens": len(ids), "new_tokens": a.new_tokens, "batches": {}}
+                           "prompt_tokens": len(ids), "new_tokens": a.new_tokens, "batches": {},
+                           "loadavg_start": os.getloadavg()}
     say(f"{label}: starting vLLM in a worker (KV cache {gib} GiB)")
     worker = Worker("decode", ["--model", str(model_dir), "--max-batch", str(max(a.batches)), "--window", str(window)],
                     vllm_env(gib, a.vllm_threads), tmp / f"vllm-{label}.log", f"vLLM worker ({label})")
@@ -743,6 +768,7 @@ def decode_section(a: argparse.Namespace, tmp: Path, label: str, model: Any, tok
                                     "vllm": {"wall": row["vllm"]["step_ms"],
                                              **worker.call(op="profile", batch=batch, n=a.new_tokens, prompt=ids)}}
             out["batches"][str(batch)] = row
+        out["loadavg_end"] = os.getloadavg()
     finally:
         worker.close()
         if client is not None:
@@ -888,7 +914,8 @@ def report(r: dict[str, Any]) -> None:
             continue
         print(f"\ndecode tokens/s, {d['model']} (width {d['width']}, {d['layers']} layers, {d['heads']} heads, "
               f"{d['params'] / 1e6:.2f}M params, window {d['window']}; prompt {d['prompt_tokens']}, "
-              f"{d['new_tokens']} new tokens, greedy, forced length)")
+              f"{d['new_tokens']} new tokens, greedy, forced length; load average {d['loadavg_start'][0]:.1f} -> "
+              f"{d.get('loadavg_end', [float('nan')])[0]:.1f})")
         peers = [p for p in ("vllm", "server") if any(p in row for row in d["batches"].values())]
         head = f"  {'batch':>6} {'native':>9}" + "".join(f" {LABELS[p]:>11}" for p in peers)
         head += "".join(f" {'/' + LABELS[p]:>12}" for p in peers) + "   core-s per 1k tokens (" + ", ".join(
@@ -1048,8 +1075,13 @@ def run_peers(a: argparse.Namespace) -> dict[str, Any]:
             def sweep() -> list[dict[str, Any]]:
                 out = []
                 for m, d in sweep_models(a, tok, tmp):
-                    out.append(decode_section(a, tmp, f"random-w{m.config.n_embd}", m, tok, d, a.sweep_window,
-                                              own_server=a.sweep_server and not a.no_server))
+                    name = f"random-w{m.config.n_embd}"
+                    try:   # a width that fails (memory, say) is recorded; the other widths still run
+                        out.append(decode_section(a, tmp, name, m, tok, d, a.sweep_window,
+                                                  own_server=a.sweep_server and not a.no_server))
+                    except Exception as e:  # noqa: BLE001
+                        say(f"sweep {name} failed: {type(e).__name__}: {e}")
+                        res["errors"][f"sweep {name}"] = f"{type(e).__name__}: {e}"
                     if not a.keep:
                         shutil.rmtree(d, ignore_errors=True)
                 return out

@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-num-seqs", type=int, default=64)
     a = p.parse_args(argv)
     server = VLLMServer(a.checkpoint, a.port, a.host, a.max_num_seqs, a.cpus, log_path=Path(f"vllm_server_{a.port}.log"))
+
+    def interrupted(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt   # SIGTERM too stops the server it started (its own session would outlive us)
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         server.wait_ready()
         print(f"serving {a.checkpoint} as {server.model!r} at {server.url} (log: {server.log_path}); Ctrl-C stops it")
