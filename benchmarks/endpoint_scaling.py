@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-duration-ms", type=int, default=20000)
     p.add_argument("--target-qps", type=float, default=4.0, help="Offline target_qps (sizes the one query)")
     p.add_argument("--max-num-seqs", type=int, default=32, help="each server's batch")
+    p.add_argument("--server-nice", type=int, default=10,
+                   help="run the servers at this niceness, below the harness they share the cores with (0: off)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here (a new file)")
     p.add_argument("--force", action="store_true", help="replace an existing --json file")
     a = p.parse_args(argv)
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         refuse_overwrite(a.json, a.force, "--json", "file")
     tmp = Path(tempfile.mkdtemp(prefix="endpoint_scaling_"))
     servers = [VLLMServer(DEFAULTS["agentic"].checkpoint, max_num_seqs=a.max_num_seqs, cpus=str(i),
-                          log_path=tmp / f"server{i}.log") for i in range(a.servers)]
+                          log_path=tmp / f"server{i}.log", nice=a.server_nice) for i in range(a.servers)]
     rows: list[dict[str, Any]] = []
     try:
         for s in servers:
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     by_n = {n: [r for r in rows if r["endpoints"] == n] for n in range(1, a.servers + 1)}
     one = median(r["samples_per_s"] for r in by_n[1])
     print(f"\nCPU: {cpu_model()}, {os.cpu_count()} cores; {a.servers} vLLM server(s), server i held to CPU i; "
-          f"Offline, {a.count} agentic tasks, {a.reps} interleaved rep(s)")
+          f"Offline, {a.count} agentic tasks, {a.reps} interleaved rep(s); servers at nice {a.server_nice}")
     print("| endpoints | samples/s (each rep) | median | vs 1 endpoint | verify ms per attempt | errors |")
     print("|---|---|---|---|---|---|")
     summary = []

@@ -4,7 +4,8 @@ Any server that speaks ``/v1/completions`` (vLLM, SGLang, TGI, llama.cpp's serve
 endpoints (``--base-url`` repeated). Requests stream, so the first token's time reaches LoadGen;
 prompts go as token ids, so the transcript the model reads is ours token for token, and the tokens
 written come back as ids where the server returns them (vLLM's ``return_token_ids``), else as text
-we tokenize. Each request goes to the endpoint with the fewest requests outstanding (ties: the one
+we tokenize. Only an attempt whose first token LoadGen times (attempt 0 in SingleStream and Server)
+streams; the others are answered whole, which costs the client far less. Each request goes to the endpoint with the fewest requests outstanding (ties: the one
 used least), has a deadline (``--request-timeout-s``) and is retried by the client on connection
 errors a bounded number of times; a server that dies mid-run fails the tasks it held, never hangs them.
 """
@@ -80,7 +81,8 @@ class OpenAIGenerator:
 
         return {"engine": "openai", "client": f"openai {openai.__version__}", "model": self.model,
                 "endpoints": self.endpoints, "options": {"request_timeout_s": self.timeout_s,
-                                                          "connect_retries": CONNECT_RETRIES, "stream": True,
+                                                          "connect_retries": CONNECT_RETRIES,
+                                                          "stream": "attempt 0 where LoadGen times the first token",
                                                           "balancing": "least outstanding requests"},
                 "requests_per_endpoint": list(self.sent), "errors_per_endpoint": list(self.errors),
                 "token_ids_returned": self.token_ids_returned}
@@ -100,7 +102,8 @@ class OpenAIGenerator:
         self.outstanding[i] += 1
         self.sent[i] += 1
         try:
-            return await asyncio.wait_for(self._stream(i, prompt_ids, req, on_first), self.timeout_s)
+            call = self._stream(i, prompt_ids, req, on_first) if on_first is not None else self._whole(i, prompt_ids, req)
+            return await asyncio.wait_for(call, self.timeout_s)
         except (TimeoutError, asyncio.TimeoutError):
             self.errors[i] += 1
             raise TimeoutError(f"{self.base_urls[i]}: no complete answer within {self.timeout_s:g} s "
@@ -111,14 +114,39 @@ class OpenAIGenerator:
         finally:
             self.outstanding[i] -= 1
 
+    def _body(self, req: GenRequest) -> dict[str, Any]:
+        extra: dict[str, Any] = {"stop_token_ids": [req.stop_id], "return_token_ids": True, "skip_special_tokens": False}
+        if req.temperature > 0 and req.top_k:
+            extra["top_k"] = req.top_k
+        return extra
+
+    async def _whole(self, i: int, prompt_ids: list[int], req: GenRequest) -> GenOut:
+        """One request answered whole: what an attempt that reports no first token needs (every retry, and
+        every attempt in Offline). Streaming costs the client a parsed chunk per token: on 2 cores that
+        parsing, not the servers, capped two endpoints at one endpoint's rate (docs/scaling.md)."""
+        assert self._clients is not None
+        r = await self._clients[i].completions.create(
+            model=self.model, prompt=prompt_ids, max_tokens=req.max_tokens, temperature=req.temperature,
+            seed=req.seed if req.temperature > 0 else None, extra_body=self._body(req))
+        c = r.choices[0]
+        ids = getattr(c, "token_ids", None)
+        if ids is None and c.model_extra:
+            ids = c.model_extra.get("token_ids")
+        if ids is None:
+            self.token_ids_returned = False
+            ids = self.tok.encode(c.text or "")
+        ids = list(ids)
+        if c.finish_reason == "stop" and (not ids or ids[-1] != req.stop_id):
+            ids.append(req.stop_id)
+        details = getattr(r.usage, "prompt_tokens_details", None) if r.usage is not None else None
+        cached = int(getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
+        return GenOut(ids, 0.0, cached, i)   # not streamed: no first-token time (the attempt's time is all decode)
+
     async def _stream(self, i: int, prompt_ids: list[int], req: GenRequest,
                       on_first: Callable[[], None] | None) -> GenOut:
         assert self._clients is not None
         t0 = time.perf_counter()
-        extra: dict[str, Any] = {"stop_token_ids": [req.stop_id], "return_token_ids": True,
-                                 "skip_special_tokens": False}
-        if req.temperature > 0 and req.top_k:
-            extra["top_k"] = req.top_k
+        extra = self._body(req)
         stream = await self._clients[i].completions.create(
             model=self.model, prompt=prompt_ids, max_tokens=req.max_tokens, temperature=req.temperature,
             seed=req.seed if req.temperature > 0 else None, stream=True,

@@ -40,7 +40,7 @@ class VLLMServer:
 
     def __init__(self, checkpoint: Path = DEFAULTS["agentic"].checkpoint, port: int = 0, host: str = "127.0.0.1",
                  max_num_seqs: int = 64, cpus: str | None = None, log_path: Path | None = None,
-                 served_model_name: str = "nano-codegen", extra: list[str] | None = None) -> None:
+                 served_model_name: str = "nano-codegen", extra: list[str] | None = None, nice: int = 0) -> None:
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}/v1"
         self.model = served_model_name
@@ -53,6 +53,8 @@ class VLLMServer:
         if cpus is not None:   # vLLM's CPU worker binds its OpenMP threads to these cores; taskset holds the rest
             env["VLLM_CPU_OMP_THREADS_BIND"] = cpus
             cmd = ["taskset", "-c", cpus, *cmd]
+        if nice:               # below the harness: on shared cores the verifier and LoadGen come first
+            cmd = ["nice", "-n", str(nice), *cmd]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
