@@ -3,9 +3,11 @@ bound to one configuration, one judge of the accuracy target, and an interrupted
 and is never taken for a result. Real runs of the real engine, LoadGen and sandbox."""
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from harness.compliance import check_scenario
-from test_harness import QUICK_CONF, RUN, run, scenario_dir
+from test_harness import QUICK_CONF, RUN, SHORT_OFFLINE_CONF, run, scenario_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("args, fragment", [
+BAD_OPTIONS = [
     (["--threads", "-3"], "--threads must be at least 0"),
     (["--device", "bogus"], "--device 'bogus'"),
     (["--max-batch", "0"], "--max-batch must be at least 1"),
@@ -39,29 +41,56 @@ REPO = Path(__file__).resolve().parent.parent
     (["--device", "cuda:99"], "--device cuda:99"),                   # no CUDA here, or not 100 devices
     (["--max-attempts", "0"], "--max-attempts must be at least 1"),
     (["--checkpoint", "no-such-dir"], "--checkpoint"),
-])
-def test_bad_options_are_one_line_exit_2_and_write_nothing(tmp_path, args, fragment):
-    cmd = [*RUN, "--scenario", "Offline", "--user-conf", str(tmp_path / "user.conf"),
-           "--results-dir", str(tmp_path / "results"), *args]
-    (tmp_path / "user.conf").write_text(QUICK_CONF)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+]
+
+
+@pytest.fixture(scope="module")
+def bad_option_runs(tmp_path_factory) -> dict[tuple[str, ...], tuple[Path, subprocess.CompletedProcess]]:
+    """run.py with each of BAD_OPTIONS, each in a directory of its own (returned with its result): started
+    side by side, as each only starts Python (most import torch) and exits."""
+    base = tmp_path_factory.mktemp("bad_options")
+
+    def refused(case: int) -> tuple[Path, subprocess.CompletedProcess]:
+        where = base / f"case{case}"
+        where.mkdir()
+        (where / "user.conf").write_text(QUICK_CONF)
+        cmd = [*RUN, "--scenario", "Offline", "--user-conf", str(where / "user.conf"),
+               "--results-dir", str(where / "results"), *BAD_OPTIONS[case][0]]
+        return where, subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=where)
+    with concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as ex:
+        return {tuple(args): r for (args, _), r in zip(BAD_OPTIONS, ex.map(refused, range(len(BAD_OPTIONS))))}
+
+
+@pytest.mark.parametrize("args, fragment", BAD_OPTIONS)
+def test_bad_options_are_one_line_exit_2_and_write_nothing(bad_option_runs, args, fragment):
+    where, r = bad_option_runs[tuple(args)]
     assert r.returncode == 2 and fragment in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-    assert not (tmp_path / "results").exists() and not (tmp_path.parent / "x").exists()
+    assert not (where / "results").exists() and not (where.parent / "x").exists()
 
 
-def test_relative_paths_are_found_from_any_directory(tmp_path):
+@pytest.fixture(scope="module")
+def relative_run(tmp_path_factory) -> Path:
+    """An Offline performance run of the reference checkpoint made with relative paths (the caller's directory,
+    returned); test_relative_paths_... checks it, test_a_folder_is_bound_... continues a copy of its folder."""
+    where = tmp_path_factory.mktemp("relative")
+    (where / "ckpt").symlink_to(REPO / "checkpoints" / "reference")
+    (where / "quick.conf").write_text(SHORT_OFFLINE_CONF)
+    r = subprocess.run([*RUN, "--scenario", "Offline", "--mode", "performance", "--count", "8", "--checkpoint", "ckpt",
+                        "--user-conf", "quick.conf", "--results-dir", "results", "--system-name", "testsys",
+                        "--no-progress", "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=where)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return where
+
+
+def test_relative_paths_are_found_from_any_directory(relative_run):
     """--checkpoint, --user-conf and --results-dir relative to the caller's directory (the LoadGen child runs in
     another)."""
-    (tmp_path / "ckpt").symlink_to(REPO / "checkpoints" / "reference")
-    (tmp_path / "quick.conf").write_text(QUICK_CONF)
-    r = subprocess.run([*RUN, "--scenario", "Offline", "--mode", "performance", "--count", "4", "--checkpoint", "ckpt",
-                        "--user-conf", "quick.conf", "--results-dir", "results", "--system-name", "testsys",
-                        "--no-progress", "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
-    config = json.loads((scenario_dir(tmp_path, "Offline") / "run_config.json").read_text())
-    assert config["checkpoint"]["path"] == str((tmp_path / "ckpt").resolve())
+    d = scenario_dir(relative_run, "Offline")
+    config = json.loads((d / "run_config.json").read_text())
+    assert config["checkpoint"]["path"] == str((relative_run / "ckpt").resolve())
     assert config["loadgen_settings"]["min_duration"] == "1500"       # quick.conf was read
+    assert (d / "performance" / "run_1" / "mlperf_log_detail.txt").is_file()   # results/ under the caller's directory
 
 
 def _target_line(stdout: str) -> tuple[float, bool]:
@@ -70,11 +99,12 @@ def _target_line(stdout: str) -> tuple[float, bool]:
     return float(m[1]), m[2] == "MET"
 
 
-def test_a_folder_is_bound_to_one_configuration_and_one_target_judges_it(tmp_path):
+def test_a_folder_is_bound_to_one_configuration_and_one_target_judges_it(tmp_path, relative_run):
     """A performance run of one checkpoint and an accuracy run of another never share a folder;
     run.py's closing verdict on the accuracy target is check_submission's."""
-    perf = run(["--scenario", "Offline", "--mode", "performance", "--count", "8"], tmp_path)
-    assert perf.returncode == 0, perf.stderr[-2000:]
+    # the performance run: relative_run's (the reference checkpoint, --count 8), in a copy of its results folder
+    shutil.copytree(relative_run / "results", tmp_path / "results", symlinks=True)
+    (tmp_path / "user.conf").write_text((relative_run / "quick.conf").read_text())    # what run() passes from here on
     d = scenario_dir(tmp_path, "Offline")
     before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
     other = run(["--scenario", "Offline", "--mode", "accuracy", "--count", "8",
@@ -100,7 +130,9 @@ def test_a_folder_is_bound_to_one_configuration_and_one_target_judges_it(tmp_pat
 
 
 def test_the_target_is_the_reference_s_whatever_checkpoint_ran(tmp_path):
-    r = run(["--scenario", "Offline", "--mode", "both", "--count", "24", "--checkpoint",
+    """The accuracy run of another checkpoint is judged against the reference's figures (the accuracy pass and
+    its closing line; no performance run is needed for either)."""
+    r = run(["--scenario", "Offline", "--mode", "accuracy", "--count", "24", "--checkpoint",
              str(REPO / "checkpoints" / "retry-small")], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     target, met = _target_line(r.stdout)
@@ -110,7 +142,8 @@ def test_the_target_is_the_reference_s_whatever_checkpoint_ran(tmp_path):
 
 
 def test_weaker_isolation_is_not_compliant(tmp_path):
-    r = run(["--scenario", "Offline", "--mode", "performance", "--count", "4", "--isolation", "process"], tmp_path)
+    r = run(["--scenario", "Offline", "--mode", "performance", "--count", "4", "--isolation", "process"], tmp_path,
+            SHORT_OFFLINE_CONF)
     assert r.returncode == 0, r.stderr[-2000:]
     findings = check_scenario(scenario_dir(tmp_path, "Offline")).findings
     assert any(f.rule == "isolation" for f in findings), findings
@@ -195,14 +228,24 @@ def test_a_signal_stops_the_run_and_marks_it_incomplete(tmp_path, sig):
     accuracy = scenario_dir(tmp_path, "Offline") / "accuracy"
     assert (perf / "INCOMPLETE").is_file() and (accuracy / "INCOMPLETE").is_file()   # accuracy: claimed, not begun
     assert any(f.rule == "incomplete" for f in check_scenario(scenario_dir(tmp_path, "Offline")).findings)
-    for mode in ("performance", "accuracy"):
-        again = run(["--scenario", "Offline", "--mode", mode, "--count", "16"], tmp_path)
+    for again in _run_together([["--scenario", "Offline", "--mode", mode, "--count", "16"]
+                                for mode in ("performance", "accuracy")], tmp_path):
         assert again.returncode == 2 and "incomplete run" in again.stderr and "move it away" in again.stderr, again.stderr
+
+
+def _run_together(argss: list[list[str]], tmp_path: Path) -> list[subprocess.CompletedProcess]:
+    """test_harness.run of each of ``argss`` at once (refusals: each only starts run.py, reads and exits)."""
+    with concurrent.futures.ThreadPoolExecutor(len(argss)) as ex:
+        return list(ex.map(lambda args: run(args, tmp_path), argss))
 
 
 def test_a_signal_stops_an_audit_and_marks_it_incomplete(tmp_path):
     """--audit runs its LoadGen child through harness.run while run.py is __main__: one Interrupted class."""
-    r = run(["--scenario", "Offline", "--mode", "both", "--count", "4"], tmp_path)
+    # TEST04 issues 4x the performance run's samples (1.1 x target_qps x min_duration): 660 make a short
+    # performance run and an audit run of 2640 copies that lasts seconds, long enough to be stopped
+    conf = QUICK_CONF.replace("*.min_duration = 1500", "*.min_duration = 60000").replace(
+        "Offline.target_qps = 800", "Offline.target_qps = 10")
+    r = run(["--scenario", "Offline", "--mode", "both", "--count", "4"], tmp_path, conf)
     assert r.returncode == 0, r.stderr[-2000:]
     results = tmp_path / "results"
     proc = subprocess.Popen([*RUN, "--scenario", "Offline", "--audit", "TEST04", "--user-conf", str(tmp_path / "user.conf"),

@@ -42,8 +42,10 @@ def test_smoke_run_writes_loadable_checkpoint(tmp_path: Path) -> None:
 
     # --force replaces the checkpoint whole: no stale file of the old one, no scratch folder left beside it
     (out / "stale.bin").write_bytes(b"old")
+    # (a shorter smoke run: what is checked here is the replacement, not the training)
     forced = subprocess.run([sys.executable, "-m", "sut.train", "--out", str(out), "--smoke", "--threads", "1",
-                             "--seed", "7", "--force"], cwd=REPO, capture_output=True, text=True, timeout=120)
+                             "--seed", "7", "--force", "--steps", "2", "--warmup", "1", "--eval-every", "2",
+                             "--train-tasks", "40"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert {p.name for p in out.iterdir()} == set(before) and [p.name for p in tmp_path.iterdir()] == ["smoke"]
     assert load_checkpoint(out)[2]["train"]["seed"] == 7

@@ -29,15 +29,18 @@ from sut.tasks import EVAL_PATH
 
 TINY = Path(__file__).resolve().parent / "tiny_sut.py"
 SYSTEM = "tiny_sut_cpu"
-# Loads the tiny SUT (25 ms per attempt, ~1.3 attempts per task) sustains for >= 10 s: Offline's
-# 440 samples take 11-22 s on one worker; Server's 500 arrivals (enough for LoadGen's p99
-# early stopping) are served by four.
+# Loads the tiny SUT (25 ms per attempt, ~1.4 attempts per task) sustains for >= 10 s: Offline's
+# 308 samples (1.1 x 28/s x 10 s, drawn by LoadGen's fixed seeds) hold 444 attempts, 11.1 s of sleep on
+# one worker, no fewer on any machine; no more either, as Offline TEST04 repeats one sample 4 x 308 times
+# (~31 s, the longest run of the trees). Server's 500 arrivals (enough for LoadGen's p99 early stopping)
+# are served by eight workers: hardly any queueing, so that the latency of TEST04's repeated sample is
+# comparable with the performance run's (with four, queueing put it near the 10% TEST04 threshold).
 USER_CONF = """\
 nano-codegen-agent.*.min_duration = 10000
 nano-codegen-agent.SingleStream.min_query_count = 64
 nano-codegen-agent.Offline.min_query_count = 1
 nano-codegen-agent.Server.min_query_count = 100
-nano-codegen-agent.Offline.target_qps = 40
+nano-codegen-agent.Offline.target_qps = 28
 nano-codegen-agent.Server.target_qps = 50
 """
 COST_MS = 25.0
@@ -58,7 +61,7 @@ def run_tiny(scenario: str, mode: str, conf: Path, outdir: Path, count: int, che
              audit_config: Path | None = None) -> subprocess.Popen:
     cmd = [sys.executable, str(TINY), "--scenario", scenario, "--mode", mode, "--conf", str(conf),
            "--outdir", str(outdir), "--count", str(count), "--cost-ms", str(COST_MS), "--cheat", cheat,
-           "--workers", "4" if scenario == "Server" else "1"]
+           "--workers", "8" if scenario == "Server" else "1"]
     if audit_config is not None:
         cmd += ["--audit-config", str(audit_config)]
     outdir.mkdir(parents=True, exist_ok=True)
@@ -129,10 +132,12 @@ def build_trees(base: Path) -> Trees:
     ref = write_reference(base / "reference")
     honest = base / "honest"
     started = [start_scenario(honest, s, ref) for s in ("Offline", "SingleStream", "Server")]
-    for paths, procs in started:
+    for paths, procs in reversed(started):   # Offline's runs end last: the others' accuracy passes meanwhile
         finish_scenario(paths, procs)
     offline, single, server = (p for p, _ in started)
-    jobs = [(offline, t, "") for t in AUDIT_TESTS] + [(single, "TEST04", ""), (single, "TEST06", ""), (server, "TEST04", "")]
+    # Offline TEST04 (4x the performance run's samples) is the longest run of all: started first
+    jobs = [(offline, t, "") for t in sorted(AUDIT_TESTS, key=lambda t: t != "TEST04")] + \
+        [(single, "TEST04", ""), (single, "TEST06", ""), (server, "TEST04", "")]
     cheats = {}
     for cheat, tests in CHEAT_AUDITS.items():
         root = base / f"cheat_{cheat}"
