@@ -3,7 +3,6 @@ bound to one configuration, one judge of the accuracy target, and an interrupted
 and is never taken for a result. Real runs of the real engine, LoadGen and sandbox."""
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import re
@@ -22,7 +21,7 @@ from test_harness import QUICK_CONF, RUN, SHORT_OFFLINE_CONF, run, scenario_dir
 REPO = Path(__file__).resolve().parent.parent
 
 
-BAD_OPTIONS = [
+@pytest.mark.parametrize("args, fragment", [
     (["--threads", "-3"], "--threads must be at least 0"),
     (["--device", "bogus"], "--device 'bogus'"),
     (["--max-batch", "0"], "--max-batch must be at least 1"),
@@ -41,32 +40,15 @@ BAD_OPTIONS = [
     (["--device", "cuda:99"], "--device cuda:99"),                   # no CUDA here, or not 100 devices
     (["--max-attempts", "0"], "--max-attempts must be at least 1"),
     (["--checkpoint", "no-such-dir"], "--checkpoint"),
-]
-
-
-@pytest.fixture(scope="module")
-def bad_option_runs(tmp_path_factory) -> dict[tuple[str, ...], tuple[Path, subprocess.CompletedProcess]]:
-    """run.py with each of BAD_OPTIONS, each in a directory of its own (returned with its result): started
-    side by side, as each only starts Python (most import torch) and exits."""
-    base = tmp_path_factory.mktemp("bad_options")
-
-    def refused(case: int) -> tuple[Path, subprocess.CompletedProcess]:
-        where = base / f"case{case}"
-        where.mkdir()
-        (where / "user.conf").write_text(QUICK_CONF)
-        cmd = [*RUN, "--scenario", "Offline", "--user-conf", str(where / "user.conf"),
-               "--results-dir", str(where / "results"), *BAD_OPTIONS[case][0]]
-        return where, subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=where)
-    with concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as ex:
-        return {tuple(args): r for (args, _), r in zip(BAD_OPTIONS, ex.map(refused, range(len(BAD_OPTIONS))))}
-
-
-@pytest.mark.parametrize("args, fragment", BAD_OPTIONS)
-def test_bad_options_are_one_line_exit_2_and_write_nothing(bad_option_runs, args, fragment):
-    where, r = bad_option_runs[tuple(args)]
+])
+def test_bad_options_are_one_line_exit_2_and_write_nothing(tmp_path, args, fragment):
+    cmd = [*RUN, "--scenario", "Offline", "--user-conf", str(tmp_path / "user.conf"),
+           "--results-dir", str(tmp_path / "results"), *args]
+    (tmp_path / "user.conf").write_text(QUICK_CONF)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and fragment in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-    assert not (where / "results").exists() and not (where.parent / "x").exists()
+    assert not (tmp_path / "results").exists() and not (tmp_path.parent / "x").exists()
 
 
 @pytest.fixture(scope="module")
@@ -228,15 +210,9 @@ def test_a_signal_stops_the_run_and_marks_it_incomplete(tmp_path, sig):
     accuracy = scenario_dir(tmp_path, "Offline") / "accuracy"
     assert (perf / "INCOMPLETE").is_file() and (accuracy / "INCOMPLETE").is_file()   # accuracy: claimed, not begun
     assert any(f.rule == "incomplete" for f in check_scenario(scenario_dir(tmp_path, "Offline")).findings)
-    for again in _run_together([["--scenario", "Offline", "--mode", mode, "--count", "16"]
-                                for mode in ("performance", "accuracy")], tmp_path):
+    for mode in ("performance", "accuracy"):
+        again = run(["--scenario", "Offline", "--mode", mode, "--count", "16"], tmp_path)
         assert again.returncode == 2 and "incomplete run" in again.stderr and "move it away" in again.stderr, again.stderr
-
-
-def _run_together(argss: list[list[str]], tmp_path: Path) -> list[subprocess.CompletedProcess]:
-    """test_harness.run of each of ``argss`` at once (refusals: each only starts run.py, reads and exits)."""
-    with concurrent.futures.ThreadPoolExecutor(len(argss)) as ex:
-        return list(ex.map(lambda args: run(args, tmp_path), argss))
 
 
 def test_a_signal_stops_an_audit_and_marks_it_incomplete(tmp_path):
