@@ -24,7 +24,7 @@ from sut.vllm_generator import INSTALL_HINT, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
-CONNECT_RETRIES = 2      # the client's own retries of a request that could not connect (backoff 0.5 s, 1 s)
+CONNECT_RETRIES = 2      # the client's own retries of a request that could not connect (with the client's backoff)
 PROBE_TIMEOUT_S = 10.0
 
 

@@ -7,7 +7,8 @@ tokens are prefilled) and hands each request's tokens back to the loop as they f
 as token ids (``skip_tokenizer_init``): the transcript is ours, token for token, as natively.
 
 In-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, the ``uni`` executor) is vLLM's fastest way here and
-starts in seconds; its separate engine process was 1.5-2x slower on 2 cores (docs/engine.md).
+starts in about 16 s here (eager; `--vllm-compile` adds torch.compile's time); the issue that asked for this
+engine measured vLLM's separate engine process 1.5-2x slower on 2 cores.
 """
 from __future__ import annotations
 
