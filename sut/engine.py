@@ -35,14 +35,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from sut import transcript as tr
 from sut.agent import (AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed, redraw_from,
                        should_redraw)
 from sut.engine_batch import BatchModel
 from sut.engine_draft import draft
-from sut.engine_seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line
+from sut.engine_seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line, run_all
 from sut.engine_stats import EngineCounters
 from sut.model import NanoCodeGen
 from sut.tokenizer import CodeTokenizer
@@ -123,26 +122,7 @@ class Engine:
 
     def run(self, tasks: Sequence[Any], progress: bool = False) -> list[AgentResult]:
         """Submit every task, wait for all, return the results in input order (starts the engine)."""
-        results: list[AgentResult | None] = [None] * len(tasks)
-        left = [len(tasks)]
-        all_done = threading.Event()
-        bar = tqdm(total=len(tasks), desc="agent", unit="task", disable=not progress)
-
-        def done(i: int, r: AgentResult) -> None:
-            results[i] = r
-            bar.update(1)
-            with self._cv:
-                left[0] -= 1
-                if left[0] == 0:
-                    all_done.set()
-
-        self.start()
-        for i, task in enumerate(tasks):
-            self.submit(task, lambda r, i=i: done(i, r))
-        if tasks:
-            all_done.wait()
-        bar.close()
-        return results  # type: ignore[return-value]
+        return run_all(self, tasks, "agent", progress)
 
     def stats(self) -> dict[str, Any]:
         """Counters since construction (a snapshot; safe to call from any thread; sut/engine_stats.py)."""

@@ -6,9 +6,12 @@ works on, so a retry's feedback and a truncation are laid out by the agent's own
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
+
+from tqdm import tqdm
 
 from sut import transcript as tr
 from sut.agent import AgentResult
@@ -56,3 +59,27 @@ def call(fn: Callable[..., None], *args: Any) -> None:
         fn(*args)
     except Exception:
         log.exception("engine callback %r raised", fn)
+
+
+def run_all(engine: Any, tasks: Sequence[Any], desc: str, progress: bool) -> list[AgentResult]:
+    """Submit every task to ``engine`` (anything with start/submit: the native or an external engine), wait
+    for all, return the results in input order, with a progress bar if asked."""
+    results: list[AgentResult | None] = [None] * len(tasks)
+    left, lock, all_done = [len(tasks)], threading.Lock(), threading.Event()
+    bar = tqdm(total=len(tasks), desc=desc, unit="task", disable=not progress)
+
+    def done(i: int, r: AgentResult) -> None:
+        results[i] = r
+        bar.update(1)
+        with lock:
+            left[0] -= 1
+            if left[0] == 0:
+                all_done.set()
+
+    engine.start()
+    for i, task in enumerate(tasks):
+        engine.submit(task, lambda r, i=i: done(i, r))
+    if tasks:
+        all_done.wait()
+    bar.close()
+    return results  # type: ignore[return-value]

@@ -26,11 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tqdm import tqdm
 
 from sut import transcript as tr
 from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed, should_redraw
-from sut.engine_seq import OnDone, OnFirstToken, call, one_line
+from sut.engine_seq import OnDone, OnFirstToken, call, one_line, run_all
 from sut.tokenizer import CodeTokenizer
 from verifier.verdict import Status
 
@@ -154,26 +153,7 @@ class ExternalEngine:
 
     def run(self, tasks: Sequence[Any], progress: bool = False) -> list[AgentResult]:
         """Submit every task, wait for all, return the results in input order (starts the engine)."""
-        results: list[AgentResult | None] = [None] * len(tasks)
-        all_done, left = threading.Event(), [len(tasks)]
-        bar = tqdm(total=len(tasks), desc=f"agent ({self.gen.name})", unit="task", disable=not progress)
-        lock = threading.Lock()
-
-        def done(i: int, r: AgentResult) -> None:
-            results[i] = r
-            bar.update(1)
-            with lock:
-                left[0] -= 1
-                if left[0] == 0:
-                    all_done.set()
-
-        self.start()
-        for i, task in enumerate(tasks):
-            self.submit(task, lambda r, i=i: done(i, r))
-        if tasks:
-            all_done.wait()
-        bar.close()
-        return [r for r in results if r is not None]
+        return run_all(self, tasks, f"agent ({self.gen.name})", progress)
 
     def stats(self) -> dict[str, Any]:
         n = self._n
