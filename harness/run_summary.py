@@ -118,16 +118,19 @@ def print_block(paths: ScenarioPaths, modes: list[str], accuracy: dict[str, floa
             validity = detail.get("result_validity")
             reason = detail.get("result_invalid_reason") or ""
             sut_errors = _sut_errors(paths.performance_dir)
-            if detail.num_errors:
-                validity, reason = "INVALID", f"{detail.num_errors} error(s) in the detail log"
-            elif sut_errors:
-                validity, reason = "INVALID", f"{sut_errors} sample(s) answered with an error (sut_stats.json, harness.log)"
-            elif paths.scenario == "Server" and validity == "VALID":
+            reasons = [reason.strip()] if validity != "VALID" and reason.strip() else []
+            if detail.num_errors:           # every cause is named: a dead server can leave both kinds
+                reasons.append(f"{detail.num_errors} error(s) in the detail log, e.g. {(detail.errors or ['?'])[0]}")
+            if sut_errors:
+                reasons.append(f"{sut_errors} sample(s) answered with an error (sut_stats.json, harness.log)")
+            if paths.scenario == "Server" and validity == "VALID" and not reasons:
                 # With token latencies on, LoadGen judges TTFT/TPOT; the benchmark's bound is the whole task's p99.
                 p99, bound = (float(detail.get(k, 0) or 0) for k in
                               ("result_99.00_percentile_latency_ns", "effective_target_latency_ns"))
                 if p99 > bound:
-                    validity, reason = "INVALID", f"p99 task latency {p99 / 1e6:.0f} ms exceeds the {bound / 1e6:.0f} ms bound"
+                    reasons.append(f"p99 task latency {p99 / 1e6:.0f} ms exceeds the {bound / 1e6:.0f} ms bound")
+            if reasons:
+                validity, reason = "INVALID", "; ".join(reasons)
             lines.append(f"result        {validity}{(': ' + reason.strip()) if validity != 'VALID' and reason else ''}")
         except LogError as e:
             lines.append(f"result        UNREADABLE: {e}")
