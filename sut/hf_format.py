@@ -125,3 +125,38 @@ def load_hf_state(path: Path, model: NanoCodeGen) -> None:
             raise FormatError(f"tensor {hf_key} has shape {tuple(state[hf_key].shape)}, config.json implies otherwise")
         ours[name] = t.contiguous()
     model.load_state_dict(ours, strict=False)   # the tied head and the frozen zero step row stay as built
+
+
+@torch.no_grad()
+def with_attempt_markers(model: NanoCodeGen, tok: CodeTokenizer) -> tuple[NanoCodeGen, CodeTokenizer]:
+    """A format-1 model and tokenizer turned into GPT-2 with attempt markers: the start of a fine-tune.
+
+    The step-0 row of the retry-step embedding is folded into the position table, which keeps
+    first attempts exactly as they were; the 15 markers are appended to the vocabulary, each
+    starting from the mean token plus its step row's difference from step 0. Retries still need
+    the fine-tune (sut.self_repair --attempt-markers): a marker is one token in the context,
+    where the step row was added to every token of the attempt.
+    """
+    from dataclasses import replace  # noqa: PLC0415
+    from tokenizers import AddedToken, Tokenizer  # noqa: PLC0415
+
+    if not model.config.max_retries:
+        raise FormatError("the model already uses attempt markers")
+    raw = Tokenizer.from_str(tok.to_str())
+    raw.add_special_tokens([AddedToken(m, special=True, normalized=False) for m in ATTEMPT_MARKERS])
+    new_tok = CodeTokenizer(raw)
+    old_v = model.config.vocab_size
+    if new_tok.attempt_ids != list(range(old_v, old_v + len(ATTEMPT_MARKERS))):
+        raise FormatError(f"the markers did not land at ids {old_v}.. (tokenizer vocabulary {tok.vocab_size}, "
+                          f"model vocabulary {old_v})")
+    new = NanoCodeGen(replace(model.config, vocab_size=new_tok.vocab_size, max_retries=0))
+    state = {k: v for k, v in model.state_dict().items() if k not in ("wse.weight", "wte.weight", "lm_head.weight",
+                                                                      "wpe.weight")}
+    new.load_state_dict(state, strict=False)
+    wse = model.wse.weight
+    new.wpe.weight.copy_(model.wpe.weight + wse[0])
+    new.wte.weight[:old_v].copy_(model.wte.weight)
+    mean = model.wte.weight.mean(0)
+    for k in range(1, len(ATTEMPT_MARKERS) + 1):
+        new.wte.weight[old_v + k - 1].copy_(mean + wse[min(k, wse.shape[0] - 1)] - wse[0])
+    return new, new_tok

@@ -40,6 +40,7 @@ from sut.agent import AgentConfig, AgentResult
 from sut.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sut.engine import Engine
 from sut.evaluate import evaluate_tasks, summarize
+from sut.hf_format import FormatError, with_attempt_markers
 from sut.tasks import Task, generate_tasks, iter_train_tasks
 from sut.tokenizer import CodeTokenizer
 from sut.train import TrainConfig, add_field_flags, apply_field_flags, check_recipe_flags, fit, retry_mix, run_metrics
@@ -61,6 +62,7 @@ class RepairConfig:
     repair_share: float = 0.5      # share of each pass's transcripts that are repair transcripts
     max_batch: int = 64            # the engine's batch while collecting
     collect_redraws: int = 0       # the agent's redraws while collecting (the shipped checkpoint's rounds used 0)
+    attempt_markers: bool = False  # fine-tune a format-1 checkpoint into GPT-2 with attempt markers (HF format)
 
 
 def failure_chains(tasks: Sequence[Task], results: Sequence[AgentResult]) -> list[tuple[Task, list[train_data.Mistake]]]:
@@ -125,10 +127,15 @@ def self_repair(init: Path, out: Path, cfg: TrainConfig, rcfg: RepairConfig) -> 
         chains = failure_chains(fresh, results)
         replay = train_data.build_examples(replay_tasks, pool, cfg.mistakes_per_task, cfg.seed, cfg.literal_mistakes)
         val_examples = train_data.build_examples(val[:cfg.val_loss_tasks], pool, 2, cfg.seed + 1)
+    if rcfg.attempt_markers:   # collected with the checkpoint as it is; trained and saved as GPT-2
+        model, tok = with_attempt_markers(model, tok)
+        mcfg = model.config
+        model.to(cfg.device)
+        log.info("converted to attempt markers: vocabulary %d, GPT-2 (format 2)", tok.vocab_size)
     repair = repair_transcripts(tok, chains, mcfg.block_size, cfg.prefix_loss)
     log.info("collected: pass@1 %.3f, pass@final %.3f on %d tasks; %d failed tasks -> %d repair transcripts",
              before["pass@1"], before["pass@final"], len(fresh), len(chains), len(repair))
-    if not repair:
+    if not repair and not rcfg.attempt_markers:   # a conversion still learns the markers from the replay
         raise SystemExit("error: the model failed no collection task, so there is nothing to repair; "
                          "raise --repair-tasks")
     t_data = time.perf_counter()
@@ -141,7 +148,7 @@ def self_repair(init: Path, out: Path, cfg: TrainConfig, rcfg: RepairConfig) -> 
     def one_pass(r: random.Random) -> list[tr.Piece]:
         seqs = train_data.draw_transcripts(tok, replay, r, mix=mix, block_size=mcfg.block_size,
                                            prefix_loss=cfg.prefix_loss)
-        n_repair = round(len(seqs) * rcfg.repair_share / (1 - rcfg.repair_share))
+        n_repair = round(len(seqs) * rcfg.repair_share / (1 - rcfg.repair_share)) if repair else 0
         return seqs + [r.choice(repair) for _ in range(n_repair)]
 
     model.train()
@@ -197,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         probe(cfg.isolation)   # fail closed before any work: no bubblewrap, no run (unless --isolation process)
         with staged_folder(out) as scratch:   # moved to --out whole once complete
             metrics = self_repair(init, scratch, cfg, rcfg)
-    except CheckpointError as e:
+    except (CheckpointError, FormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (SandboxUnavailable, FileExistsError) as e:
