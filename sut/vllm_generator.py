@@ -91,6 +91,23 @@ def check_vllm(checkpoint: Path) -> None:
         raise EngineUnavailable(f"--engine vllm: vLLM {vllm_version()} cannot load {checkpoint}: its architectures "
                                 f"{archs} are not among vLLM's (GPT2LMHeadModel, LlamaForCausalLM, ...); export it "
                                 "in a supported architecture")
+    _check_head_size(checkpoint, config)
+
+
+def _check_head_size(checkpoint: Path, config: dict) -> None:
+    """vLLM's CPU attention has kernels for some head sizes only (32, 64, 80, ...); a model with another one
+    loads and then fails every step, so it is refused here, before anything runs."""
+    from vllm.platforms import current_platform  # noqa: PLC0415
+
+    if not current_platform.is_cpu() or not config.get("n_embd") or not config.get("n_head"):
+        return
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend  # noqa: PLC0415
+
+    head = config["n_embd"] // config["n_head"]
+    if not CPUAttentionBackend.supports_head_size(head):
+        raise EngineUnavailable(f"--engine vllm: vLLM's CPU attention has no kernel for {checkpoint}'s head size {head} "
+                                f"(it has {CPUAttentionBackend.get_supported_head_sizes()}); use --engine native, "
+                                "or vLLM on a GPU")
 
 
 class VLLMGenerator:

@@ -100,3 +100,33 @@ def test_steps_stay_zero_and_the_zero_row_is_frozen(saved: tuple[Path, NanoCodeG
     model, _, _ = load_checkpoint(saved[0])
     assert not model.wse.weight.requires_grad and not model.wse.weight.any()
     assert model.num_params() == sum(p.numel() for n, p in model.named_parameters() if n != "wse.weight")
+
+
+def test_a_format1_model_converts_to_gpt2_with_its_first_attempts_unchanged(tmp_path: Path) -> None:
+    """sut.self_repair --attempt-markers starts from this conversion: the step-0 row folded into the
+    positions gives the same first-attempt logits, the markers are new ids after the old vocabulary,
+    and the result saves as an HF directory that loads back as GPT-2."""
+    from sut.hf_format import FormatError, with_attempt_markers
+
+    tok = train_tokenizer(TEXTS, 400)
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=128, n_layer=2, n_head=2, n_embd=32, max_retries=16)
+    torch.manual_seed(1)
+    old = NanoCodeGen(cfg)
+    with torch.no_grad():
+        old.wse.weight.normal_(0, 0.3)           # a step-0 row far from zero: a missed fold would show
+    new, new_tok = with_attempt_markers(old, tok)
+    assert new_tok.attempt_ids == list(range(tok.vocab_size, tok.vocab_size + 15))
+    assert new.config.max_retries == 0 and new.config.vocab_size == tok.vocab_size + 15
+    ids = tr.prompt_prefix(tok, TEXTS[1]).ids
+    assert tr.prompt_prefix(new_tok, TEXTS[1]).ids == ids and new_tok.encode(TEXTS[0]) == tok.encode(TEXTS[0])
+    x = torch.tensor([ids])
+    old.eval(), new.eval()
+    a, b = old(x, torch.zeros_like(x))[0], new(x, torch.zeros_like(x))[0]
+    torch.testing.assert_close(b[..., :tok.vocab_size], a, rtol=0, atol=1e-5)
+    out = tmp_path / "converted"
+    save_checkpoint(out, new, new_tok, new.config, {"steps": 0}, {}, suite="basic")
+    loaded, loaded_tok, _ = load_checkpoint(out)
+    assert (out / "config.json").is_file() and json.loads((out / "config.json").read_text())["model_type"] == "gpt2"
+    assert loaded_tok.attempt_ids == new_tok.attempt_ids
+    with pytest.raises(FormatError, match="already"):
+        with_attempt_markers(new, new_tok)
