@@ -140,8 +140,9 @@ class EngineOptions:
         if self.engine == "native":
             return
         if not (self.checkpoint / "tokenizer_config.json").is_file():
-            raise ValueError(f"--engine {self.engine} needs a Hugging Face-format checkpoint (the {self.suite} suite's "
-                             f"{self.checkpoint} is the native format); use --suite agentic or --engine native")
+            raise ValueError(f"--engine {self.engine} needs a Hugging Face-format checkpoint ({self.checkpoint} is the "
+                             "native format 1); convert it with `python -m sut.self_repair --attempt-markers`, "
+                             "or use --engine native")
         try:
             if self.engine == "vllm":
                 check_vllm(self.checkpoint)

@@ -541,7 +541,7 @@ def test_speculative_retries_write_what_sequential_decoding_writes(pool, tempera
         stats = engine.stats()
         engine.stop(close_pool=False)
         if speculate:   # drafts depend on the transcripts alone: so do these counts
-            assert stats["accepted_draft_tokens"] > 100 and stats["drafted_tokens"] >= stats["accepted_draft_tokens"]
+            assert stats["accepted_draft_tokens"] > 50 and stats["drafted_tokens"] >= stats["accepted_draft_tokens"]
         else:
             assert stats["spec_groups"] == 0 == stats["drafted_tokens"]
     assert sum(len(r.attempts) > 1 for r in runs[True]) >= 5   # retries ran

@@ -81,7 +81,7 @@ def test_vllm_in_process_writes_the_native_engine_s_greedy_first_attempts(tmp_pa
     (["--engine", "openai"], "--engine openai needs --base-url URL"),
     (["--engine", "openai", "--base-url", "http://127.0.0.1:9/v1"], "--base-url http://127.0.0.1:9/v1: nothing answers"),
     (["--base-url", "http://127.0.0.1:9/v1"], "--base-url is for --engine openai"),
-    (["--engine", "vllm", "--suite", "basic"], "needs a Hugging Face-format checkpoint"),
+    (["--engine", "vllm", "--suite", "basic", "--checkpoint", "FORMAT1"], "needs a Hugging Face-format checkpoint"),
     (["--engine", "vllm", "--checkpoint", "BAD_ARCH"], "cannot load"),
 ])
 def test_bad_engine_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, fragment):
@@ -93,13 +93,27 @@ def test_bad_engine_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, 
         config = json.loads((AGENTIC / "config.json").read_text())
         (bad / "config.json").write_text(json.dumps({**config, "architectures": ["NanoCodegenForNothing"]}))
         args = [str(bad) if a == "BAD_ARCH" else a for a in args]
-    if args[-2:] == ["--suite", "basic"]:
+    if "FORMAT1" in args:   # a native-format (retry-step embedding) checkpoint: none is shipped any more
+        args = [str(format1_checkpoint(tmp_path / "format1")) if a == "FORMAT1" else a for a in args]
+    if "basic" in args:
         r = subprocess.run([sys.executable, str(REPO / "harness" / "run.py"), "--scenario", "Offline", *args,
                             "--results-dir", str(tmp_path / "results")], cwd=REPO, capture_output=True, text=True)
     else:
         r = run_harness(["--scenario", "Offline", *args], tmp_path)
     one_line_error(r, fragment)
     assert not (tmp_path / "results").exists()
+
+
+def format1_checkpoint(out: Path) -> Path:
+    """A tiny random checkpoint in the native format 1 (the retry-step embedding no other engine has)."""
+    from sut.checkpoint import save_checkpoint
+    from sut.model import GPTConfig, NanoCodeGen
+    from sut.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["def f(x):\n    return x + 1", "Write f(x) that returns x plus one."] * 20, 300)
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=512, n_layer=1, n_head=2, n_embd=32)
+    save_checkpoint(out, NanoCodeGen(cfg), tok, cfg, {}, {}, suite="basic")
+    return out
 
 
 def test_vllm_not_installed_is_one_line_with_the_install_command(tmp_path):
