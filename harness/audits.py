@@ -70,7 +70,7 @@ def _prerequisites(test: str, paths: ScenarioPaths) -> tuple[dict, DetailLog]:
     missing = [p for p in needed if not p.is_file()]
     if missing:
         raise AuditError(f"{test} needs the {scen} performance and accuracy runs first ({missing[0]} is missing): run "
-                         f"`python harness/run.py --scenario {scen} --results-dir {paths.root} "
+                         f"`python harness/run.py --scenario {scen} --out {paths.root} "
                          f"--system-name {paths.system}`")
     try:
         return read_json(sd / "measurements.json"), read_detail(paths.performance_dir / "mlperf_log_detail.txt")

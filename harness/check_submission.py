@@ -68,7 +68,8 @@ def print_table(rows: list[dict[str, str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results_dir", type=Path)
-    p.add_argument("--csv", type=Path, default=None, help="where to write the table (default RESULTS_DIR/summary.csv)")
+    p.add_argument("--csv", type=Path, default=None, metavar="PATH",
+                   help="where to write the table (default RESULTS_DIR/summary.csv)")
     p.add_argument("--reference", type=Path, default=None,
                    help="the reference checkpoint whose metrics.json sets the accuracy target (default: each "
                         f"folder's suite's, {per_suite('checkpoint')})")
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     root = args.results_dir
     if not root.is_dir():
-        print(f"error: {root} is not a directory; pass the --results-dir of harness/run.py", file=sys.stderr)
+        print(f"error: {root} is not a directory; pass the --out folder of harness/run.py", file=sys.stderr)
         return 2
     folders, stray = scenario_folders(root)
     if not folders:

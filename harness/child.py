@@ -74,7 +74,7 @@ def _stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
 def run_child(scenario: str, mode: str, conf: Path, outdir: Path, opts: EngineOptions, count: int | None,
               no_progress: bool, audit_config: Path | None = None, extra: list[str] | None = None) -> None:
     cmd = [sys.executable, "-m", "harness.lg_run", "--scenario", scenario, "--mode", mode, "--conf", str(conf),
-           "--outdir", str(outdir), *opts.to_argv(), *(extra or [])]
+           "--out", str(outdir), *opts.to_argv(), *(extra or [])]
     if count is not None:
         cmd += ["--count", str(count)]
     if no_progress:

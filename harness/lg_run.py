@@ -14,8 +14,10 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import mlperf_loadgen as lg
 from tqdm import tqdm
@@ -40,50 +42,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenario", required=True, choices=list(SCENARIOS))
     p.add_argument("--mode", required=True, choices=list(MODES))
     p.add_argument("--conf", required=True, type=Path, help="effective conf file (validated by harness/run.py)")
-    p.add_argument("--outdir", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="the run's folder: LoadGen's logs and ours")
     p.add_argument("--count", type=int, default=None, help="use only the first N evaluation tasks")
-    p.add_argument("--audit-config", type=Path, default=None, help="audit.config to copy into --outdir (cwd)")
+    p.add_argument("--audit-config", type=Path, default=None, help="audit.config to copy into --out (cwd)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--find-peak-decimals", type=int, default=1, help="find-peak: QPS precision (decimal places)")
     EngineOptions.add_arguments(p)
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        filename=str(args.outdir / "harness.log"))
-    args.outdir.mkdir(parents=True, exist_ok=True)
-    opts = EngineOptions.from_args(args)
-    tasks = load_tasks(opts.suite)
-    if args.count is not None:
-        tasks = tasks[: args.count]
-
+def loadgen_settings(args: argparse.Namespace) -> tuple[lg.TestSettings, lg.LogSettings]:
+    """LoadGen's settings from the effective conf (once per process) and its log settings (logs into --out)."""
     settings = lg.TestSettings()
     settings.FromConfig(str(args.conf), MODEL, args.scenario)  # once per process
     settings.scenario = SCENARIOS[args.scenario]
     settings.mode = MODES[args.mode]
-    find_peak = args.mode == "find-peak"
-    if find_peak:
+    if args.mode == "find-peak":
         # In token mode LoadGen's peak search would judge TTFT/TPOT; without it, it judges the
         # whole task's latency percentile against target_latency: this benchmark's bound.
         settings.use_token_latencies = False
         settings.server_find_peak_qps_decimals_of_precision = args.find_peak_decimals
 
     log_out = lg.LogOutputSettings()
-    log_out.outdir = str(args.outdir)
+    log_out.outdir = str(args.out)
     log_out.copy_summary_to_stdout = False
     log_settings = lg.LogSettings()
     log_settings.log_output = log_out
     log_settings.enable_trace = False
+    return settings, log_settings
 
-    # LoadGen reads audit.config from the current working directory.
-    os.chdir(args.outdir)
-    if args.audit_config is not None:
-        (args.outdir / "audit.config").write_text(Path(args.audit_config).read_text())
 
-    engine = build_engine(opts)
-    qsl = TaskQSL(tasks)
+def progress_bar(args: argparse.Namespace) -> tuple[tqdm, Callable[[SUTStats], None]]:
+    """A progress bar on stderr and the SUT's callback that moves it."""
     bar = tqdm(desc=f"{args.scenario} {args.mode}", unit="sample", disable=args.no_progress, file=sys.stderr,
                mininterval=0.5)
 
@@ -92,8 +82,43 @@ def main(argv: list[str] | None = None) -> int:
         bar.update(stats.completed - bar.n)
         bar.set_postfix(attempts=stats.attempts, tok_s=f"{stats.tokens / elapsed:.0f}",
                         smp_s=f"{stats.completed / elapsed:.2f}", errors=stats.errors, refresh=False)
+    return bar, progress
 
-    sut = CodegenSUT(qsl.__getitem__, engine, first_token=args.scenario != "Offline" and not find_peak, on_progress=progress)
+
+def write_records(out: Path, sut: CodegenSUT, engine: Any, opts: EngineOptions, wall: float) -> None:
+    """Beside LoadGen's logs: the agent's per-attempt records and the SUT's counters."""
+    with open(out / "agent_records.jsonl", "w") as f:
+        for rec in sorted(sut.records, key=lambda r: (r["qsl_idx"], r["task_id"])):
+            f.write(json.dumps(rec) + "\n")
+    stats = {**asdict(sut.stats), "wall_s": wall, "unanswered": sut.unanswered,
+             "isolation": getattr(engine, "isolation", ""),
+             "checkpoint_sha256": checkpoint_sha256(opts.checkpoint),
+             "engine": engine.stats()}   # prefix reuse, backend, CPU time, ...
+    stats.pop("started")
+    (out / "sut_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        filename=str(args.out / "harness.log"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    opts = EngineOptions.from_args(args)
+    tasks = load_tasks(opts.suite)
+    if args.count is not None:
+        tasks = tasks[: args.count]
+    settings, log_settings = loadgen_settings(args)
+
+    # LoadGen reads audit.config from the current working directory.
+    os.chdir(args.out)
+    if args.audit_config is not None:
+        (args.out / "audit.config").write_text(Path(args.audit_config).read_text())
+
+    engine = build_engine(opts)
+    qsl = TaskQSL(tasks)
+    bar, progress = progress_bar(args)
+    first_token = args.scenario != "Offline" and args.mode != "find-peak"
+    sut = CodegenSUT(qsl.__getitem__, engine, first_token=first_token, on_progress=progress)
     engine.start()
     t0 = time.perf_counter()
     try:
@@ -102,15 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t0
         bar.close()
         engine.stop()
-        with open(args.outdir / "agent_records.jsonl", "w") as f:
-            for rec in sorted(sut.records, key=lambda r: (r["qsl_idx"], r["task_id"])):
-                f.write(json.dumps(rec) + "\n")
-        stats = {**asdict(sut.stats), "wall_s": wall, "unanswered": sut.unanswered,
-                 "isolation": getattr(engine, "isolation", ""),
-                 "checkpoint_sha256": checkpoint_sha256(opts.checkpoint),
-                 "engine": engine.stats()}   # prefix reuse, backend, CPU time, ...
-        stats.pop("started")
-        (args.outdir / "sut_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+        write_records(args.out, sut, engine, opts, wall)
         sut.destroy()
         qsl.destroy()
     return 0

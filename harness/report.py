@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from harness.mlperf_log import DetailLog, LogError, metric_of, read_detail, read_trace_latencies  # noqa: E402
 from harness.results import BENCHMARK  # noqa: E402
 from harness.scenario_files import FileProblem, engine_description, read_accuracy_txt, read_records, run_engine, run_suite  # noqa: E402
-from sut.output_guard import refuse_overwrite  # noqa: E402
+from verifier.output_guard import refuse_overwrite  # noqa: E402
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
 COLORS = {"SingleStream": "tab:blue", "Server": "tab:orange", "Offline": "tab:green"}
@@ -305,7 +305,7 @@ def write_report(root: Path, out: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     systems = sorted(p for p in root.iterdir() if (p / BENCHMARK).is_dir())
     if not systems:
-        raise FileProblem(f"{root}: no <system>/{BENCHMARK}/ folders; pass the --results-dir of harness/run.py")
+        raise FileProblem(f"{root}: no <system>/{BENCHMARK}/ folders; pass the --out folder of harness/run.py")
     md = ["# nano-codegen-agent results", "",
           f"Results tree `{root}`. Queueing = LoadGen's mean latency minus the agent's own time per task "
           "(prefill + decode + verify); the dashed CDFs are the agent's own time, so the gap to the solid "
@@ -321,7 +321,7 @@ def write_report(root: Path, out: Path | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results_dir", type=Path)
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="output folder (default RESULTS_DIR/report, the report's own, rewritten on every run; "
                         "another folder must be new or empty)")
     p.add_argument("--force", action="store_true", help="write into an --out folder that already holds files")
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None and args.out.resolve() != (args.results_dir / "report").resolve():
         refuse_overwrite(args.out, args.force, "--out")   # one line, exit 2, nothing written
     if not args.results_dir.is_dir():
-        print(f"error: {args.results_dir} is not a directory; pass the --results-dir of harness/run.py", file=sys.stderr)
+        print(f"error: {args.results_dir} is not a directory; pass the --out folder of harness/run.py", file=sys.stderr)
         return 2
     try:
         path = write_report(args.results_dir, args.out)

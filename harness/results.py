@@ -51,7 +51,7 @@ def check_name(name: str, flag: str = "--system-name") -> str:
 
 @dataclass(frozen=True)
 class ScenarioPaths:
-    root: Path          # the --results-dir
+    root: Path          # harness/run.py's --out
     system: str
     scenario: str
 
@@ -86,10 +86,10 @@ class ScenarioPaths:
         for d in dirs:
             if (d / INCOMPLETE).exists():
                 raise ResultsExistError(f"{d} holds an incomplete run (interrupted or failed): move it away and rerun, "
-                                        "or choose another --results-dir or --system-name")
+                                        "or choose another --out or --system-name")
             if d.exists() and any(d.iterdir()):
                 raise ResultsExistError(
-                    f"{d} already holds a run; choose another --results-dir or --system-name, or move it away")
+                    f"{d} already holds a run; choose another --out or --system-name, or move it away")
         bound = self.scenario_dir / CONFIG_FILE
         if config is not None:
             self._check_binding(bound, config)
@@ -97,12 +97,12 @@ class ScenarioPaths:
             path = self.scenario_dir / name
             if path.exists() and path.read_text(encoding="utf-8", errors="replace") != text:
                 raise ResultsExistError(f"{path} differs from what this run would write (edited after the folder's "
-                                        "first run?): restore it, or choose another --results-dir or --system-name")
+                                        "first run?): restore it, or choose another --out or --system-name")
         for d in dirs:
             try:
                 d.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise OSError(f"cannot create the results folder {d} ({e.strerror}): pass a writable --results-dir") from None
+                raise OSError(f"cannot create the results folder {d} ({e.strerror}): pass a writable --out") from None
         if config is not None:
             try:
                 write_config(bound, config, exclusive=True)
@@ -113,14 +113,14 @@ class ScenarioPaths:
                     write_config(d / CONFIG_FILE, config, exclusive=True)
                 except FileExistsError:   # another run claimed it between the check above and now
                     raise ResultsExistError(f"{d} was claimed by another run at the same time; choose another "
-                                            "--results-dir or --system-name") from None
+                                            "--out or --system-name") from None
         for name, text in (files or {}).items():
             if not (self.scenario_dir / name).exists():
                 (self.scenario_dir / name).write_text(text, encoding="utf-8")
 
     def _check_binding(self, bound: Path, config: dict[str, Any]) -> None:
         """Refuse a run whose configuration is not the one the scenario folder is bound to."""
-        fix = "choose another --results-dir or --system-name"
+        fix = "choose another --out or --system-name"
         if not bound.exists():
             held = (self.scenario_dir / "user.conf", self.scenario_dir / "measurements.json",
                     *self.run_dirs(["performance", "accuracy"]))

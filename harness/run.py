@@ -5,6 +5,7 @@
     python harness/run.py --scenario Server --mode performance
     python harness/run.py --scenario SingleStream --official  # MLPerf's 600 s minimum and official seeds
     python harness/run.py --scenario Server --find-peak       # the highest target_qps meeting the bound
+    python harness/run.py --scenario Offline --out R         # the results tree under R (default results/)
 
 Settings come from scenarios/<scenario>.yaml overridden by user.conf; flags choose the
 scenario, the mode, paths and the engine. Each LoadGen run happens in its own process
@@ -27,7 +28,7 @@ from harness.child import Interrupted, RunError, _raise_interrupted, run_child  
 from harness.results import ScenarioPaths, check_name, mark_complete, mark_incomplete  # noqa: E402
 from harness.run_config import run_configuration  # noqa: E402
 from harness.run_summary import accuracy_target, print_block, write_accuracy, write_run_metadata  # noqa: E402
-from harness.scenario_config import SCENARIO_FILES, ScenarioError, load_scenario  # noqa: E402
+from harness.scenario_config import SCENARIO_FILES, ScenarioConfig, ScenarioError, load_scenario  # noqa: E402
 from harness.system_info import default_system_name  # noqa: E402
 from harness.user_conf import (OFFICIAL_LOCKED, UserConfError, drop_unread, effective_conf_text, parse_user_conf,  # noqa: E402
                                resolve, write_effective_conf)
@@ -42,7 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scenario", required=True, help=f"one of {', '.join(SCENARIO_FILES)}")
     p.add_argument("--mode", default="both", choices=["performance", "accuracy", "both"])
     p.add_argument("--user-conf", type=Path, default=REPO / "user.conf")
-    p.add_argument("--results-dir", type=Path, default=REPO / "results")
+    p.add_argument("--out", type=Path, default=REPO / "results", metavar="DIR",
+                   help="the results tree's root (default results/ in this repository)")
+    p.add_argument("--results-dir", type=Path, dest="out", help=argparse.SUPPRESS)   # the old spelling, kept working
     p.add_argument("--system-name", default=None, help="default: derived from this machine")
     p.add_argument("--count", type=int, default=None, help="use only the first N evaluation tasks (quick runs)")
     p.add_argument("--official", action="store_true",
@@ -113,50 +116,41 @@ def find_peak(paths: ScenarioPaths, scenario: str, settings: dict[str, str], opt
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _raise_interrupted)
-    try:
-        scenario = load_scenario(args.scenario, suite=args.suite or DEFAULT_SUITE)
-        settings, notes = effective_settings(scenario, args.user_conf, args.official)
-        opts = EngineOptions.from_args(args)
-        opts.checkpoint = opts.checkpoint.resolve()   # the LoadGen child runs in another directory
-        opts.max_batch = scenario.max_batch if args.max_batch is None else args.max_batch
-        opts.workers = scenario.workers if args.workers is None else args.workers
-        opts.batch_wait_ms = scenario.batch_wait_ms if args.batch_wait_ms is None else args.batch_wait_ms
-        opts.validate()
-        if args.count is not None and not 1 <= args.count <= 1024:
-            raise RunError(f"--count must be between 1 and 1024, got {args.count}")
-        if not args.audit:   # every task's prompt and one attempt must fit the model's window (sut/suites.py)
-            check_checkpoint_fits(opts.checkpoint, opts.suite, opts.max_new_tokens, args.count)
-        system = default_system_name(opts.device) if args.system_name is None else args.system_name
-        paths = ScenarioPaths(args.results_dir.resolve(), check_name(system), scenario.name)
-        probe(opts.isolation)   # fail closed: no bubblewrap, no run (unless --isolation process)
-        if args.audit and args.find_peak:
-            raise RunError("--audit and --find-peak are separate runs; pass one of them")
-        if args.audit:  # an extra run against the existing results (harness/audits.py)
-            from harness.audits import run_audit  # noqa: PLC0415
+def engine_options(args: argparse.Namespace, scenario: ScenarioConfig) -> EngineOptions:
+    """The engine options given, the scenario's batch, workers and gathering wait where not given; checked
+    (ValueError naming the flag)."""
+    opts = EngineOptions.from_args(args)
+    opts.checkpoint = opts.checkpoint.resolve()   # the LoadGen child runs in another directory
+    opts.max_batch = scenario.max_batch if args.max_batch is None else args.max_batch
+    opts.workers = scenario.workers if args.workers is None else args.workers
+    opts.batch_wait_ms = scenario.batch_wait_ms if args.batch_wait_ms is None else args.batch_wait_ms
+    opts.validate()
+    return opts
 
-            return run_audit(args.audit, paths, args.no_progress)
-        if args.find_peak:
-            if scenario.name != "Server":
-                raise RunError(f"--find-peak searches a Server arrival rate; it does not apply to {scenario.name}")
-            paths.claim([paths.scenario_dir / "find_peak"])
-            return find_peak(paths, scenario.name, settings, opts, args, notes)
-        modes = ["performance", "accuracy"] if args.mode == "both" else [args.mode]
-        config = run_configuration(opts, eval_path(opts.suite), args.count, settings, args.official)
-        deferred = _claim_incomplete(paths, paths.run_dirs(modes), config,
-                                     {"user.conf": effective_conf_text(settings, scenario.name)})   # the binding, once
-    except (ScenarioError, UserConfError, RunError, ValueError, SandboxUnavailable, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Interrupted as e:
-        print(f"error: interrupted by {e} before the run started; nothing was run or written", file=sys.stderr)
-        return 128 + e.signum
-    for note in notes:
-        print(note, file=sys.stderr)
 
+def prepare(args: argparse.Namespace) -> tuple[ScenarioConfig, dict[str, str], list[str], EngineOptions, ScenarioPaths]:
+    """Everything checked before a run: the scenario, its settings, the engine options and the results folder
+    (raises ScenarioError, UserConfError, RunError, ValueError, SandboxUnavailable or OSError)."""
+    scenario = load_scenario(args.scenario, suite=args.suite or DEFAULT_SUITE)
+    settings, notes = effective_settings(scenario, args.user_conf, args.official)
+    opts = engine_options(args, scenario)
+    if args.count is not None and not 1 <= args.count <= 1024:
+        raise RunError(f"--count must be between 1 and 1024, got {args.count}")
+    if not args.audit:   # every task's prompt and one attempt must fit the model's window (sut/suites.py)
+        check_checkpoint_fits(opts.checkpoint, opts.suite, opts.max_new_tokens, args.count)
+    system = default_system_name(opts.device) if args.system_name is None else args.system_name
+    paths = ScenarioPaths(args.out.resolve(), check_name(system), scenario.name)
+    probe(opts.isolation)   # fail closed: no bubblewrap, no run (unless --isolation process)
+    if args.audit and args.find_peak:
+        raise RunError("--audit and --find-peak are separate runs; pass one of them")
+    if args.find_peak and scenario.name != "Server":
+        raise RunError(f"--find-peak searches a Server arrival rate; it does not apply to {scenario.name}")
+    return scenario, settings, notes, opts, paths
+
+
+def run_modes(args: argparse.Namespace, scenario: ScenarioConfig, opts: EngineOptions, settings: dict[str, str],
+              paths: ScenarioPaths, modes: list[str], deferred: int | None) -> int:
+    """The claimed runs, one LoadGen child each, the accuracy pass and the metadata; the closing block."""
     conf = paths.scenario_dir / "user.conf"
     accuracy = None
     try:
@@ -178,6 +172,34 @@ def main(argv: list[str] | None = None) -> int:
         mark_complete(outdir)
     print_block(paths, modes, accuracy, accuracy_target(opts.suite, args.count), args.official)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_interrupted)
+    try:
+        scenario, settings, notes, opts, paths = prepare(args)
+        if args.audit:  # an extra run against the existing results (harness/audits.py)
+            from harness.audits import run_audit  # noqa: PLC0415
+
+            return run_audit(args.audit, paths, args.no_progress)
+        if args.find_peak:
+            paths.claim([paths.scenario_dir / "find_peak"])
+            return find_peak(paths, scenario.name, settings, opts, args, notes)
+        modes = ["performance", "accuracy"] if args.mode == "both" else [args.mode]
+        config = run_configuration(opts, eval_path(opts.suite), args.count, settings, args.official)
+        deferred = _claim_incomplete(paths, paths.run_dirs(modes), config,
+                                     {"user.conf": effective_conf_text(settings, scenario.name)})   # the binding, once
+    except (ScenarioError, UserConfError, RunError, ValueError, SandboxUnavailable, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f"error: interrupted by {e} before the run started; nothing was run or written", file=sys.stderr)
+        return 128 + e.signum
+    for note in notes:
+        print(note, file=sys.stderr)
+    return run_modes(args, scenario, opts, settings, paths, modes, deferred)
 
 
 if __name__ == "__main__":

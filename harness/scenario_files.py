@@ -252,7 +252,7 @@ def accuracy_command(log_path: Path, out: Path, suite: str, samples: int | str) 
     from sut.suites import eval_path  # noqa: PLC0415
 
     return [sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log_path),
-            "--tasks", str(eval_path(suite)), "--output", str(out), "--expected-samples", str(samples)]
+            "--tasks", str(eval_path(suite)), "--txt", str(out), "--expected-samples", str(samples)]
 
 
 def accuracy_pass(log_path: Path, out: Path, samples: int | None = None, *, suite: str) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """Run the agent loop over the frozen evaluation tasks and print pass rates.
 
     python -m sut.evaluate                         # shipped checkpoint, all 1,024 tasks
-    python -m sut.evaluate --count 100 --json      # a quick look, machine-readable
+    python -m sut.evaluate --count 100 --json -    # a quick look, machine-readable (on stdout)
     python -m sut.evaluate --suite agentic         # the agentic suite with its checkpoint, up to 8 attempts
     python -m sut.evaluate --suite agentic --tasks FILE.jsonl --feedback none
 
@@ -33,8 +33,8 @@ from sut.checkpoint import CheckpointError, load_checkpoint
 from sut.engine_factory import MAX_SEED, PER_CPU, EngineOptions, add_engine_arguments, build_external, check_device, check_range
 from sut.suites import DEFAULT_SUITE, DEFAULTS, SUITES, SuiteError, check_checkpoint, check_fits, check_suite, load_tasks
 from sut.model import NanoCodeGen
-from sut.output_guard import refuse_overwrite
 from sut.tokenizer import CodeTokenizer
+from verifier.output_guard import add_json_flag, check_json, refuse_overwrite, text_to_stderr, write_json
 from verifier.sandbox import add_isolation_flag
 
 log = logging.getLogger("sut.evaluate")
@@ -119,7 +119,7 @@ def engine_options(a: argparse.Namespace, checkpoint: Path) -> EngineOptions:
     return opts
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sut.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--suite", default=DEFAULT_SUITE, help=f"task suite: {' or '.join(SUITES)} (default {DEFAULT_SUITE})")
     p.add_argument("--tasks", type=Path, default=None,
@@ -143,19 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the sandbox workers use the other cores)")
     p.add_argument("--workers", type=int, default=2, help="sandbox workers")
     add_isolation_flag(p)
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--results", type=Path, default=None, help="also write every AgentResult as JSONL here (a new file)")
-    p.add_argument("--force", action="store_true", help="replace an existing --results file")
+    add_json_flag(p, "the summary")
+    p.add_argument("--jsonl", type=Path, default=None, metavar="PATH",
+                   help="also write every AgentResult, one JSON line each, to PATH (a new file)")
+    p.add_argument("--force", action="store_true", help="replace an existing --json or --jsonl file")
     p.add_argument("--record", action="store_true",
                    help="store the summary as the checkpoint's reference figures (metrics.json 'eval'; all tasks only)")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-    try:
-        suite = DEFAULTS[check_suite(a.suite)]
-    except SuiteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    checkpoint = a.checkpoint or suite.checkpoint
+    return p
+
+
+def agent_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> AgentConfig:
+    """The agent settings the flags ask for (the suite's budget where not given); ``p.error`` for bad values."""
+    suite = DEFAULTS[a.suite]
     a.max_attempts = a.max_attempts or suite.max_attempts
     a.max_new_tokens = a.max_new_tokens or suite.max_new_tokens
     if a.max_attempts < 1 or (a.count is not None and a.count < 1) or a.redraws < 0 or a.max_new_tokens < 1 \
@@ -166,16 +165,77 @@ def main(argv: list[str] | None = None) -> int:
     default_cfg = AgentConfig(max_attempts=suite.max_attempts, max_new_tokens=suite.max_new_tokens)
     if a.record and (a.count or a.tasks or cfg != default_cfg):
         p.error("--record stores the reference figures: run it on all frozen tasks with the default agent settings")
-    if a.results is not None:
-        refuse_overwrite(a.results, a.force, "--results", "file")   # one line, exit 2, before any work
-    try:   # the engine options' rules (sut/engine_factory.py), before a checkpoint loads or a sandbox starts
-        check_device(a.device)
-        for flag, value, low, high in (("--threads", a.threads, 1, PER_CPU), ("--workers", a.workers, 1, PER_CPU),
-                                       ("--seed", a.seed, 0, MAX_SEED), ("--temperature", a.temperature, 0, None),
-                                       ("--top-k", a.top_k or 0, 0, None)):
-            check_range(flag, value, low, high)
-        opts = engine_options(a, checkpoint)
-        opts.check_engine()
+    return cfg
+
+
+def checked_engine_options(a: argparse.Namespace, checkpoint: Path) -> EngineOptions:
+    """The engine options' rules (sut/engine_factory.py), before a checkpoint loads or a sandbox starts;
+    ValueError names the flag."""
+    check_device(a.device)
+    for flag, value, low, high in (("--threads", a.threads, 1, PER_CPU), ("--workers", a.workers, 1, PER_CPU),
+                                   ("--seed", a.seed, 0, MAX_SEED), ("--temperature", a.temperature, 0, None),
+                                   ("--top-k", a.top_k or 0, 0, None)):
+        check_range(flag, value, low, high)
+    opts = engine_options(a, checkpoint)
+    opts.check_engine()
+    return opts
+
+
+def load_run(a: argparse.Namespace, checkpoint: Path, cfg: AgentConfig) -> tuple[list[Any], NanoCodeGen, CodeTokenizer]:
+    """The tasks to run (the first --count) and the checkpoint, checked against each other (raises
+    CheckpointError, EvalSetError or SuiteError)."""
+    tasks = load_tasks(a.suite, a.tasks)
+    model, tok, meta = load_checkpoint(checkpoint, a.device)
+    check_checkpoint(checkpoint, meta, a.suite)
+    tasks = tasks[: a.count] if a.count else tasks
+    check_fits(tasks, tok, model.config.block_size, cfg.max_new_tokens)
+    return tasks, model, tok
+
+
+def run_tasks(a: argparse.Namespace, opts: EngineOptions, model: NanoCodeGen, tok: CodeTokenizer, tasks: list[Any],
+              cfg: AgentConfig, results: list[AgentResult]) -> dict[str, Any]:
+    """The agent over ``tasks`` through the engine asked for; SandboxUnavailable or EngineUnavailable if it
+    cannot start."""
+    from verifier.pool import SandboxPool  # noqa: PLC0415
+
+    with SandboxPool(workers=a.workers, timeout_s=2.0, isolation=a.isolation) as pool:
+        if opts.engine != "native":
+            engine = build_external(opts, model, tok, cfg, pool)
+            s = evaluate_batched(model, tok, pool, tasks, cfg, a.device, a.max_batch, results=results, engine=engine)
+            s["engine_detail"] = engine.stats()["engine"]
+            return s
+        if a.sequential:
+            return evaluate_tasks(model, tok, pool, tasks, cfg, a.device, results=results)
+        return evaluate_batched(model, tok, pool, tasks, cfg, a.device, a.max_batch, results=results)
+
+
+def report(a: argparse.Namespace, s: dict[str, Any], results: list[AgentResult]) -> None:
+    """--jsonl, --json and the one line of text (on stderr when --json - takes stdout)."""
+    if a.jsonl:
+        a.jsonl.parent.mkdir(parents=True, exist_ok=True)
+        a.jsonl.write_text("".join(json.dumps(r.to_json()) + "\n" for r in results), encoding="utf-8")
+    with text_to_stderr(a.json):
+        print(f"tasks {s['tasks']}  pass@1 {s['pass@1']:.3f}  pass@final {s['pass@final']:.3f}  "
+              f"mean attempts {s['mean_attempts']:.2f}  mean tokens {s['mean_tokens']:.1f}  "
+              f"mean ms/task {s['mean_ms']:.1f}")
+    write_json(a.json, s, indent=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    try:
+        checkpoint = a.checkpoint or DEFAULTS[check_suite(a.suite)].checkpoint
+    except SuiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg = agent_config(p, a)
+    check_json(a.json, a.force)   # one line, exit 2, before any work
+    if a.jsonl is not None:
+        refuse_overwrite(a.jsonl, a.force, "--jsonl", "file")
+    try:
+        opts = checked_engine_options(a, checkpoint)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -183,51 +243,26 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
 
     from sut.tasks import EvalSetError  # noqa: PLC0415 - keeps --help fast
-    from verifier.pool import SandboxPool  # noqa: PLC0415
+    from sut.vllm_generator import EngineUnavailable  # noqa: PLC0415
     from verifier.sandbox import SandboxUnavailable  # noqa: PLC0415
     try:
-        tasks = load_tasks(a.suite, a.tasks)
-        model, tok, meta = load_checkpoint(checkpoint, a.device)
-        check_checkpoint(checkpoint, meta, a.suite)
-        check_fits(tasks[: a.count] if a.count else tasks, tok, model.config.block_size, cfg.max_new_tokens)
+        tasks, model, tok = load_run(a, checkpoint, cfg)
     except (CheckpointError, EvalSetError, SuiteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    tasks = tasks[: a.count] if a.count else tasks
     results: list[AgentResult] = []
     try:
-        pool = SandboxPool(workers=a.workers, timeout_s=2.0, isolation=a.isolation)
-    except SandboxUnavailable as e:
+        s = run_tasks(a, opts, model, tok, tasks, cfg, results)
+    except (SandboxUnavailable, EngineUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    with pool:
-        if opts.engine != "native":
-            from sut.vllm_generator import EngineUnavailable  # noqa: PLC0415
-            try:
-                engine = build_external(opts, model, tok, cfg, pool)
-            except EngineUnavailable as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
-            s = evaluate_batched(model, tok, pool, tasks, cfg, a.device, a.max_batch, results=results, engine=engine)
-            s["engine_detail"] = engine.stats()["engine"]
-        elif a.sequential:
-            s = evaluate_tasks(model, tok, pool, tasks, cfg, a.device, results=results)
-        else:
-            s = evaluate_batched(model, tok, pool, tasks, cfg, a.device, a.max_batch, results=results)
+        return 1 if isinstance(e, SandboxUnavailable) else 2
     # Per-task outcomes let the checker judge a --count subset against the reference on the same tasks.
     s["failed_final"] = [i for i, r in enumerate(results) if not r.passed]
     if a.record:
         record_reference(checkpoint, s, a.suite)
     s.update(checkpoint=str(checkpoint), suite=a.suite, feedback=a.feedback, engine="sequential" if a.sequential else opts.engine,
              tasks_file=str(a.tasks) if a.tasks else "frozen")
-    if a.results:
-        a.results.write_text("".join(json.dumps(r.to_json()) + "\n" for r in results), encoding="utf-8")
-    if a.json:
-        print(json.dumps(s, indent=2))
-    else:
-        print(f"tasks {s['tasks']}  pass@1 {s['pass@1']:.3f}  pass@final {s['pass@final']:.3f}  "
-              f"mean attempts {s['mean_attempts']:.2f}  mean tokens {s['mean_tokens']:.1f}  "
-              f"mean ms/task {s['mean_ms']:.1f}")
+    report(a, s, results)
     return 0
 
 

@@ -44,8 +44,8 @@ from sut.hf_format import FormatError, with_attempt_markers
 from sut.tasks import Task, generate_tasks, iter_train_tasks
 from sut.tokenizer import CodeTokenizer
 from sut.train import TrainConfig, add_field_flags, apply_field_flags, check_recipe_flags, fit, retry_mix, run_metrics
-from sut.output_guard import refuse_overwrite, staged_folder
 from sut.train_report import write_report
+from verifier.output_guard import refuse_overwrite, staged_folder
 from verifier.pool import SandboxPool
 from verifier.probe import probe
 from verifier.sandbox import SandboxUnavailable
@@ -178,7 +178,7 @@ SMOKE_REPAIR = dict(repair_tasks=24, max_batch=8)
 def parse_args(argv: list[str] | None = None) -> tuple[Path, Path, TrainConfig, RepairConfig]:
     p = argparse.ArgumentParser(prog="python -m sut.self_repair", description=__doc__.splitlines()[0])
     p.add_argument("--init", type=Path, required=True, help="checkpoint to start from (e.g. checkpoints/reference)")
-    p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write (new or empty)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="checkpoint directory to write (new or empty)")
     p.add_argument("--force", action="store_true",
                    help="replace an --out that already holds files (the new checkpoint replaces it whole once complete)")
     p.add_argument("--smoke", action="store_true", help="tiny run for tests")

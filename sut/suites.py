@@ -76,7 +76,7 @@ def load_tasks(suite: str, path: Path | None = None) -> list[Task]:
         raise SuiteError(str(e)) from None
     if file_suite != suite:
         raise SuiteError(f"{path}: a task file of the {file_suite} suite, but --suite is {suite}; pass --suite {file_suite} "
-                         f"or a file written by `python -m sut.tasks --suite {suite} --out FILE`")
+                         f"or a file written by `python -m sut.tasks --suite {suite} --jsonl FILE`")
     return tasks
 
 

@@ -12,7 +12,7 @@ Usage:
     python -m sut.tasks --write-eval       # regenerate the frozen file, print its sha256
     python -m sut.tasks --show 5           # print sample tasks (--split train|val|eval)
     python -m sut.tasks --families         # the families as a markdown table (docs/tasks.md)
-    python -m sut.tasks --suite agentic --seed N --count K --out FILE.jsonl   # any split (--split)
+    python -m sut.tasks --suite agentic --seed N --count K --jsonl FILE.jsonl   # any split (--split)
 
 ``--suite basic`` (this module, the default) or ``agentic`` (sut/agentic/, docs/tasks.md).
 """
@@ -214,21 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-eval", action="store_true", help=f"regenerate {shown(EVAL_PATH)} and print its sha256")
     ap.add_argument("--show", type=int, metavar="N", help="print N sample tasks")
     ap.add_argument("--families", action="store_true", help="print the families as a markdown table")
-    ap.add_argument("--split", choices=("train", "val", "eval"), default="train", help="split for --show and --out")
-    ap.add_argument("--seed", type=int, default=0, help="seed for --show and --out")
-    ap.add_argument("--out", metavar="FILE", help="write --count tasks of --split as a JSONL task file")
-    ap.add_argument("--count", type=int, metavar="K", help="number of tasks for --out")
-    ap.add_argument("--force", action="store_true", help="let --out replace an existing file")
+    ap.add_argument("--split", choices=("train", "val", "eval"), default="train", help="split for --show and --jsonl")
+    ap.add_argument("--seed", type=int, default=0, help="seed for --show and --jsonl")
+    ap.add_argument("--jsonl", metavar="PATH", help="write --count tasks of --split as a JSONL task file (a new file)")
+    ap.add_argument("--count", type=int, metavar="K", help="number of tasks for --jsonl")
+    ap.add_argument("--force", action="store_true", help="let --jsonl replace an existing file")
     args = ap.parse_args(argv)
-    if not args.write_eval and args.show is None and not args.families and args.out is None:
-        ap.error("give --write-eval, --show N, --families or --out FILE")
+    if not args.write_eval and args.show is None and not args.families and args.jsonl is None:
+        ap.error("give --write-eval, --show N, --families or --jsonl PATH")
     if args.show is not None and args.show < 0:
         ap.error(f"--show needs N >= 0, got {args.show}")
-    if args.out is not None and (args.write_eval or args.show is not None or args.families):
-        ap.error("--out writes a task file on its own: drop --write-eval, --show and --families")
-    if args.count is not None and args.out is None:
-        ap.error("--count goes with --out FILE")
-    if args.suite == "agentic" or args.out is not None:
+    if args.jsonl is not None and (args.write_eval or args.show is not None or args.families):
+        ap.error("--jsonl writes a task file on its own: drop --write-eval, --show and --families")
+    if args.count is not None and args.jsonl is None:
+        ap.error("--count goes with --jsonl PATH")
+    if args.suite == "agentic" or args.jsonl is not None:
         from sut.agentic import cli  # noqa: PLC0415 - the agentic families load only when asked for
 
         return cli.run(args, generate_tasks)   # the basic generator, passed: cli never imports this module

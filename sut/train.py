@@ -41,8 +41,8 @@ from sut.model import GPTConfig, NanoCodeGen
 from sut.platform_info import cpu_model
 from sut.tasks import generate_tasks
 from sut.tokenizer import CodeTokenizer, train_tokenizer
-from sut.output_guard import refuse_overwrite, staged_folder
 from sut.train_report import write_report, write_validation_report
+from verifier.output_guard import refuse_overwrite, staged_folder
 from verifier.pool import SandboxPool
 from verifier.probe import probe
 from verifier.sandbox import ISOLATION_MODES, SandboxUnavailable
@@ -367,7 +367,7 @@ def apply_field_flags(a: argparse.Namespace, *objs: object) -> None:
 
 def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTConfig]:
     p = argparse.ArgumentParser(prog="python -m sut.train", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write (new or empty)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="checkpoint directory to write (new or empty)")
     p.add_argument("--smoke", action="store_true", help="tiny run (< 60 s) that still writes a loadable checkpoint")
     p.add_argument("--force", action="store_true",
                    help="replace an --out that already holds files (the new checkpoint replaces it whole once complete)")

@@ -38,7 +38,7 @@ class EngineUnavailable(RuntimeError):
 def vllm_environment() -> None:
     """vLLM's settings for this process, unless the user set them: its engine core in this process, a 1 GiB KV
     cache (its default reserves far more), and its log on stderr at ERROR (stdout is for our own output,
-    e.g. ``sut.evaluate --json``). Must run before vLLM is imported."""
+    e.g. ``sut.evaluate --json -``). Must run before vLLM is imported."""
     for key, value in (("VLLM_ENABLE_V1_MULTIPROCESSING", "0"), ("VLLM_CPU_KVCACHE_SPACE", "1"),
                        ("VLLM_LOGGING_LEVEL", "ERROR"), ("VLLM_LOGGING_STREAM", "ext://sys.stderr")):
         os.environ.setdefault(key, value)

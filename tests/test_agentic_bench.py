@@ -22,7 +22,7 @@ def test_transformers_first_attempts_match_our_engine_on_a_sample() -> None:
 
 def test_cost_benchmark_table_and_plots(tmp_path: Path, capsys) -> None:
     out = tmp_path / "cost.json"
-    assert cost_main(["--tasks", "12", "--decode-batch", "2", "--out-dir", str(tmp_path), "--json", str(out)]) == 0
+    assert cost_main(["--tasks", "12", "--decode-batch", "2", "--out", str(tmp_path), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     rows, off = res["per_attempt"], {r["attempt"]: r for r in res["per_attempt_noreuse"]}
     assert rows[0]["attempt"] == 1 and len(rows) >= 2

@@ -301,20 +301,20 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_writes_any_split_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "held_out.jsonl"
-    r = _cli("--suite", "agentic", "--split", "eval", "--seed", "5", "--count", "60", "--out", str(out))
+    r = _cli("--suite", "agentic", "--split", "eval", "--seed", "5", "--count", "60", "--jsonl", str(out))
     assert r.returncode == 0, r.stderr
     suite, tasks = load_task_file(out)
     assert suite == "agentic" and tasks == S.generate("eval", 60, seed=5)
     before = out.read_bytes()
-    r = _cli("--suite", "agentic", "--count", "5", "--out", str(out))
+    r = _cli("--suite", "agentic", "--count", "5", "--jsonl", str(out))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--force" in r.stderr and out.read_bytes() == before
-    r = _cli("--suite", "agentic", "--count", "5", "--out", str(out), "--force")
+    r = _cli("--suite", "agentic", "--count", "5", "--jsonl", str(out), "--force")
     assert r.returncode == 0 and load_task_file(out)[1] == S.generate("train", 5, seed=0)
-    r = _cli("--split", "val", "--count", "4", "--out", str(tmp_path / "basic.jsonl"))
+    r = _cli("--split", "val", "--count", "4", "--jsonl", str(tmp_path / "basic.jsonl"))
     assert r.returncode == 0 and load_task_file(tmp_path / "basic.jsonl")[0] == "basic"
-    for bad in (["--suite", "basic", "--split", "eval", "--count", "3", "--out", str(tmp_path / "b.jsonl")],
-                ["--suite", "agentic", "--out", str(tmp_path / "c.jsonl")],
-                ["--suite", "agentic", "--count", "3", "--out", str(tmp_path / "no" / "d.jsonl")],
+    for bad in (["--suite", "basic", "--split", "eval", "--count", "3", "--jsonl", str(tmp_path / "b.jsonl")],
+                ["--suite", "agentic", "--jsonl", str(tmp_path / "c.jsonl")],
+                ["--suite", "agentic", "--count", "3", "--jsonl", str(tmp_path / "no" / "d.jsonl")],
                 ["--suite", "fancy", "--families"]):
         r = _cli(*bad)
         assert r.returncode == 2 and "error" in r.stderr, bad

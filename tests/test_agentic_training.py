@@ -93,9 +93,9 @@ def test_agentic_smoke_run_writes_an_hf_checkpoint_for_its_suite(smoke: Path) ->
 def test_evaluate_runs_an_agentic_task_file_and_refuses_mismatches(smoke: Path, tmp_path: Path) -> None:
     tasks = tmp_path / "tasks.jsonl"
     proc = subprocess.run([sys.executable, "-m", "sut.tasks", "--suite", "agentic", "--seed", "9", "--count", "3",
-                           "--out", str(tasks)], cwd=REPO, capture_output=True, text=True, timeout=120)
+                           "--jsonl", str(tasks)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = _evaluate("--suite", "agentic", "--checkpoint", str(smoke), "--tasks", str(tasks), "--json",
+    proc = _evaluate("--suite", "agentic", "--checkpoint", str(smoke), "--tasks", str(tasks), "--json", "-",
                      "--max-new-tokens", "8", "--max-attempts", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = json.loads(proc.stdout)

@@ -120,11 +120,11 @@ def test_audit_refusals(trees, tmp_path):
     ckpt.mkdir()
     (ckpt / "config.json").write_text("{}")   # run.py checks a checkpoint exists before anything else
     base = ["--scenario", "Offline", "--checkpoint", str(ckpt), "--system-name", tiny_tree.SYSTEM]
-    proc = run_py(*base, "--results-dir", str(tmp_path / "none"), "--audit", "TEST01")
+    proc = run_py(*base, "--out", str(tmp_path / "none"), "--audit", "TEST01")
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
     assert "needs the Offline performance and accuracy runs first" in proc.stderr
     assert "python harness/run.py --scenario Offline" in proc.stderr
-    proc = run_py(*base, "--results-dir", str(trees.honest), "--audit", "TEST04")
+    proc = run_py(*base, "--out", str(trees.honest), "--audit", "TEST04")
     assert proc.returncode == 2 and "already holds an audit" in proc.stderr
 
 
@@ -145,7 +145,7 @@ def test_real_harness_run_and_audit_pass_the_checker(tmp_path):
     conf.write_text(SS_CONF)
     # 24 tasks: the checker judges the subset against the reference's own outcomes on the same
     # 24 tasks (metrics.json eval.failed_final), so the harness must reproduce sut.evaluate's verdicts.
-    base = ["--scenario", "SingleStream", "--count", "24", "--results-dir", str(tmp_path / "results"),
+    base = ["--scenario", "SingleStream", "--count", "24", "--out", str(tmp_path / "results"),
             "--system-name", "e2e", "--no-progress", "--threads", "1", "--user-conf", str(conf)]
     proc = run_py(*base)
     assert proc.returncode == 0, proc.stderr[-2000:]

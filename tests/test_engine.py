@@ -438,14 +438,16 @@ def test_bench_command_runs_and_rejects_bad_flags(tmp_path, capsys) -> None:
     """The documented benchmark command works end to end (one cheap section) and bad flags fail in one line."""
     from benchmarks.engine_bench import main
 
-    out = tmp_path / "bench.json"
-    assert main(["--sections", "prefill", "--json", str(out), "--plot", str(tmp_path / "p.png")]) == 0
-    res = json.loads(out.read_text())
+    assert main(["--sections", "prefill", "--json", "-", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr()
+    res = json.loads(printed.out)                                  # --json -: stdout holds the JSON alone
+    assert "prefill ms" in printed.err                             # and the table went to stderr
     assert res["machine"]["threads"] == 1 and res["matmul_peak_gflops"] > 0
     sweep = res["prefill_sweep"]
     assert sweep and all(r["reuse_ms"] > 0 and r["full_ms"] > 0 for r in sweep)
     assert sweep[-1]["full_ms"] > sweep[-1]["reuse_ms"]          # a long context costs more without reuse
-    assert (tmp_path / "p.png").stat().st_size > 0
+    figure = tmp_path / "prefill_vs_context.png"                   # under --out
+    assert res["figures"] == [str(figure)] and figure.stat().st_size > 0
     for bad in (["--tasks", "0"], ["--sections", "decode,bogus"]):
         with pytest.raises(SystemExit) as e:
             main(bad)

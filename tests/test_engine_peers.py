@@ -22,7 +22,7 @@ def test_peers_quick_decode_writes_rates_and_ratios(tmp_path):
     # vLLM on one thread: with two on a busy 2-core machine its steps stall at OpenMP barriers by 10x
     r = subprocess.run([sys.executable, "-m", "benchmarks.engine_bench", "--peers", "vllm", "--quick",
                         "--new-tokens", "48", "--reps", "4", "--vllm-threads", "1", "--sections", "decode,breakdown",
-                        "--json", str(out)],
+                        "--json", str(out), "--out", str(tmp_path)],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
@@ -37,6 +37,7 @@ def test_peers_quick_decode_writes_rates_and_ratios(tmp_path):
         assert row["greedy_agree_vllm"] >= 1             # the same checkpoint, prompt and greedy first token
         assert row["breakdown"]["native"]["wall"] > 0 and row["breakdown"]["vllm"]["wall"] > 0
     assert "decode tokens/s" in r.stdout and "vLLM" in r.stdout
+    assert (tmp_path / "engine_peers.png").stat().st_size > 0   # the plot, under --out
     # the same file again is refused (one line, exit 2) unless --force
     again = subprocess.run([sys.executable, "-m", "benchmarks.engine_peers", "--quick", "--json", str(out)],
                            cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -40,12 +40,12 @@ def run_harness(args: list[str], tmp: Path, timeout: float = 600) -> subprocess.
     conf = tmp / "engines.conf"
     conf.write_text(CONF)
     return subprocess.run([sys.executable, str(REPO / "harness" / "run.py"), "--suite", "agentic", "--user-conf",
-                           str(conf), "--results-dir", str(tmp / "results"), "--system-name", "testsys",
+                           str(conf), "--out", str(tmp / "results"), "--system-name", "testsys",
                            "--no-progress", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def evaluate(args: list[str], timeout: float = 600) -> dict:
-    r = subprocess.run([sys.executable, "-m", "sut.evaluate", "--suite", "agentic", "--json", "--workers", "1", *args],
+    r = subprocess.run([sys.executable, "-m", "sut.evaluate", "--suite", "agentic", "--json", "-", "--workers", "1", *args],
                        cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout)
@@ -62,8 +62,8 @@ def test_vllm_in_process_writes_the_native_engine_s_greedy_first_attempts(tmp_pa
     """Greedy first attempts are the model's argmax: vLLM's GPT-2 on our HF checkpoint writes the same tokens
     as our engine, task for task; retries are sampled by vLLM's own generator, so only the rates compare."""
     native_file, vllm_file = tmp_path / "native.jsonl", tmp_path / "vllm.jsonl"
-    native = evaluate(["--count", "24", "--results", str(native_file)])
-    theirs = evaluate(["--count", "24", "--engine", "vllm", "--results", str(vllm_file)])
+    native = evaluate(["--count", "24", "--jsonl", str(native_file)])
+    theirs = evaluate(["--count", "24", "--engine", "vllm", "--jsonl", str(vllm_file)])
     assert theirs["engine"] == "vllm" and theirs["errors"] == 0 and theirs["tasks"] == 24
     assert theirs["engine_detail"]["engine"] == "vllm" and theirs["engine_detail"]["options"]["enable_prefix_caching"]
     ours = [json.loads(line) for line in native_file.read_text().splitlines()]
@@ -97,7 +97,7 @@ def test_bad_engine_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, 
         args = [str(format1_checkpoint(tmp_path / "format1")) if a == "FORMAT1" else a for a in args]
     if "basic" in args:
         r = subprocess.run([sys.executable, str(REPO / "harness" / "run.py"), "--scenario", "Offline", *args,
-                            "--results-dir", str(tmp_path / "results")], cwd=REPO, capture_output=True, text=True)
+                            "--out", str(tmp_path / "results")], cwd=REPO, capture_output=True, text=True)
     else:
         r = run_harness(["--scenario", "Offline", *args], tmp_path)
     one_line_error(r, fragment)
@@ -119,7 +119,7 @@ def format1_checkpoint(out: Path) -> Path:
 def test_vllm_not_installed_is_one_line_with_the_install_command(tmp_path):
     code = ("import sys; sys.modules['vllm'] = None; sys.path.insert(0, 'harness'); sys.path.insert(0, '.'); "
             "from harness.run import main; "
-            f"sys.exit(main(['--scenario', 'Offline', '--suite', 'agentic', '--engine', 'vllm', '--results-dir', "
+            f"sys.exit(main(['--scenario', 'Offline', '--suite', 'agentic', '--engine', 'vllm', '--out', "
             f"{str(tmp_path / 'results')!r}]))")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     one_line_error(r, "vLLM is not installed; install the extra with `pip install -e '.[vllm]'`")
@@ -178,7 +178,7 @@ def test_a_server_killed_mid_run_gives_errored_samples_and_an_invalid_run(server
     conf.write_text(CONF.replace("Offline.target_qps = 8", "Offline.target_qps = 40"))   # ~60 samples: seconds of work
     proc = subprocess.Popen([sys.executable, str(REPO / "harness" / "run.py"), "--scenario", "Offline", "--mode",
                              "performance", "--suite", "agentic", "--engine", "openai", "--base-url", server.url,
-                             "--request-timeout-s", "20", "--user-conf", str(conf), "--results-dir",
+                             "--request-timeout-s", "20", "--user-conf", str(conf), "--out",
                              str(tmp_path / "results"), "--system-name", "testsys", "--no-progress"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run_dir = scenario_dir(tmp_path, "Offline") / "performance" / "run_1"

@@ -21,7 +21,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def test_json_summary_on_a_few_tasks(tmp_path: Path) -> None:
     results = tmp_path / "results.jsonl"
-    proc = _run("--count", "4", "--json", "--results", str(results))
+    proc = _run("--count", "4", "--json", "-", "--jsonl", str(results))
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = json.loads(proc.stdout)
     assert s["tasks"] == 4 and 0 <= s["pass@1"] <= s["pass@final"] <= 1
@@ -69,7 +69,7 @@ def test_record_writes_reference_figures_only_with_default_settings(tmp_path: Pa
 
 
 def test_the_failed_tasks_are_listed_by_evaluation_index() -> None:
-    proc = _run("--count", "20", "--json")
+    proc = _run("--count", "20", "--json", "-")
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = json.loads(proc.stdout)
     ref = json.loads((DEFAULT_CHECKPOINT / "metrics.json").read_text())["eval"]["failed_final"]
@@ -80,7 +80,7 @@ def test_retry_small_checkpoint_reproduces_its_recorded_verdicts() -> None:
     """checkpoints/retry-small (the size where retries add >= 5 points, docs/model.md): its recorded
     figures come from real runs; the first 40 tasks give the same verdicts again."""
     ckpt = DEFAULT_CHECKPOINT.parent / "retry-small"
-    proc = _run("--checkpoint", str(ckpt), "--count", "40", "--json")
+    proc = _run("--checkpoint", str(ckpt), "--count", "40", "--json", "-")
     assert proc.returncode == 0, proc.stderr[-2000:]
     ref = json.loads((ckpt / "metrics.json").read_text())["eval"]
     assert json.loads(proc.stdout)["failed_final"] == [i for i in ref["failed_final"] if i < 40]

@@ -44,7 +44,7 @@ def run(args: list[str], tmp_path: Path, conf: str = QUICK_CONF) -> subprocess.C
     user_conf = tmp_path / "user.conf"
     if not user_conf.exists():
         user_conf.write_text(conf)
-    cmd = [*RUN, "--user-conf", str(user_conf), "--results-dir", str(tmp_path / "results"),
+    cmd = [*RUN, "--user-conf", str(user_conf), "--out", str(tmp_path / "results"),
            "--system-name", "testsys", "--no-progress", "--threads", "1", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
 

@@ -214,7 +214,7 @@ def test_the_accuracy_pass_fails_without_accuracy_txt_when_the_sandbox_keeps_fai
     log = _log(tmp_path / "log.json", [_entry(i, slow + tasks[i]["solution"], tasks[i]["id"]) for i in range(6)])
     out = tmp_path / "accuracy.txt"
     proc = subprocess.Popen([sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log), "--tasks",
-                             str(EVAL), "--expected-samples", "6", "--output", str(out), "--workers", "2"],
+                             str(EVAL), "--expected-samples", "6", "--txt", str(out), "--workers", "2"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stop = threading.Event()
     killer = threading.Thread(target=_kill_workers, args=(lambda: _children(proc.pid), stop, False))
@@ -232,7 +232,7 @@ def test_an_unwritable_accuracy_txt_is_one_line(tmp_path):
     log = _log(tmp_path / "log.json", [_entry(0, tasks[0]["solution"], tasks[0]["id"])])
     (tmp_path / "afile").write_text("not a folder")
     r = subprocess.run([sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log), "--tasks", str(EVAL),
-                        "--expected-samples", "1", "--output", str(tmp_path / "afile" / "accuracy.txt")],
+                        "--expected-samples", "1", "--txt", str(tmp_path / "afile" / "accuracy.txt")],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "cannot write" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
@@ -354,13 +354,13 @@ def test_a_read_only_results_folder_is_one_line(tmp_path):
     log = _log(tmp_path / "log.json", [_entry(i, t["solution"], t["id"]) for i, t in enumerate(_tasks()[:2])])
     prefix = _read_only(ro)
     run = subprocess.run([*prefix, sys.executable, "harness/run.py", "--scenario", "Offline", "--count", "2",
-                          "--user-conf", str(conf), "--results-dir", str(ro / "results")],
+                          "--user-conf", str(conf), "--out", str(ro / "results")],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    _one_line_error(run, 2, "pass a writable --results-dir")
+    _one_line_error(run, 2, "pass a writable --out")
     acc = subprocess.run([*prefix, sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log),
-                          "--tasks", str(EVAL), "--expected-samples", "2", "--output", str(ro / "accuracy.txt")],
+                          "--tasks", str(EVAL), "--expected-samples", "2", "--txt", str(ro / "accuracy.txt")],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    _one_line_error(acc, 2, "pass a writable --output")
+    _one_line_error(acc, 2, "pass a writable --txt")
     assert list(ro.iterdir()) == []
 
 
@@ -392,7 +392,7 @@ def test_malformed_input_files_are_one_line_naming_file_and_place(tmp_path, comm
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     args = {"verifier batch": ["verifier", "batch", str(path)], "verifier.humaneval": ["verifier.humaneval", str(path)],
             "verifier.accuracy": ["verifier.accuracy", "--mlperf-accuracy-file", str(path), "--tasks", str(EVAL),
-                                  "--output", str(tmp_path / "accuracy.txt")]}[command]
+                                  "--txt", str(tmp_path / "accuracy.txt")]}[command]
     r = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
     _one_line_error(r, 2, fragment)
     assert str(path) in r.stderr and r.stdout == "" and not (tmp_path / "accuracy.txt").exists()

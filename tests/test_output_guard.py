@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sut.output_guard import output_problem, staged_folder
+from verifier.output_guard import output_problem, staged_folder
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,28 +59,27 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("command, flag", [
-    (["-m", "sut.train", "--smoke", "--out"], "--out"),
-    (["-m", "sut.self_repair", "--smoke", "--init", "checkpoints/reference", "--out"], "--out"),
-    (["-m", "sut.evaluate", "--count", "1", "--results"], "--results"),
-    (["harness/report.py", "{tmp}", "--out"], "--out"),
-    (["-m", "benchmarks.engine_bench", "--sections", "decode", "--json"], "--json"),
-    (["-m", "benchmarks.engine_bench", "--sections", "prefill", "--plot"], "--plot"),
-    (["benchmarks/verifier_bench.py", "--cli-only", "--json"], "--json"),
+@pytest.mark.parametrize("command, flag, held", [
+    (["-m", "sut.train", "--smoke", "--out"], "--out", "report.md"),
+    (["-m", "sut.self_repair", "--smoke", "--init", "checkpoints/reference", "--out"], "--out", "report.md"),
+    (["-m", "sut.evaluate", "--count", "1", "--jsonl"], "--jsonl", None),
+    (["harness/report.py", "{tmp}", "--out"], "--out", "report.md"),
+    (["-m", "benchmarks.engine_bench", "--sections", "decode", "--json"], "--json", None),
+    (["-m", "benchmarks.engine_bench", "--sections", "prefill", "--out"], "--out", "prefill_vs_context.png"),
+    (["benchmarks/verifier_bench.py", "--cli-only", "--json"], "--json", None),
 ])
-def test_every_writing_command_refuses_existing_output_in_one_line(tmp_path: Path, command: list[str], flag: str) -> None:
-    """What each command writes stays as it was: one error line naming the flag and --force, exit 2."""
-    is_file = flag != "--out"
-    target = tmp_path / ("previous.out" if is_file else "previous")
-    if is_file:
-        target.write_text("previous run")
-    else:
-        target.mkdir()
-        (target / "report.md").write_text("previous run")
+def test_every_writing_command_refuses_existing_output_in_one_line(tmp_path: Path, command: list[str], flag: str,
+                                                                   held: str | None) -> None:
+    """What each command writes stays as it was: one error line naming the flag and --force, exit 2. ``held``:
+    the file an --out folder already holds (None: the flag names a file)."""
+    target = tmp_path / ("previous.out" if held is None else "previous")
+    previous = target if held is None else target / held
+    previous.parent.mkdir(exist_ok=True)
+    previous.write_text("previous run")
     before = sorted(p.name for p in tmp_path.rglob("*"))
     r = _cli(*[a.replace("{tmp}", str(tmp_path)) for a in command], str(target))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {flag} {target}"), r.stderr
     assert "--force" in lines[0]
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
-    assert (target if is_file else target / "report.md").read_text() == "previous run"
+    assert previous.read_text() == "previous run"

@@ -107,9 +107,9 @@ def test_run_py_refuses_an_unbound_folder_in_one_line(tmp_path):
     (tmp_path / "user.conf").write_text(QUICK_CONF)
     before = snapshot(tmp_path)
     r = subprocess.run([*RUN, "--scenario", "Offline", "--mode", "accuracy", "--count", "4", "--user-conf",
-                        str(tmp_path / "user.conf"), "--results-dir", str(tmp_path / "results"), "--system-name", "testsys"],
+                        str(tmp_path / "user.conf"), "--out", str(tmp_path / "results"), "--system-name", "testsys"],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert r.returncode == 2 and "no recorded configuration" in r.stderr and "--results-dir" in r.stderr, r.stderr
+    assert r.returncode == 2 and "no recorded configuration" in r.stderr and "--out" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert snapshot(tmp_path) == before
 

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 ])
 def test_bad_options_are_one_line_exit_2_and_write_nothing(tmp_path, args, fragment):
     cmd = [*RUN, "--scenario", "Offline", "--user-conf", str(tmp_path / "user.conf"),
-           "--results-dir", str(tmp_path / "results"), *args]
+           "--out", str(tmp_path / "results"), *args]
     (tmp_path / "user.conf").write_text(QUICK_CONF)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and fragment in r.stderr, r.stderr
@@ -59,14 +59,14 @@ def relative_run(tmp_path_factory) -> Path:
     (where / "ckpt").symlink_to(REPO / "checkpoints" / "reference")
     (where / "quick.conf").write_text(SHORT_OFFLINE_CONF)
     r = subprocess.run([*RUN, "--scenario", "Offline", "--mode", "performance", "--count", "8", "--checkpoint", "ckpt",
-                        "--user-conf", "quick.conf", "--results-dir", "results", "--system-name", "testsys",
+                        "--user-conf", "quick.conf", "--out", "results", "--system-name", "testsys",
                         "--no-progress", "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=where)
     assert r.returncode == 0, r.stderr[-2000:]
     return where
 
 
 def test_relative_paths_are_found_from_any_directory(relative_run):
-    """--checkpoint, --user-conf and --results-dir relative to the caller's directory (the LoadGen child runs in
+    """--checkpoint, --user-conf and --out relative to the caller's directory (the LoadGen child runs in
     another)."""
     d = scenario_dir(relative_run, "Offline")
     config = json.loads((d / "run_config.json").read_text())
@@ -185,7 +185,7 @@ def test_a_signal_stops_the_run_and_marks_it_incomplete(tmp_path, sig):
     conf.write_text(QUICK_CONF.replace("*.min_duration = 1500", "*.min_duration = 60000"))
     results = tmp_path / "results"
     proc = subprocess.Popen([*RUN, "--scenario", "Offline", "--mode", "both", "--count", "16", "--user-conf", str(conf),
-                             "--results-dir", str(results), "--system-name", "testsys", "--no-progress",
+                             "--out", str(results), "--system-name", "testsys", "--no-progress",
                              "--threads", "1"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     perf = scenario_dir(tmp_path, "Offline") / "performance" / "run_1"
     deadline = time.monotonic() + 120
@@ -225,7 +225,7 @@ def test_a_signal_stops_an_audit_and_marks_it_incomplete(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     results = tmp_path / "results"
     proc = subprocess.Popen([*RUN, "--scenario", "Offline", "--audit", "TEST04", "--user-conf", str(tmp_path / "user.conf"),
-                             "--results-dir", str(results), "--system-name", "testsys", "--no-progress"], cwd=tmp_path,
+                             "--out", str(results), "--system-name", "testsys", "--no-progress"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     audit = scenario_dir(tmp_path, "Offline") / "TEST04" / "performance" / "run_1"
     deadline = time.monotonic() + 120
@@ -243,8 +243,8 @@ def test_a_signal_stops_an_audit_and_marks_it_incomplete(tmp_path):
 def test_an_unwritable_results_folder_is_one_line(tmp_path):
     (tmp_path / "afile").write_text("not a folder")
     cmd = [*RUN, "--scenario", "Offline", "--user-conf", str(tmp_path / "user.conf"),
-           "--results-dir", str(tmp_path / "afile" / "results")]
+           "--out", str(tmp_path / "afile" / "results")]
     (tmp_path / "user.conf").write_text(QUICK_CONF)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert r.returncode == 2 and "cannot create the results folder" in r.stderr and "--results-dir" in r.stderr
+    assert r.returncode == 2 and "cannot create the results folder" in r.stderr and "--out" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

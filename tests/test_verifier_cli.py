@@ -109,16 +109,18 @@ def test_accuracy_pass_on_a_hand_made_log(tmp_path):
 
 
 def test_accuracy_cli_writes_accuracy_txt(tmp_path):
+    """--txt PATH is accuracy.txt; --json - prints every figure as JSON, alone on stdout (the text goes to stderr)."""
     log, tasks = write_accuracy_fixture(tmp_path)
     out_txt = tmp_path / "accuracy.txt"
     out = cli("-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log), "--tasks", str(tasks),
-              "--output", str(out_txt), "--json")
+              "--txt", str(out_txt), "--json", "-")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["pass@final"] == 0.5
     text = out_txt.read_text()
     assert re.match(r"pass@1=(\d\.\d{4}) pass@final=(\d\.\d{4}) mean_attempts=\S+ tokens_per_sample=\S+ samples=4 sut_errors=2\n"
                     r"hash=[0-9a-f]{64}\n$", text)
-    wrong = cli("-m", "verifier.accuracy", "--mlperf-accuracy-file", str(tasks), "--tasks", str(tasks), "--output", str(out_txt))
+    assert text in out.stderr
+    wrong = cli("-m", "verifier.accuracy", "--mlperf-accuracy-file", str(tasks), "--tasks", str(tasks), "--txt", str(out_txt))
     assert wrong.returncode == 2 and "error:" in wrong.stderr
 
 

@@ -1,6 +1,6 @@
 """A tiny SUT under real LoadGen, for tests of the checker, the audits and the report.
 
-    python tests/tiny_sut.py --scenario Offline --mode performance --conf C --outdir D --count 16
+    python tests/tiny_sut.py --scenario Offline --mode performance --conf C --out D --count 16
 
 It mirrors harness/lg_run.py and sut/loadgen_sut.py (the real QSL, LoadGen's real logs,
 response format v1, agent_records.jsonl, sut_stats.json) without torch, so it starts in
@@ -137,26 +137,26 @@ def main() -> int:
     p.add_argument("--scenario", required=True)
     p.add_argument("--mode", required=True, choices=["performance", "accuracy"])
     p.add_argument("--conf", required=True, type=Path)
-    p.add_argument("--outdir", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR")
     p.add_argument("--count", type=int, default=16)
     p.add_argument("--audit-config", type=Path, default=None)
     p.add_argument("--cost-ms", type=float, default=10.0, help="sleep per attempt")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--cheat", default="", choices=["", "cache", "giveup", "differ"])
     a = p.parse_args()
-    a.outdir.mkdir(parents=True, exist_ok=True)
+    a.out.mkdir(parents=True, exist_ok=True)
     settings = lg.TestSettings()
     settings.FromConfig(str(a.conf), MODEL, a.scenario)
     settings.scenario = getattr(lg.TestScenario, a.scenario)
     settings.mode = lg.TestMode.PerformanceOnly if a.mode == "performance" else lg.TestMode.AccuracyOnly
     log_out = lg.LogOutputSettings()
-    log_out.outdir = str(a.outdir)
+    log_out.outdir = str(a.out)
     log_settings = lg.LogSettings()
     log_settings.log_output = log_out
     log_settings.enable_trace = False
-    os.chdir(a.outdir)
+    os.chdir(a.out)
     if a.audit_config is not None:
-        (a.outdir / "audit.config").write_text(a.audit_config.read_text())
+        (a.out / "audit.config").write_text(a.audit_config.read_text())
     engine = OracleEngine(a.cost_ms / 1e3, timed=a.mode == "performance", cheat=a.cheat, workers=a.workers)
     qsl = TaskQSL(load_tasks(a.count))
     sut = TinySUT(qsl, engine, first_token=a.scenario != "Offline")
@@ -165,12 +165,12 @@ def main() -> int:
     lg.StartTestWithLogSettings(sut.sut, qsl.qsl, settings, log_settings, "audit.config" if a.audit_config else "")
     wall = time.perf_counter() - t0
     engine.stop()
-    with open(a.outdir / "agent_records.jsonl", "w") as f:
+    with open(a.out / "agent_records.jsonl", "w") as f:
         for rec in sorted(sut.records, key=lambda r: (r["qsl_idx"], r["task_id"])):
             f.write(json.dumps(rec) + "\n")
     stats = {**sut.stats, "wall_s": wall, "unanswered": sut.stats["issued"] - sut.stats["completed"],
              "isolation": "none (tiny SUT)"}
-    (a.outdir / "sut_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+    (a.out / "sut_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
     lg.DestroySUT(sut.sut)
     qsl.destroy()
     return 0

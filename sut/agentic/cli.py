@@ -1,8 +1,8 @@
 """The suite-aware half of ``python -m sut.tasks``: write a task file of any split, and the
 agentic suite's --show, --families and --write-eval (sut/tasks.py parses the arguments).
 
-    python -m sut.tasks --suite agentic --seed 3 --count 1024 --split eval --out held_out.jsonl
-    python -m sut.tasks --suite agentic --count 5000 --out train.jsonl          # --split train
+    python -m sut.tasks --suite agentic --seed 3 --count 1024 --split eval --jsonl held_out.jsonl
+    python -m sut.tasks --suite agentic --count 5000 --jsonl train.jsonl        # --split train
     python -m sut.tasks --suite agentic --families                                # docs/tasks.md table
     python -m sut.tasks --suite agentic --write-eval                              # the frozen set
 """
@@ -27,11 +27,11 @@ class CliError(ValueError):
 def write_task_file(path: Path, tasks: list[Task], force: bool) -> str:
     """Write ``tasks`` as JSONL at ``path`` (atomically); refuse to replace a file unless ``force``. Returns sha256."""
     if path.exists() and not force:
-        raise CliError(f"{path} exists; pass --force to overwrite it or choose another --out")
+        raise CliError(f"{path} exists; pass --force to overwrite it or choose another --jsonl")
     if path.is_dir():
-        raise CliError(f"{path} is a directory; give a file name for --out")
+        raise CliError(f"{path} is a directory; give a file name for --jsonl")
     if not path.parent.is_dir():
-        raise CliError(f"directory {path.parent} does not exist; create it or choose another --out")
+        raise CliError(f"directory {path.parent} does not exist; create it or choose another --jsonl")
     data = task_file_bytes(tasks)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -57,14 +57,14 @@ def _tasks(suite: str, split: str, count: int, seed: int, basic_generate: Callab
 
 
 def run(args: argparse.Namespace, basic_generate: Callable[[str, int, int], list[Task]]) -> int:
-    """Carry out --out, and for the agentic suite --families, --write-eval and --show. Returns the exit status."""
+    """Carry out --jsonl, and for the agentic suite --families, --write-eval and --show. Returns the exit status."""
     try:
-        if args.out is not None:
+        if args.jsonl is not None:
             if args.count is None or args.count < 1:
-                raise CliError("--out needs --count K with K >= 1")
+                raise CliError("--jsonl needs --count K with K >= 1")
             tasks = _tasks(args.suite, args.split, args.count, args.seed, basic_generate)
-            sha = write_task_file(Path(args.out), tasks, args.force)
-            print(f"wrote {args.out}: {len(tasks)} {args.suite} {args.split} tasks (seed {args.seed}) sha256 {sha}")
+            sha = write_task_file(Path(args.jsonl), tasks, args.force)
+            print(f"wrote {args.jsonl}: {len(tasks)} {args.suite} {args.split} tasks (seed {args.seed}) sha256 {sha}")
             return 0
         from sut.agentic import suite as agentic  # noqa: PLC0415
 

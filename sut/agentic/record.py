@@ -105,12 +105,12 @@ def load_task_file(path: Path | str) -> tuple[str, list[Task]]:
         except (ValueError, KeyError, TypeError) as e:
             msg = " ".join(str(e).split())[:200]
             raise TaskFileError(f"{path}:{n}: bad task row ({msg}); fix the row or regenerate the file "
-                                "with `python -m sut.tasks --out`") from None
+                                "with `python -m sut.tasks --jsonl`") from None
         suite = this
         ids.add(task.id)
         tasks.append(task)
     if not tasks:
-        raise TaskFileError(f"{path}: no tasks; write one with `python -m sut.tasks --suite agentic --out FILE`")
+        raise TaskFileError(f"{path}: no tasks; write one with `python -m sut.tasks --suite agentic --jsonl FILE`")
     return suite or "basic", tasks
 
 

@@ -4,18 +4,28 @@ A command that writes a checkpoint, a report folder or a figures file refuses a 
 already holds something unless the user passes ``--force`` (one line, exit 2, nothing written).
 A checkpoint is written into a scratch folder beside its target and moved into place whole, so a
 forced rerun leaves no stale file of the old checkpoint, and a failed or interrupted run leaves
-the old one (or nothing) where it was. Standard library only: the harness and the benchmarks use
-it too, and it must not slow their ``--help``.
+the old one (or nothing) where it was. Standard library only: it sits on the verifier's floor so that
+every command can use it (the verifier's own, the sut's, the harness's and the benchmarks'), and it
+must not slow their ``--help``.
+
+One spelling for what a command writes: ``--out DIR`` for every output folder, ``--json PATH`` for
+its machine-readable summary (a new file, or ``-`` for stdout: ``add_json_flag``, ``check_json``,
+``write_json``), and files of other formats named by their format (``--jsonl``, ``--csv``, ``--txt``).
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import secrets
 import shutil
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
+from typing import Any
+
+STDOUT = Path("-")   # ``--json -``: the JSON on stdout, every other line of the command on stderr
 
 
 def _holds_files(path: Path) -> bool:
@@ -80,3 +90,46 @@ def staged_folder(out: Path) -> Iterator[Path]:
     os.rename(scratch, out)
     if old is not None:
         old.unlink() if old.is_symlink() or not old.is_dir() else shutil.rmtree(old, ignore_errors=True)
+
+
+def add_json_flag(p: argparse.ArgumentParser, what: str = "the figures") -> None:
+    """``--json PATH``, the same in every command with a machine-readable summary (and its ``--force``)."""
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help=f"write {what} as JSON to PATH, a new file (--force replaces one), or to stdout with - "
+                        "(the command's other output then goes to stderr)")
+
+
+def check_json(path: Path | None, force: bool) -> None:
+    """Exit 2 with one ``error:`` line, before any work, if ``--json PATH`` would overwrite earlier output."""
+    if path is not None and path != STDOUT:
+        refuse_overwrite(path, force, "--json", "file")
+
+
+@contextmanager
+def text_to_stderr(json_path: Path | None) -> Iterator[None]:
+    """While the block runs, what the command prints goes to stderr if ``--json -`` claims stdout."""
+    if json_path != STDOUT:
+        yield
+        return
+    with redirect_stdout(sys.stderr):
+        yield
+
+
+def write_json(path: Path | None, obj: Any, **dumps: Any) -> None:
+    """``obj`` as JSON to ``--json``'s PATH (its folder made), to stdout for ``-``, nowhere for None."""
+    if path is None:
+        return
+    text = json.dumps(obj, **{"indent": 1, **dumps}) + "\n"
+    if path == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def refuse_overwrite_files(folder: Path, names: list[str], force: bool, flag: str = "--out") -> None:
+    """Exit 2 with one ``error:`` line if a file of ``names`` in ``folder`` already exists (unless ``force``):
+    a benchmark's figures in a folder the user chose (its own default folder is rewritten)."""
+    for name in names:
+        refuse_overwrite(Path(folder) / name, force, flag, "file")
