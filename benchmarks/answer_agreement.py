@@ -1,7 +1,7 @@
-"""How far two engines' answers agree, task by task, from two `sut.evaluate --results` files.
+"""How far two engines' answers agree, task by task, from two `sut.evaluate --jsonl` files.
 
-    python -m sut.evaluate --temperature 0 --results native.jsonl
-    python -m sut.evaluate --temperature 0 --engine vllm --results vllm.jsonl
+    python -m sut.evaluate --temperature 0 --jsonl native.jsonl
+    python -m sut.evaluate --temperature 0 --engine vllm --jsonl vllm.jsonl
     python -m benchmarks.answer_agreement native.jsonl vllm.jsonl
 
 pass@final alone can hide two engines that disagree on many tasks and balance out; this counts the
@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from verifier.output_guard import add_json_flag, check_json, text_to_stderr, write_json
+
 
 def read_results(path: Path) -> dict[str, dict]:
     """task id -> the AgentResult record (one JSON object a line)."""
@@ -22,7 +24,7 @@ def read_results(path: Path) -> dict[str, dict]:
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         return {r["task_id"]: r for r in rows if r["attempts"] is not None}
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SystemExit(f"error: {path}: not a results file of `sut.evaluate --results` ({e!r})") from None
+        raise SystemExit(f"error: {path}: not a results file of `sut.evaluate --jsonl` ({e!r})") from None
 
 
 def _first_different(x: list[str], y: list[str]) -> int:
@@ -52,12 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.answer_agreement", description=__doc__.splitlines()[0])
     p.add_argument("a", type=Path, help="results JSONL of the first engine")
     p.add_argument("b", type=Path, help="results JSONL of the second engine")
+    add_json_flag(p, "the counts")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file")
     args = p.parse_args(argv)
+    check_json(args.json, args.force)
     s = agreement(read_results(args.a), read_results(args.b))
-    print(json.dumps(s, indent=2))
-    print(f"{s['tasks']} tasks: {s['identical_trajectories']} identical trajectories, {s['same_verdict']} same verdict, "
-          f"pass@final {s['pass@final_a']:.3f} vs {s['pass@final_b']:.3f} "
-          f"({100 * (s['pass@final_b'] - s['pass@final_a']):+.1f} points)", file=sys.stderr)
+    with text_to_stderr(args.json):
+        print(f"{s['tasks']} tasks: {s['identical_trajectories']} identical trajectories, {s['same_verdict']} same "
+              f"verdict, {s['solved_only_by_a']} solved only by the first, {s['solved_only_by_b']} only by the second; "
+              f"pass@final {s['pass@final_a']:.3f} vs {s['pass@final_b']:.3f} "
+              f"({100 * (s['pass@final_b'] - s['pass@final_a']):+.1f} points)")
+    write_json(args.json, s)
     return 0
 
 

@@ -861,7 +861,7 @@ def offline_section(a: argparse.Namespace, tmp: Path, server: Any) -> dict[str, 
         cmd = [sys.executable, str(REPO / "harness" / "run.py"), "--scenario", "Offline", "--suite", "agentic",
                "--mode", "performance", "--count", str(a.offline_count),
                "--engine", "openai" if name == "server" else name, *extra, "--checkpoint", str(a.checkpoint),
-               "--user-conf", str(conf), "--results-dir", str(results), "--system-name", "peers", "--no-progress"]
+               "--user-conf", str(conf), "--out", str(results), "--system-name", "peers", "--no-progress"]
         say(f"offline: {LABELS[name]} (harness/run.py, {a.offline_count} tasks)")
         t0 = time.perf_counter()
         r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
