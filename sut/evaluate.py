@@ -258,11 +258,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if isinstance(e, SandboxUnavailable) else 2
     # Per-task outcomes let the checker judge a --count subset against the reference on the same tasks.
     s["failed_final"] = [i for i, r in enumerate(results) if not r.passed]
-    if a.record:
+    errored = [r for r in results if r.error is not None]
+    if a.record and not errored:
         record_reference(checkpoint, s, a.suite)
     s.update(checkpoint=str(checkpoint), suite=a.suite, feedback=a.feedback, engine="sequential" if a.sequential else opts.engine,
              tasks_file=str(a.tasks) if a.tasks else "frozen")
     report(a, s, results)
+    if errored:   # an engine or verifier failure is not a wrong answer: these figures measure nothing
+        print(f"error: {len(errored)} of {len(results)} task(s) ended in an error, e.g. {errored[0].task_id}: "
+              f"{errored[0].error}; the pass rates above count them as failed" + (" and were not recorded" if a.record else ""),
+              file=sys.stderr)
+        return 1
     return 0
 
 

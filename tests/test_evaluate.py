@@ -85,3 +85,42 @@ def test_retry_small_checkpoint_reproduces_its_recorded_verdicts() -> None:
     ref = json.loads((ckpt / "metrics.json").read_text())["eval"]
     assert json.loads(proc.stdout)["failed_final"] == [i for i in ref["failed_final"] if i < 40]
     assert ref["tasks"] == 1024 and ref["pass@final"] >= 0.85 and ref["pass@final"] - ref["pass@1"] >= 0.05
+
+
+def test_tasks_that_end_in_an_engine_error_make_the_command_fail(tmp_path: Path) -> None:
+    """An endpoint that lists its model but answers every completion with HTTP 500: the tasks end in errors,
+    and evaluate says so on stderr and exits 1 instead of printing a pass rate as if it measured something."""
+    pytest.importorskip("openai")
+    import http.server
+    import threading
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def _send(self, code: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:   # noqa: N802 - http.server's name
+            self._send(200, {"object": "list", "data": [{"id": "m", "object": "model", "created": 0, "owned_by": "t",
+                                                         "max_model_len": 512}]})
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._send(500, {"error": {"message": "broken on purpose", "type": "server_error"}})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = _run("--count", "2", "--engine", "openai", "--base-url", f"http://127.0.0.1:{server.server_port}/v1",
+                    "--request-timeout-s", "5")
+    finally:
+        server.shutdown()
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: 2 of 2 task(s) ended in an error") and "eval-0000" in last, proc.stderr[-2000:]
