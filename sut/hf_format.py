@@ -160,3 +160,17 @@ def with_attempt_markers(model: NanoCodeGen, tok: CodeTokenizer) -> tuple[NanoCo
     for k in range(1, len(ATTEMPT_MARKERS) + 1):
         new.wte.weight[old_v + k - 1].copy_(mean + wse[min(k, wse.shape[0] - 1)] - wse[0])
     return new, new_tok
+
+
+@torch.no_grad()
+def with_heads(model: NanoCodeGen, n_head: int) -> NanoCodeGen:
+    """The same weights read as ``n_head`` attention heads: the start of a fine-tune that moves a model to a
+    head size another engine has kernels for (vLLM's CPU attention has none for 24, sut.vllm_generator).
+    The attention it computes is a different one until the fine-tune (sut.self_repair --n-head) relearns it."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    if n_head < 1 or model.config.n_embd % n_head:
+        raise FormatError(f"--n-head {n_head}: must divide n_embd {model.config.n_embd}")
+    new = NanoCodeGen(replace(model.config, n_head=n_head))
+    new.load_state_dict(model.state_dict())
+    return new.to(next(model.parameters()).device)

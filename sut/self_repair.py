@@ -40,7 +40,7 @@ from sut.agent import AgentConfig, AgentResult
 from sut.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sut.engine import Engine
 from sut.evaluate import evaluate_tasks, summarize
-from sut.hf_format import FormatError, with_attempt_markers
+from sut.hf_format import FormatError, with_attempt_markers, with_heads
 from sut.tasks import Task, generate_tasks, iter_train_tasks
 from sut.tokenizer import CodeTokenizer
 from sut.train import TrainConfig, add_field_flags, apply_field_flags, check_recipe_flags, fit, retry_mix, run_metrics
@@ -63,6 +63,7 @@ class RepairConfig:
     max_batch: int = 64            # the engine's batch while collecting
     collect_redraws: int = 0       # the agent's redraws while collecting (the shipped checkpoint's rounds used 0)
     attempt_markers: bool = False  # fine-tune a format-1 checkpoint into GPT-2 with attempt markers (HF format)
+    n_head: int = 0                # read the checkpoint's weights as this many heads before collecting (0: as saved)
 
 
 def failure_chains(tasks: Sequence[Task], results: Sequence[AgentResult]) -> list[tuple[Task, list[train_data.Mistake]]]:
@@ -113,6 +114,9 @@ def self_repair(init: Path, out: Path, cfg: TrainConfig, rcfg: RepairConfig) -> 
     torch.set_num_threads(cfg.threads)
     rng = random.Random(cfg.seed)
     model, tok, meta = load_checkpoint(init, cfg.device)
+    if rcfg.n_head and rcfg.n_head != model.config.n_head:   # a head size other engines have kernels for
+        model = with_heads(model, rcfg.n_head)
+        log.info("re-read as %d heads of %d", rcfg.n_head, model.config.n_embd // rcfg.n_head)
     mcfg = model.config
     model.eval()
 

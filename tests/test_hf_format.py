@@ -130,3 +130,18 @@ def test_a_format1_model_converts_to_gpt2_with_its_first_attempts_unchanged(tmp_
     assert loaded_tok.attempt_ids == new_tok.attempt_ids
     with pytest.raises(FormatError, match="already"):
         with_attempt_markers(new, new_tok)
+
+
+def test_heads_can_be_reread_for_an_engine_with_other_kernels() -> None:
+    """sut.self_repair --n-head starts from this: the same tensors, another head count, refused when it
+    does not divide the width."""
+    from sut.hf_format import FormatError, with_heads
+
+    tok = train_tokenizer(TEXTS, 400, attempt_markers=True)
+    model = NanoCodeGen(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=4, n_embd=96,
+                                  max_retries=0))
+    three = with_heads(model, 3)
+    assert three.config.n_head == 3 and three.config.n_embd == 96
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), three.state_dict().values()))
+    with pytest.raises(FormatError, match="must divide"):
+        with_heads(model, 5)
