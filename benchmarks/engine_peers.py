@@ -324,12 +324,18 @@ def native_parts(model: Any, batch: int, context: int) -> dict[str, Any]:
                      "linear_call": lambda: native.linear(tiny_x, tiny_w, tiny_b, kernel),
                      "attention_call": lambda: native.decode_attention(tiny_q, tiny_kv, zero, one, tiny_y,
                                                                        tiny_scratch)})
+    return net_of_calls(t, len(layers), cfg.n_layer, context)
+
+
+def net_of_calls(t: dict[str, float], n_linear: int, n_layer: int, context: int) -> dict[str, Any]:
+    """native_parts' figures less the cost of the separate ctypes calls (one C call inside the step), the raw
+    timings kept beside them; what the parts leave of the forward is the other model ops."""
     out = {"context": context, "forward": t["forward"], "pick": t["pick"], "matmul_raw": t["matmul"],
            "lm_head_raw": t["lm_head"], "attention_raw": t["attention"],
            "call_overhead_us": {"linear": t["linear_call"] * 1e3, "attention": t["attention_call"] * 1e3}}
-    out["matmul"] = t["matmul"] - len(layers) * t["linear_call"]
+    out["matmul"] = t["matmul"] - n_linear * t["linear_call"]
     out["lm_head"] = t["lm_head"] - t["linear_call"]
-    out["attention"] = t["attention"] - cfg.n_layer * t["attention_call"]
+    out["attention"] = t["attention"] - n_layer * t["attention_call"]
     out["other_model"] = t["forward"] - out["matmul"] - out["lm_head"] - out["attention"]
     return out
 
@@ -526,14 +532,7 @@ def vllm_profile(llm: Any, prompts: list, params: Any, batch: int) -> dict[str, 
     clock.wrap(model, "compute_logits", "lm_head")
     clock.hook(model, "forward")
     clock.hook(runner.sampler, "sampler")
-    n_attn = n_linear = 0
-    for m in model.modules():
-        if isinstance(m, Attention):
-            clock.hook(m, "attention")
-            n_attn += 1
-        elif isinstance(m, LinearBase):
-            clock.hook(m, "matmul")
-            n_linear += 1
+    n_attn, n_linear = hook_layers(clock, model, Attention, LinearBase)
     t = time.perf_counter()
     try:
         llm.generate(prompts, params, use_tqdm=False)
@@ -547,22 +546,37 @@ def vllm_profile(llm: Any, prompts: list, params: Any, batch: int) -> dict[str, 
         return {"unavailable": f"no decode-only step was seen ({len(steps)} steps, {n_attn} attention and "
                                f"{n_linear} linear modules hooked)"}
 
-    def parts(s: dict[str, float]) -> dict[str, float]:   # one step's figures, ms
-        g = {k: 1e3 * s.get(k, 0.0) for k in ("step", "schedule", "update", "execute", "sample", "forward", "matmul",
-                                               "attention", "lm_head", "sampler")}
-        return {"hooked_step": g["step"], "schedule": g["schedule"], "update": g["update"],
-                "engine_other": g["step"] - g["schedule"] - g["update"] - g["execute"] - g["sample"],
-                "runner_other": g["execute"] + g["sample"] - g["forward"] - g["lm_head"] - g["sampler"],
-                "forward": g["forward"], "matmul": g["matmul"], "lm_head": g["lm_head"], "attention": g["attention"],
-                "other_model": g["forward"] - g["matmul"] - g["attention"], "pick": g["sampler"]}
-
     # each part's median over the decode steps: one preempted step on a shared machine does not move it (medians
     # of parts need not add up to the median step exactly)
-    per_step = [parts(s) for s in dec]
+    per_step = [step_parts(s) for s in dec]
     out = {k: statistics.median(p[k] for p in per_step) for k in per_step[0]}
     out.update(steps=len(steps), decode_steps=len(dec), attention_modules=n_attn, linear_modules=n_linear,
                loop_other=1e3 * (wall - sum(s.get("step", 0.0) for s in clock.steps)) / max(len(clock.steps), 1))
     return out
+
+
+def hook_layers(clock: _Clock, model: Any, attention: type, linear: type) -> tuple[int, int]:
+    """Time every attention and linear module of vLLM's model; how many of each were hooked (none: wrong internals)."""
+    n_attn = n_linear = 0
+    for m in model.modules():
+        if isinstance(m, attention):
+            clock.hook(m, "attention")
+            n_attn += 1
+        elif isinstance(m, linear):
+            clock.hook(m, "matmul")
+            n_linear += 1
+    return n_attn, n_linear
+
+
+def step_parts(s: dict[str, float]) -> dict[str, float]:
+    """One hooked vLLM step's seconds by timer as the breakdown's parts, ms (the rest of each level by difference)."""
+    g = {k: 1e3 * s.get(k, 0.0) for k in ("step", "schedule", "update", "execute", "sample", "forward", "matmul",
+                                           "attention", "lm_head", "sampler")}
+    return {"hooked_step": g["step"], "schedule": g["schedule"], "update": g["update"],
+            "engine_other": g["step"] - g["schedule"] - g["update"] - g["execute"] - g["sample"],
+            "runner_other": g["execute"] + g["sample"] - g["forward"] - g["lm_head"] - g["sampler"],
+            "forward": g["forward"], "matmul": g["matmul"], "lm_head": g["lm_head"], "attention": g["attention"],
+            "other_model": g["forward"] - g["matmul"] - g["attention"], "pick": g["sampler"]}
 
 
 def _agent_worker(a: argparse.Namespace, send: Callable[..., None]) -> int:
@@ -738,6 +752,37 @@ def agree(a: list[int], b: list[int]) -> int:
     return k
 
 
+def decode_batch(a: argparse.Namespace, label: str, model: Any, tok: Any, task: Any, ids: list[int], worker: Worker,
+                 client: ServerClient | None, batch: int) -> dict[str, Any]:
+    """One batch's row of the decode table: each engine's rates, native/peer ratios and greedy agreement, and
+    with the breakdown section the per-step costs."""
+    runs: dict[str, Callable[[int], dict[str, Any]]] = {
+        "native": lambda k: native_decode(model, tok, task, batch, k),
+        "vllm": lambda k: worker.call(op="generate", batch=batch, n=k, prompt=ids)}
+    if client is not None:
+        runs["server"] = lambda k: client.generate(ids, batch, k)
+    say(f"{label}: decode at batch {batch}, {a.new_tokens} tokens, {a.reps} reps of {', '.join(runs)}")
+    row = rates(runs, batch, a.new_tokens, a.reps)
+    for peer in ("vllm", "server"):
+        if peer in row:
+            ours, theirs = row["native"]["decode_tok_s"], row[peer]["decode_tok_s"]
+            row[f"ratio_{peer}"] = ours / theirs if ours and theirs else None
+            row[f"greedy_agree_{peer}"] = agree(row["native"]["tokens"], row[peer]["tokens"])
+    for r in row.values():
+        if isinstance(r, dict):
+            r.pop("tokens", None)
+    if "breakdown" in a.sections:
+        ctx = len(ids) + a.new_tokens // 2   # the decode's mean context
+        say(f"{label}: per-step costs at batch {batch} (native parts at context {ctx}, vLLM hooked run)")
+        row["breakdown"] = {"native": {"wall": row["native"]["step_ms"],
+                                       "forward_pick": row["native"]["forward_pick_ms"],
+                                       "engine_loop": row["native"]["engine_loop_ms"],
+                                       **native_parts(model, batch, ctx)},
+                            "vllm": {"wall": row["vllm"]["step_ms"],
+                                     **worker.call(op="profile", batch=batch, n=a.new_tokens, prompt=ids)}}
+    return row
+
+
 def decode_section(a: argparse.Namespace, tmp: Path, label: str, model: Any, tok: Any, model_dir: Path,
                    window: int, server: Any = None, own_server: bool = False) -> dict[str, Any]:
     """Decode tokens/s (and, with the breakdown section, per-step costs) of native, vLLM and the server (``server``,
@@ -763,31 +808,7 @@ def decode_section(a: argparse.Namespace, tmp: Path, label: str, model: Any, tok
         if server is not None:
             client = ServerClient(server)
         for batch in a.batches:
-            runs: dict[str, Callable[[int], dict[str, Any]]] = {
-                "native": lambda k, b=batch: native_decode(model, tok, task, b, k),
-                "vllm": lambda k, b=batch: worker.call(op="generate", batch=b, n=k, prompt=ids)}
-            if client is not None:
-                runs["server"] = lambda k, b=batch: client.generate(ids, b, k)
-            say(f"{label}: decode at batch {batch}, {a.new_tokens} tokens, {a.reps} reps of {', '.join(runs)}")
-            row = rates(runs, batch, a.new_tokens, a.reps)
-            for peer in ("vllm", "server"):
-                if peer in row:
-                    ours, theirs = row["native"]["decode_tok_s"], row[peer]["decode_tok_s"]
-                    row[f"ratio_{peer}"] = ours / theirs if ours and theirs else None
-                    row[f"greedy_agree_{peer}"] = agree(row["native"]["tokens"], row[peer]["tokens"])
-            for r in row.values():
-                if isinstance(r, dict):
-                    r.pop("tokens", None)
-            if "breakdown" in a.sections:
-                ctx = len(ids) + a.new_tokens // 2   # the decode's mean context
-                say(f"{label}: per-step costs at batch {batch} (native parts at context {ctx}, vLLM hooked run)")
-                row["breakdown"] = {"native": {"wall": row["native"]["step_ms"],
-                                               "forward_pick": row["native"]["forward_pick_ms"],
-                                               "engine_loop": row["native"]["engine_loop_ms"],
-                                               **native_parts(model, batch, ctx)},
-                                    "vllm": {"wall": row["vllm"]["step_ms"],
-                                             **worker.call(op="profile", batch=batch, n=a.new_tokens, prompt=ids)}}
-            out["batches"][str(batch)] = row
+            out["batches"][str(batch)] = decode_batch(a, label, model, tok, task, ids, worker, client, batch)
         out["loadavg_end"] = os.getloadavg()
     finally:
         worker.close()
@@ -923,6 +944,7 @@ def fmt(x: Any, spec: str = ".0f") -> str:
 
 
 def report(r: dict[str, Any]) -> None:
+    """Print the machine, then every section's tables, then the sections that failed."""
     m = r["machine"]
     print(f"\nmachine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}, vLLM {m['vllm']}, python {m['python']}; "
           f"load average {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}")
@@ -930,63 +952,82 @@ def report(r: dict[str, Any]) -> None:
           f"(OpenMP{', --vllm-threads ' + str(m['vllm_threads_asked']) if m.get('vllm_threads_asked') else ''})")
     print("ratios are native / peer: above 1 ours is faster")
     for d in [r.get("decode"), *r.get("sweep", [])]:
-        if not d or "batches" not in d:
-            continue
-        print(f"\ndecode tokens/s, {d['model']} (width {d['width']}, {d['layers']} layers, {d['heads']} heads, "
-              f"{d['params'] / 1e6:.2f}M params, window {d['window']}; prompt {d['prompt_tokens']}, "
-              f"{d['new_tokens']} new tokens, greedy, forced length; load average {d['loadavg_start'][0]:.1f} -> "
-              f"{d.get('loadavg_end', [float('nan')])[0]:.1f})")
-        peers = [p for p in ("vllm", "server") if any(p in row for row in d["batches"].values())]
-        head = f"  {'batch':>6} {'native':>9}" + "".join(f" {LABELS[p]:>11}" for p in peers)
-        head += "".join(f" {'/' + LABELS[p]:>12}" for p in peers) + "   core-s per 1k tokens (" + ", ".join(
-            ["native", *[LABELS[p] for p in peers]]) + ")"
-        print(head)
-        for b, row in d["batches"].items():
-            line = f"  {b:>6} {fmt(row['native']['decode_tok_s']):>9}"
-            line += "".join(f" {fmt(row.get(p, {}).get('decode_tok_s')):>11}" for p in peers)
-            line += "".join(f" {fmt(row.get(f'ratio_{p}'), '.2f'):>12}" for p in peers)
-            line += "   " + ", ".join(fmt(row.get(e, {}).get("cpu_s_per_1k_tokens"), ".2f") for e in ["native", *peers])
-            print(line)
-        agreed = {p: [row.get(f"greedy_agree_{p}") for row in d["batches"].values()] for p in peers}
-        print("  greedy tokens row 0 shares with native, per batch: " + "; ".join(
-            f"{LABELS[p]} {', '.join(fmt(x) for x in v)} of {d['new_tokens']}" for p, v in agreed.items()))
-        for b, row in d["batches"].items():
-            if "breakdown" in row:
-                print_breakdown(b, row["breakdown"])
+        if d and "batches" in d:
+            report_decode(d)
     if "overtake" in r:
-        print("\nwhere vLLM in process overtakes native (ratio native/vLLM below 1), random weights:")
-        for b, o in r["overtake"].items():
-            ratios = ", ".join(f"width {w}: {x:.2f}" for w, x in o["ratios"].items())
-            verdict = (f"first at width {o['first_width_vllm_faster']}" if o["first_width_vllm_faster"] else
-                       "not within the widths measured")
-            if o["crossing_width_interpolated"]:
-                verdict += f" (crossing ~{o['crossing_width_interpolated']:.0f}, log-log interpolated)"
-            print(f"  batch {b:>4}: {ratios} -> {verdict}")
+        report_overtake(r["overtake"])
     ag = r.get("agent")
     if ag and "native" in ag:
-        print(f"\nagentic tasks/s, first {ag['tasks']} tasks ({ag['max_attempts']} attempts, {ag['max_new_tokens']} "
-              f"tokens; max batch {ag['max_batch']}; {ag['workers']} sandbox worker(s), {ag.get('isolation')})")
-        print(f"  {'engine':<12} {'tasks/s':>8} {'native/it':>10} {'pass@1':>7} {'pass@final':>10} {'attempts':>9} "
-              f"{'errors':>6} {'wall s':>7}")
-        for e in ENGINES:
-            if e in ag:
-                x = ag[e]
-                print(f"  {LABELS[e]:<12} {x['tasks_s']:>8.2f} {fmt(ag.get(f'ratio_{e}', 1.0), '.2f'):>10} "
-                      f"{x['pass_1']:>7.3f} {x['pass_final']:>10.3f} {x['mean_attempts']:>9.2f} {x['errors']:>6} "
-                      f"{x['wall_s']:>7.1f}")
+        report_agent(ag)
     off = r.get("offline")
     if off and "native" in off:
-        print(f"\nOffline (harness/run.py, {off['count']} tasks; {', '.join(x.split('.', 1)[1] for x in off['user_conf'])})"
-              ": samples/s")
-        for e in ENGINES:
-            if e in off:
-                x = off[e]
-                print(f"  {LABELS[e]:<12} {fmt(x.get('samples_s'), '.2f'):>8}  {x.get('samples', '?')} samples, "
-                      f"{x.get('validity') or x.get('error', '')}"
-                      f"{'' if e == 'native' else ', native/it ' + fmt(off.get(f'ratio_{e}'), '.2f')}"
-                      f"{' (' + str(x['invalid_reason']) + ')' if x.get('invalid_reason') else ''}")
+        report_offline(off)
     for name, err in r.get("errors", {}).items():
         print(f"\nsection {name} FAILED: {err}")
+
+
+def report_decode(d: dict[str, Any]) -> None:
+    """One model's decode table: tokens/s, ratios and CPU by batch, greedy agreement, and any breakdowns."""
+    print(f"\ndecode tokens/s, {d['model']} (width {d['width']}, {d['layers']} layers, {d['heads']} heads, "
+          f"{d['params'] / 1e6:.2f}M params, window {d['window']}; prompt {d['prompt_tokens']}, "
+          f"{d['new_tokens']} new tokens, greedy, forced length; load average {d['loadavg_start'][0]:.1f} -> "
+          f"{d.get('loadavg_end', [float('nan')])[0]:.1f})")
+    peers = [p for p in ("vllm", "server") if any(p in row for row in d["batches"].values())]
+    head = f"  {'batch':>6} {'native':>9}" + "".join(f" {LABELS[p]:>11}" for p in peers)
+    head += "".join(f" {'/' + LABELS[p]:>12}" for p in peers) + "   core-s per 1k tokens (" + ", ".join(
+        ["native", *[LABELS[p] for p in peers]]) + ")"
+    print(head)
+    for b, row in d["batches"].items():
+        line = f"  {b:>6} {fmt(row['native']['decode_tok_s']):>9}"
+        line += "".join(f" {fmt(row.get(p, {}).get('decode_tok_s')):>11}" for p in peers)
+        line += "".join(f" {fmt(row.get(f'ratio_{p}'), '.2f'):>12}" for p in peers)
+        line += "   " + ", ".join(fmt(row.get(e, {}).get("cpu_s_per_1k_tokens"), ".2f") for e in ["native", *peers])
+        print(line)
+    agreed = {p: [row.get(f"greedy_agree_{p}") for row in d["batches"].values()] for p in peers}
+    print("  greedy tokens row 0 shares with native, per batch: " + "; ".join(
+        f"{LABELS[p]} {', '.join(fmt(x) for x in v)} of {d['new_tokens']}" for p, v in agreed.items()))
+    for b, row in d["batches"].items():
+        if "breakdown" in row:
+            print_breakdown(b, row["breakdown"])
+
+
+def report_overtake(overtake: dict[str, Any]) -> None:
+    """Per batch, the sweep's ratios by width and where vLLM in process overtakes native."""
+    print("\nwhere vLLM in process overtakes native (ratio native/vLLM below 1), random weights:")
+    for b, o in overtake.items():
+        ratios = ", ".join(f"width {w}: {x:.2f}" for w, x in o["ratios"].items())
+        verdict = (f"first at width {o['first_width_vllm_faster']}" if o["first_width_vllm_faster"] else
+                   "not within the widths measured")
+        if o["crossing_width_interpolated"]:
+            verdict += f" (crossing ~{o['crossing_width_interpolated']:.0f}, log-log interpolated)"
+        print(f"  batch {b:>4}: {ratios} -> {verdict}")
+
+
+def report_agent(ag: dict[str, Any]) -> None:
+    """The agentic tasks/s table, one line per engine."""
+    print(f"\nagentic tasks/s, first {ag['tasks']} tasks ({ag['max_attempts']} attempts, {ag['max_new_tokens']} "
+          f"tokens; max batch {ag['max_batch']}; {ag['workers']} sandbox worker(s), {ag.get('isolation')})")
+    print(f"  {'engine':<12} {'tasks/s':>8} {'native/it':>10} {'pass@1':>7} {'pass@final':>10} {'attempts':>9} "
+          f"{'errors':>6} {'wall s':>7}")
+    for e in ENGINES:
+        if e in ag:
+            x = ag[e]
+            print(f"  {LABELS[e]:<12} {x['tasks_s']:>8.2f} {fmt(ag.get(f'ratio_{e}', 1.0), '.2f'):>10} "
+                  f"{x['pass_1']:>7.3f} {x['pass_final']:>10.3f} {x['mean_attempts']:>9.2f} {x['errors']:>6} "
+                  f"{x['wall_s']:>7.1f}")
+
+
+def report_offline(off: dict[str, Any]) -> None:
+    """The Offline runs' samples/s and validity, one line per engine."""
+    print(f"\nOffline (harness/run.py, {off['count']} tasks; {', '.join(x.split('.', 1)[1] for x in off['user_conf'])})"
+          ": samples/s")
+    for e in ENGINES:
+        if e in off:
+            x = off[e]
+            print(f"  {LABELS[e]:<12} {fmt(x.get('samples_s'), '.2f'):>8}  {x.get('samples', '?')} samples, "
+                  f"{x.get('validity') or x.get('error', '')}"
+                  f"{'' if e == 'native' else ', native/it ' + fmt(off.get(f'ratio_{e}'), '.2f')}"
+                  f"{' (' + str(x['invalid_reason']) + ')' if x.get('invalid_reason') else ''}")
 
 
 def print_breakdown(batch: str, bd: dict[str, Any]) -> None:
@@ -1043,22 +1084,13 @@ def run_peers(a: argparse.Namespace) -> dict[str, Any]:
     """Every section asked for; a section that fails is recorded under ``errors`` and the others still run."""
     import torch   # noqa: PLC0415
 
-    from benchmarks.bench_util import cpu_model   # noqa: PLC0415
     from sut.checkpoint import load_checkpoint   # noqa: PLC0415
-    from sut.vllm_generator import check_vllm, vllm_version   # noqa: PLC0415
+    from sut.vllm_generator import check_vllm   # noqa: PLC0415
 
     check_vllm(a.checkpoint)
     torch.set_num_threads(a.threads)
     model, tok, _ = load_checkpoint(a.checkpoint)
-    res: dict[str, Any] = {
-        "command": " ".join(["python -m benchmarks.engine_peers", *a.argv]),
-        "machine": {"cpu": cpu_model(detail=True), "cores": os.cpu_count(), "native_threads": a.threads,
-                    "vllm_threads_asked": a.vllm_threads, "torch": torch.__version__, "vllm": vllm_version(),
-                    "python": platform.python_version(), "loadavg_start": os.getloadavg()},
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
-                     if k not in ("worker", "model", "window", "seed", "argv")},
-        "errors": {},
-    }
+    res = run_header(a)
     if a.keep:
         a.keep.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="engine_peers-", dir=a.keep))
@@ -1073,14 +1105,7 @@ def run_peers(a: argparse.Namespace) -> dict[str, Any]:
             res["errors"][name] = f"{type(e).__name__}: {e}"
 
     try:
-        if not a.no_server and {"decode", "agent", "offline"} & set(a.sections):
-            say("starting vLLM's server on the checkpoint (~45 s)")
-            try:   # one server for the decode, agent and Offline runs; idle while the others run
-                server = start_server(a.checkpoint, max(a.max_batch, *a.batches), 1, a.vllm_threads,
-                                      tmp / "server-checkpoint.log")
-            except RuntimeError as e:
-                say(f"vLLM's server did not start: {e}")
-                res["errors"]["server"] = str(e)
+        server = shared_server(a, tmp, res)
         if "decode" in a.sections:
             section("decode", lambda: decode_section(a, tmp, a.checkpoint.name, model, tok, a.checkpoint,
                                                      model.config.block_size, server))
@@ -1092,20 +1117,7 @@ def run_peers(a: argparse.Namespace) -> dict[str, Any]:
             server.stop()
             server = None
         if "sweep" in a.sections:
-            def sweep() -> list[dict[str, Any]]:
-                out = []
-                for m, d in sweep_models(a, tok, tmp):
-                    name = f"random-w{m.config.n_embd}"
-                    try:   # a width that fails (memory, say) is recorded; the other widths still run
-                        out.append(decode_section(a, tmp, name, m, tok, d, a.sweep_window,
-                                                  own_server=a.sweep_server and not a.no_server))
-                    except Exception as e:  # noqa: BLE001
-                        say(f"sweep {name} failed: {type(e).__name__}: {e}")
-                        res["errors"][f"sweep {name}"] = f"{type(e).__name__}: {e}"
-                    if not a.keep:
-                        shutil.rmtree(d, ignore_errors=True)
-                return out
-            section("sweep", sweep)
+            section("sweep", lambda: sweep_section(a, tok, tmp, res["errors"]))
             if res.get("sweep"):
                 res["overtake"] = overtakes(res["sweep"], a.batches)
     finally:
@@ -1118,6 +1130,56 @@ def run_peers(a: argparse.Namespace) -> dict[str, Any]:
     if not a.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     return res
+
+
+def run_header(a: argparse.Namespace) -> dict[str, Any]:
+    """The figures' preamble: the command, the machine and versions, the settings, and an empty ``errors``."""
+    import torch   # noqa: PLC0415
+
+    from benchmarks.bench_util import cpu_model   # noqa: PLC0415
+    from sut.vllm_generator import vllm_version   # noqa: PLC0415
+
+    return {
+        "command": " ".join(["python -m benchmarks.engine_peers", *a.argv]),
+        "machine": {"cpu": cpu_model(detail=True), "cores": os.cpu_count(), "native_threads": a.threads,
+                    "vllm_threads_asked": a.vllm_threads, "torch": torch.__version__, "vllm": vllm_version(),
+                    "python": platform.python_version(), "loadavg_start": os.getloadavg()},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
+                     if k not in ("worker", "model", "window", "seed", "argv")},
+        "errors": {},
+    }
+
+
+def shared_server(a: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> Any:
+    """One vLLM server on the checkpoint for the decode, agent and Offline sections (idle while the others run);
+    None where none is wanted or it did not start (recorded under ``errors``)."""
+    if a.no_server or not {"decode", "agent", "offline"} & set(a.sections):
+        return None
+    say("starting vLLM's server on the checkpoint (~45 s)")
+    try:
+        return start_server(a.checkpoint, max(a.max_batch, *a.batches), 1, a.vllm_threads,
+                            tmp / "server-checkpoint.log")
+    except RuntimeError as e:
+        say(f"vLLM's server did not start: {e}")
+        res["errors"]["server"] = str(e)
+        return None
+
+
+def sweep_section(a: argparse.Namespace, tok: Any, tmp: Path, errors: dict[str, str]) -> list[dict[str, Any]]:
+    """The decode section on each width's random model; a width that fails (memory, say) is recorded in
+    ``errors`` and the other widths still run."""
+    out = []
+    for m, d in sweep_models(a, tok, tmp):
+        name = f"random-w{m.config.n_embd}"
+        try:
+            out.append(decode_section(a, tmp, name, m, tok, d, a.sweep_window,
+                                      own_server=a.sweep_server and not a.no_server))
+        except Exception as e:  # noqa: BLE001
+            say(f"sweep {name} failed: {type(e).__name__}: {e}")
+            errors[f"sweep {name}"] = f"{type(e).__name__}: {e}"
+        if not a.keep:
+            shutil.rmtree(d, ignore_errors=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
