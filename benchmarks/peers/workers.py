@@ -72,10 +72,9 @@ class Worker:
         return self._reply(bar)
 
     def tail(self, lines: int = 8) -> str:
-        try:
-            return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        from sut.vllm_server import log_tail   # noqa: PLC0415
+
+        return log_tail(self.log, lines)
 
     def close(self) -> None:
         if self.proc.poll() is None:
