@@ -342,6 +342,17 @@ def offline_flops(a: argparse.Namespace, cfg_model: Any, tok: Any, res: dict[str
 
 
 def report(r: dict[str, Any]) -> None:
+    """Print every section's figures, one helper per section."""
+    _report_machine(r)
+    if "decode" in r:
+        _report_decode(r["decode"])
+    if "agent" in r:
+        _report_agent(r["agent"])
+    _report_prefill_flops(r)
+
+
+def _report_machine(r: dict[str, Any]) -> None:
+    """The machine, kernel, model and matmul peak lines: what every figure below depends on."""
     m = r["machine"]
     print(f"\nmachine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}, {m['threads']} threads, device {m['device']}, "
           f"load average {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}")
@@ -356,52 +367,61 @@ def report(r: dict[str, Any]) -> None:
           f"verifier isolation: {r['isolation']}")
     print(f"fp32 matmul peak (torch.mm 2048^3, same threads): {r['matmul_peak_gflops']:.1f} GFLOP/s "
           f"(again at the end: {r['matmul_peak_gflops_end']:.1f})")
-    if "decode" in r:
-        d = r["decode"]
-        print(f"\ndecode tokens/s (prompt {d['prompt_tokens']}, {d['new_tokens']} new tokens, greedy, random weights)")
-        print(f"  {'batch':>6} {'ours':>10} {'HF generate':>12} {'ratio':>7}")
-        for b in (1, 32):
-            row = d[f"batch_{b}"]
+
+
+def _report_decode(d: dict[str, Any]) -> None:
+    """The decode table: ours against HF generate, by batch and at longer contexts."""
+    print(f"\ndecode tokens/s (prompt {d['prompt_tokens']}, {d['new_tokens']} new tokens, greedy, random weights)")
+    print(f"  {'batch':>6} {'ours':>10} {'HF generate':>12} {'ratio':>7}")
+    for b in (1, 32):
+        row = d[f"batch_{b}"]
+        hf = row.get("hf", {}).get("decode_tok_s", float("nan"))
+        print(f"  {b:>6} {row['ours']['decode_tok_s']:>10.0f} {hf:>12.0f} {row.get('ratio', float('nan')):>7.2f}")
+    ctx_rows = [(k, v) for k, v in d.items() if k.startswith("context_")]
+    if ctx_rows:
+        print(f"  at longer contexts (prompt = context - {d['new_tokens']}):")
+        print(f"  {'context':>8} {'batch':>6} {'ours':>10} {'HF generate':>12} {'ratio':>7}")
+        for key, row in ctx_rows:
+            _, ctx, _, b = key.split("_")
             hf = row.get("hf", {}).get("decode_tok_s", float("nan"))
-            print(f"  {b:>6} {row['ours']['decode_tok_s']:>10.0f} {hf:>12.0f} {row.get('ratio', float('nan')):>7.2f}")
-        ctx_rows = [(k, v) for k, v in d.items() if k.startswith("context_")]
-        if ctx_rows:
-            print(f"  at longer contexts (prompt = context - {d['new_tokens']}):")
-            print(f"  {'context':>8} {'batch':>6} {'ours':>10} {'HF generate':>12} {'ratio':>7}")
-            for key, row in ctx_rows:
-                _, ctx, _, b = key.split("_")
-                hf = row.get("hf", {}).get("decode_tok_s", float("nan"))
-                print(f"  {ctx:>8} {b:>6} {row['ours']['decode_tok_s']:>10.0f} {hf:>12.0f} "
-                      f"{row.get('ratio', float('nan')):>7.2f}")
-    if "agent" in r:
-        ag, st = r["agent"], r["agent"]["engine_stats"]
-        n, k = ag["tasks"], ag["ref_tasks"]
-        print(f"\nagent throughput, tasks/s (pass rate {ag['pass_rate']:.3f}, {ag['mean_attempts']:.2f} attempts/task)")
-        rates = ag["engine_pass_tasks_s"]
-        print(f"  engine, {n} tasks, max batch {st['max_batch']}:    {ag['engine_tasks_s']:8.3f}   (median of "
-              f"{len(rates)} passes: {' '.join(f'{x:.1f}' for x in rates)})")
-        print(f"  engine, {n} tasks, no prefix reuse:  {ag['engine_no_prefix_reuse_tasks_s']:8.3f}")
-        if k != n:
-            print(f"  engine, first {k} tasks:             {ag['engine_subset_tasks_s']:8.3f}")
-        print(f"  reference way, first {k} tasks:      {ag['reference_subset_tasks_s']:8.3f}   (in "
-              f"{len(ag['reference_stats'])} parts between the engine's passes)")
-        per_pass = " ".join(f"{x:.1f}" for x in ag["speedup_per_pass"])
-        print(f"  speedup {ag['speedup_vs_reference']:.1f}x (median engine pass on {n} tasks vs reference on the first "
-              f"{k}; each pass: {per_pass}); identical outputs: {ag['reference_outputs_identical']}"
-              + (f" (differ: {', '.join(ag['reference_outputs_differ'])})" if ag["reference_outputs_differ"] else ""))
-        print(f"  bound: the engine's {st['model_flops'] / 1e9:.1f} GFLOP at the matmul peak, verification free: "
-              f"{ag['engine_tasks_s_at_peak']:.0f} tasks/s = {ag['speedup_at_peak']:.0f}x the reference way")
-        c = ag["cpu"]
-        print(f"  CPU over the engine run's {c['wall_s']:.2f} s on {c['cores']} cores (core-seconds): engine thread "
-              f"{c['engine_thread_s']:.2f} (batched steps and sampling {c['steps_s']:.2f}), this process "
-              f"{c['process_s']:.2f}, the verifier's sandboxes {c['verifier_s']:.2f}, the whole machine {c['machine_s']:.2f}")
-        print(f"  prefix-reuse hit rate {st['prefix_reuse_hit_rate']:.3f}, cache rebuilds {st['cache_rebuilds']}, "
-              f"mean decode rows {st['mean_decode_rows']:.1f}")
-        print("  per attempt (mean context / prefilled tokens / ms of the batched step that prefilled it):")
-        for row in ag["per_attempt"]:
-            print(f"    attempt {row['attempt']} (n={row['n']}): reuse {row['context']:.0f}/{row['prefilled_reuse']:.0f}/"
-                  f"{row['ms_reuse']:.2f}   no reuse {row['context_noreuse']:.0f}/{row['prefilled_noreuse']:.0f}/"
-                  f"{row['ms_noreuse']:.2f}")
+            print(f"  {ctx:>8} {b:>6} {row['ours']['decode_tok_s']:>10.0f} {hf:>12.0f} "
+                  f"{row.get('ratio', float('nan')):>7.2f}")
+
+
+def _report_agent(ag: dict[str, Any]) -> None:
+    """The agent throughput figures: engine against the reference way, CPU, prefix reuse per attempt."""
+    st = ag["engine_stats"]
+    n, k = ag["tasks"], ag["ref_tasks"]
+    print(f"\nagent throughput, tasks/s (pass rate {ag['pass_rate']:.3f}, {ag['mean_attempts']:.2f} attempts/task)")
+    rates = ag["engine_pass_tasks_s"]
+    print(f"  engine, {n} tasks, max batch {st['max_batch']}:    {ag['engine_tasks_s']:8.3f}   (median of "
+          f"{len(rates)} passes: {' '.join(f'{x:.1f}' for x in rates)})")
+    print(f"  engine, {n} tasks, no prefix reuse:  {ag['engine_no_prefix_reuse_tasks_s']:8.3f}")
+    if k != n:
+        print(f"  engine, first {k} tasks:             {ag['engine_subset_tasks_s']:8.3f}")
+    print(f"  reference way, first {k} tasks:      {ag['reference_subset_tasks_s']:8.3f}   (in "
+          f"{len(ag['reference_stats'])} parts between the engine's passes)")
+    per_pass = " ".join(f"{x:.1f}" for x in ag["speedup_per_pass"])
+    print(f"  speedup {ag['speedup_vs_reference']:.1f}x (median engine pass on {n} tasks vs reference on the first "
+          f"{k}; each pass: {per_pass}); identical outputs: {ag['reference_outputs_identical']}"
+          + (f" (differ: {', '.join(ag['reference_outputs_differ'])})" if ag["reference_outputs_differ"] else ""))
+    print(f"  bound: the engine's {st['model_flops'] / 1e9:.1f} GFLOP at the matmul peak, verification free: "
+          f"{ag['engine_tasks_s_at_peak']:.0f} tasks/s = {ag['speedup_at_peak']:.0f}x the reference way")
+    c = ag["cpu"]
+    print(f"  CPU over the engine run's {c['wall_s']:.2f} s on {c['cores']} cores (core-seconds): engine thread "
+          f"{c['engine_thread_s']:.2f} (batched steps and sampling {c['steps_s']:.2f}), this process "
+          f"{c['process_s']:.2f}, the verifier's sandboxes {c['verifier_s']:.2f}, the whole machine {c['machine_s']:.2f}")
+    print(f"  prefix-reuse hit rate {st['prefix_reuse_hit_rate']:.3f}, cache rebuilds {st['cache_rebuilds']}, "
+          f"mean decode rows {st['mean_decode_rows']:.1f}")
+    print("  per attempt (mean context / prefilled tokens / ms of the batched step that prefilled it):")
+    for row in ag["per_attempt"]:
+        print(f"    attempt {row['attempt']} (n={row['n']}): reuse {row['context']:.0f}/{row['prefilled_reuse']:.0f}/"
+              f"{row['ms_reuse']:.2f}   no reuse {row['context_noreuse']:.0f}/{row['prefilled_noreuse']:.0f}/"
+              f"{row['ms_noreuse']:.2f}")
+
+
+def _report_prefill_flops(r: dict[str, Any]) -> None:
+    """The prefill sweep and the model FLOP/s as a fraction of the matmul peak, where measured."""
     if "prefill_sweep" in r:
         print("\nprefill ms against context (new tokens on a cached prefix vs the whole context)")
         print(f"  {'context':>8} {'reuse':>8} {'no reuse':>9}")

@@ -213,10 +213,6 @@ class PerfResult:
     p99_latency_ns: float
     target_latency_ns: float
 
-    @property
-    def valid(self) -> bool:
-        return self.validity == "VALID" and self.num_errors == 0
-
 
 def metric_of(detail: DetailLog) -> tuple[str, float]:
     """The headline metric: Offline samples/s, Server completed samples/s, SingleStream p90 latency (ms).

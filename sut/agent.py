@@ -212,24 +212,7 @@ def _run(task: Any, model: NanoCodeGen, tok: CodeTokenizer, pool: _Pool, cfg: Ag
         t0 = time.perf_counter()
         logits = seq.feed()
         t1 = time.perf_counter()
-        temperature = cfg.temperature if k > 0 else 0.0
-        redraws = redrawn = 0
-        while True:   # one draft; a retry repeating rejected code is redrawn (cfg.redraws)
-            gen = make_generator(cfg.seed, task.id, k, logits.device, redraws) if k > 0 else None
-            out: list[int] = []
-            while True:
-                nxt = sample_next(logits, temperature, cfg.top_k, gen)
-                out.append(nxt)
-                seq.append(tr.Piece([nxt], [step], [0]))
-                if nxt == tok.end_id or len(out) >= budget:
-                    break
-                logits = seq.feed()
-            code = tok.decode(out)
-            if not should_redraw(cfg, k, redraws, temperature, code, rejected):
-                break
-            redraws, redrawn = redraws + 1, redrawn + len(out)
-            redraw_from(seq, prompt_tokens)
-            logits = seq.feed()
+        out, code, redraws, redrawn = _draw(seq, tok, task, cfg, k, logits, budget, prompt_tokens, rejected)
         t2 = time.perf_counter()
         if out[-1] != tok.end_id:  # cut at the budget: close the attempt ourselves (not counted as generated)
             seq.append(tr.Piece([tok.end_id], [step], [0]))
@@ -248,3 +231,28 @@ def _run(task: Any, model: NanoCodeGen, tok: CodeTokenizer, pool: _Pool, cfg: Ag
             return
         feedback = cfg.shown(verdict.feedback)
         rejected.add(code)
+
+
+def _draw(seq: _Sequence, tok: CodeTokenizer, task: Any, cfg: AgentConfig, k: int, logits: Tensor,
+          budget: int, prompt_tokens: int, rejected: set[str]) -> tuple[list[int], str, int, int]:
+    """Attempt k's tokens and code from ``logits`` on, a retry that repeats rejected code redrawn (cfg.redraws):
+    the kept draw's tokens and code, the redraws and the tokens they discarded."""
+    step = tr.step_id(tok, k)
+    temperature = cfg.temperature if k > 0 else 0.0
+    redraws = redrawn = 0
+    while True:   # one draft; a retry repeating rejected code is redrawn (cfg.redraws)
+        gen = make_generator(cfg.seed, task.id, k, logits.device, redraws) if k > 0 else None
+        out: list[int] = []
+        while True:
+            nxt = sample_next(logits, temperature, cfg.top_k, gen)
+            out.append(nxt)
+            seq.append(tr.Piece([nxt], [step], [0]))
+            if nxt == tok.end_id or len(out) >= budget:
+                break
+            logits = seq.feed()
+        code = tok.decode(out)
+        if not should_redraw(cfg, k, redraws, temperature, code, rejected):
+            return out, code, redraws, redrawn
+        redraws, redrawn = redraws + 1, redrawn + len(out)
+        redraw_from(seq, prompt_tokens)
+        logits = seq.feed()

@@ -124,6 +124,21 @@ def checkpoint_suite(config: dict[str, Any]) -> str:
     return config.get("suite", "basic")
 
 
+def _load_tokenizer(tok_path: Path, config: dict[str, Any]) -> CodeTokenizer:
+    """The tokenizer saved with the weights, or CheckpointError: missing, unreadable, or not the one whose
+    sha256 config.json records (a different tokenizer would silently mis-read every token id)."""
+    if not tok_path.is_file():
+        raise CheckpointError(f"{tok_path}: missing; copy the tokenizer.json saved with these weights, or {_RETRAIN}")
+    text = tok_path.read_text(encoding="utf-8", errors="replace")
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != config["tokenizer_sha256"]:
+        raise CheckpointError(f"{tok_path}: tokenizer does not match the checkpoint (sha256 differs from "
+                              f"{CONFIG}); restore the tokenizer.json saved with these weights, or {_RETRAIN}")
+    try:
+        return CodeTokenizer.from_str(text)
+    except TokenizerError as e:
+        raise CheckpointError(f"{tok_path}: {e}") from None
+
+
 def load_checkpoint(ckpt_dir: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu"
                     ) -> tuple[NanoCodeGen, CodeTokenizer, dict[str, Any]]:
     """(model in eval mode on ``device``, tokenizer, config.json contents)."""
@@ -134,16 +149,7 @@ def load_checkpoint(ckpt_dir: str | Path = DEFAULT_CHECKPOINT, device: str | tor
     config = _read_hf_config(d) if hf else _read_config(d / CONFIG)
 
     tok_path = d / TOKENIZER
-    if not tok_path.is_file():
-        raise CheckpointError(f"{tok_path}: missing; copy the tokenizer.json saved with these weights, or {_RETRAIN}")
-    text = tok_path.read_text(encoding="utf-8", errors="replace")
-    if hashlib.sha256(text.encode("utf-8")).hexdigest() != config["tokenizer_sha256"]:
-        raise CheckpointError(f"{tok_path}: tokenizer does not match the checkpoint (sha256 differs from "
-                              f"{CONFIG}); restore the tokenizer.json saved with these weights, or {_RETRAIN}")
-    try:
-        tokenizer = CodeTokenizer.from_str(text)
-    except TokenizerError as e:
-        raise CheckpointError(f"{tok_path}: {e}") from None
+    tokenizer = _load_tokenizer(tok_path, config)
 
     mcfg = GPTConfig(**config["model"])
     if tokenizer.vocab_size != mcfg.vocab_size:

@@ -331,6 +331,29 @@ class Engine:
         decoding row, and for a decoding retry with a draft its last token and the draft (a
         speculative group, sut/engine_draft.py); then each row's token (a prefill's is its
         attempt's first), and each group's tokens as sequential decoding would draw them."""
+        pre, dec, spec, drafts = self._rows()
+        if not pre and not dec and not spec:
+            return
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            logits = self._forward(dec, pre, spec, drafts)
+            n = len(dec) + len(pre)
+            tokens = self._pick(dec + pre, logits[:n])
+            spec_tokens = self.bm.accept(logits[n:], drafts, self.cfg.temperature, self.cfg.top_k,
+                                         [s.gen for s in spec]) if spec else []
+        except Exception as e:  # one batched call: its rows share the failure
+            log.exception("model step failed; failing its %d sequences", len(dec) + len(pre) + len(spec))
+            for s in dec + pre + spec:
+                self._finish(s, one_line("model: ", e))
+            return
+        t1 = time.perf_counter()
+        self._counters.record_step(self.bm, dec, pre, spec, drafts, t1 - t0, time.thread_time() - c0)
+        self._take_rows(dec + pre, tokens, t0, t1)
+        self._take_groups(spec, drafts, spec_tokens)
+
+    def _rows(self) -> tuple[list[Seq], list[Seq], list[Seq], list[list[int]]]:
+        """The step's rows in slot order: prefills (their attempts begun; one that cannot start is finished),
+        plain decoding rows, and speculative groups with their drafts."""
         by_slot = sorted(self._active.values(), key=lambda s: s.slot)
         pre = []
         for seq in (s for s in by_slot if s.state == PREFILL):
@@ -348,23 +371,12 @@ class Engine:
                 drafts.append(d)
             else:
                 dec.append(seq)
-        if not pre and not dec and not spec:
-            return
-        t0, c0 = time.perf_counter(), time.thread_time()
-        try:
-            logits = self._forward(dec, pre, spec, drafts)
-            n = len(dec) + len(pre)
-            tokens = self._pick(dec + pre, logits[:n])
-            spec_tokens = self.bm.accept(logits[n:], drafts, self.cfg.temperature, self.cfg.top_k,
-                                         [s.gen for s in spec]) if spec else []
-        except Exception as e:  # one batched call: its rows share the failure
-            log.exception("model step failed; failing its %d sequences", len(dec) + len(pre) + len(spec))
-            for s in dec + pre + spec:
-                self._finish(s, one_line("model: ", e))
-            return
-        t1 = time.perf_counter()
-        self._counters.record_step(self.bm, dec, pre, spec, drafts, t1 - t0, time.thread_time() - c0)
-        for s, token in zip(dec + pre, tokens):
+        return pre, dec, spec, drafts
+
+    def _take_rows(self, rows: list[Seq], tokens: list[int], t0: float, t1: float) -> None:
+        """Each decode or prefill row's one token; a prefill turns to decoding (its prefill time and the first
+        token's callback here); a row whose token fails it is finished alone."""
+        for s, token in zip(rows, tokens):
             try:
                 if s.state == PREFILL:
                     s.state = DECODE
@@ -378,6 +390,9 @@ class Engine:
                 self._take(s, token)
             except Exception as e:
                 self._finish(s, one_line("", e))
+
+    def _take_groups(self, spec: list[Seq], drafts: list[list[int]], spec_tokens: list[list[int]]) -> None:
+        """Each speculative group's accepted tokens, in order, until its attempt ends (the rest is dropped)."""
         for s, d, got in zip(spec, drafts, spec_tokens):
             self._n["spec_groups"] += 1
             self._n["drafted"] += len(d)

@@ -227,18 +227,8 @@ class ExternalEngine:
             if budget < 1:
                 raise ValueError(f"attempt {k} starts at {len(buf)} tokens: no room left in the {self.window}-token window")
             prompt_tokens = len(buf)
-            temperature = cfg.temperature if k > 0 else 0.0
-            redraws = redrawn = 0
             t0 = time.perf_counter()
-            while True:
-                out = await self._generate(list(buf.ids), GenRequest(budget, temperature, cfg.top_k,
-                                                                     attempt_seed(cfg.seed, task.id, k, redraws), tok.end_id),
-                                           first)
-                ids = out.token_ids[: budget]
-                code = tok.decode(ids)
-                if not should_redraw(cfg, k, redraws, temperature, code, rejected):
-                    break
-                redraws, redrawn = redraws + 1, redrawn + len(ids)
+            out, ids, code, redraws, redrawn = await self._draw(task, buf, k, budget, rejected, first)
             t_gen = time.perf_counter()
             closed = ids if ids and ids[-1] == tok.end_id else [*ids, tok.end_id]   # a budget cut is closed by us
             buf.append(tr.Piece(closed, [0] * len(closed), [0] * len(closed)))
@@ -264,6 +254,23 @@ class ExternalEngine:
                 return
             feedback = cfg.shown(verdict.feedback)
             rejected.add(code)
+
+    async def _draw(self, task: Any, buf: tr.TokenBuffer, k: int, budget: int, rejected: set[str],
+                    first: list[OnFirstToken | None]) -> tuple[GenOut, list[int], str, int, int]:
+        """Attempt k's generation, a retry that repeats rejected code redrawn (cfg.redraws): the kept answer, its
+        tokens (within the budget) and code, the redraws and the tokens they discarded."""
+        tok, cfg = self.tok, self.cfg
+        temperature = cfg.temperature if k > 0 else 0.0
+        redraws = redrawn = 0
+        while True:
+            out = await self._generate(list(buf.ids), GenRequest(budget, temperature, cfg.top_k,
+                                                                 attempt_seed(cfg.seed, task.id, k, redraws), tok.end_id),
+                                       first)
+            ids = out.token_ids[: budget]
+            code = tok.decode(ids)
+            if not should_redraw(cfg, k, redraws, temperature, code, rejected):
+                return out, ids, code, redraws, redrawn
+            redraws, redrawn = redraws + 1, redrawn + len(ids)
 
     async def _generate(self, prompt_ids: list[int], req: GenRequest, first: list[OnFirstToken | None]) -> GenOut:
         on_first = None

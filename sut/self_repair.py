@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -123,14 +124,7 @@ def self_repair(init: Path, out: Path, cfg: TrainConfig, rcfg: RepairConfig) -> 
     fresh = list(itertools.islice(iter_train_tasks(rcfg.repair_seed), rcfg.repair_tasks))
     replay_tasks = train_data.take_train_tasks(cfg.train_tasks, cfg.seed)
     val = generate_tasks("val", max(cfg.val_tasks, cfg.val_loss_tasks), cfg.seed)
-    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0, isolation=cfg.isolation) as pool:
-        log.info("running %s on %d fresh training tasks to collect its failures", init, len(fresh))
-        with torch.inference_mode():
-            results = collect(model, tok, pool, fresh, rcfg, cfg.device)
-        before = summarize(results, 0.0)
-        chains = failure_chains(fresh, results)
-        replay = train_data.build_examples(replay_tasks, pool, cfg.mistakes_per_task, cfg.seed, cfg.literal_mistakes)
-        val_examples = train_data.build_examples(val[:cfg.val_loss_tasks], pool, 2, cfg.seed + 1)
+    before, chains, replay, val_examples = _collect_data(init, model, tok, fresh, replay_tasks, val, cfg, rcfg)
     if rcfg.attempt_markers:   # collected with the checkpoint as it is; trained and saved as GPT-2
         model, tok = with_attempt_markers(model, tok)
         mcfg = model.config
@@ -166,10 +160,31 @@ def self_repair(init: Path, out: Path, cfg: TrainConfig, rcfg: RepairConfig) -> 
     metrics.update({"init": str(init), "init_commit": meta.get("commit"),
                     "collected": {"tasks": len(fresh), "pass@1": before["pass@1"], "pass@final": before["pass@final"],
                                   "failed_tasks": len(chains), "repair_transcripts": len(repair)}})
-    train_cfg = {**meta.get("train", {}), "self_repair": {**asdict(cfg), **asdict(rcfg), "init": str(init)}}
-    save_checkpoint(out, model, tok, mcfg, train_cfg, metrics)
-    write_report(out, metrics, fitted.curve, fitted.val_curve, train_cfg["self_repair"], mcfg.to_dict())
+    _save(init, out, model, tok, meta, cfg, rcfg, metrics, fitted)
     return metrics
+
+
+def _collect_data(init: Path, model: Any, tok: CodeTokenizer, fresh: list, replay_tasks: list, val: list,
+                  cfg: TrainConfig, rcfg: RepairConfig) -> tuple[dict, list, list, list]:
+    """The checkpoint's own run on ``fresh`` (its summary and failure chains) and the replay and validation
+    examples, with one sandbox pool for all of it."""
+    with SandboxPool(workers=cfg.verify_workers, timeout_s=2.0, isolation=cfg.isolation) as pool:
+        log.info("running %s on %d fresh training tasks to collect its failures", init, len(fresh))
+        with torch.inference_mode():
+            results = collect(model, tok, pool, fresh, rcfg, cfg.device)
+        before = summarize(results, 0.0)
+        chains = failure_chains(fresh, results)
+        replay = train_data.build_examples(replay_tasks, pool, cfg.mistakes_per_task, cfg.seed, cfg.literal_mistakes)
+        val_examples = train_data.build_examples(val[:cfg.val_loss_tasks], pool, 2, cfg.seed + 1)
+    return before, chains, replay, val_examples
+
+
+def _save(init: Path, out: Path, model: Any, tok: CodeTokenizer, meta: dict, cfg: TrainConfig, rcfg: RepairConfig,
+          metrics: dict, fitted: Any) -> None:
+    """The checkpoint and its report, with the init's training config and this phase's under "self_repair"."""
+    train_cfg = {**meta.get("train", {}), "self_repair": {**asdict(cfg), **asdict(rcfg), "init": str(init)}}
+    save_checkpoint(out, model, tok, model.config, train_cfg, metrics)
+    write_report(out, metrics, fitted.curve, fitted.val_curve, train_cfg["self_repair"], model.config.to_dict())
 
 
 # The fine-tune's own defaults: a short, gentle phase on top of the from-scratch recipe.

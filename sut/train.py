@@ -270,7 +270,6 @@ def train_agentic(out: Path, cfg: TrainConfig, mcfg: GPTConfig, t_start: float, 
     (sut/agentic/transcripts.py), attempt markers, validation with the batched engine."""
     from sut.agentic import suite as agentic_suite  # noqa: PLC0415 - the basic recipe never needs it
     from sut.agentic import transcripts  # noqa: PLC0415
-    from sut.engine import Engine  # noqa: PLC0415
 
     tasks = agentic_suite.generate("train", cfg.train_tasks, cfg.seed)
     val = agentic_suite.generate("val", max(cfg.val_tasks, cfg.val_loss_tasks), cfg.seed)
@@ -293,20 +292,12 @@ def train_agentic(out: Path, cfg: TrainConfig, mcfg: GPTConfig, t_start: float, 
     log.info("model: %d parameters, %s", model.num_params(), mcfg)
     val_batches = train_data.make_batches([transcripts.transcript(tok, ex) for ex in val_examples], cfg.batch_size,
                                           tok.pad_id, random.Random(0), mcfg.block_size)
-    agent = AgentConfig(max_attempts=cfg.val_max_attempts, max_new_tokens=cfg.val_max_new_tokens, seed=cfg.seed)
     pool = SandboxPool(workers=cfg.verify_workers, timeout_s=2.0, isolation=cfg.isolation)
     pass_curve: list[dict] = []
     last: list[dict] = []
 
     def validate(step: int) -> None:
-        engine = Engine(model, tok, pool, agent, max_batch=64, device=cfg.device)
-        try:
-            results = engine.run(val[:cfg.val_tasks])
-        finally:
-            engine.stop(close_pool=False)
-        s = summarize(results, 0.0)
-        s["attempts_histogram"] = [sum(len(r.attempts) == k and r.passed for r in results)
-                                   for k in range(1, cfg.val_max_attempts + 1)]
+        s = _validate_agentic(model, tok, pool, cfg, val)
         pass_curve.append({"step": step, **{k: s[k] for k in ("pass@1", "pass@final", "mean_attempts")}})
         log.info("step %d: validation pass@1 %.3f, pass@final %.3f, mean attempts %.2f", step, s["pass@1"],
                  s["pass@final"], s["mean_attempts"])
@@ -324,6 +315,24 @@ def train_agentic(out: Path, cfg: TrainConfig, mcfg: GPTConfig, t_start: float, 
     write_report(out, metrics, fitted.curve, fitted.val_curve, asdict(cfg), mcfg.to_dict())
     write_validation_report(out, metrics)
     return metrics
+
+
+def _validate_agentic(model: NanoCodeGen, tok: CodeTokenizer, pool: SandboxPool, cfg: TrainConfig,
+                      val: list) -> dict:
+    """One validation of the agentic recipe with the batched engine: the summary and the histogram of the
+    attempts that passed tasks took."""
+    from sut.engine import Engine  # noqa: PLC0415
+
+    agent = AgentConfig(max_attempts=cfg.val_max_attempts, max_new_tokens=cfg.val_max_new_tokens, seed=cfg.seed)
+    engine = Engine(model, tok, pool, agent, max_batch=64, device=cfg.device)
+    try:
+        results = engine.run(val[:cfg.val_tasks])
+    finally:
+        engine.stop(close_pool=False)
+    s = summarize(results, 0.0)
+    s["attempts_histogram"] = [sum(len(r.attempts) == k and r.passed for r in results)
+                               for k in range(1, cfg.val_max_attempts + 1)]
+    return s
 
 
 def check_recipe_flags(p: argparse.ArgumentParser, cfg: TrainConfig) -> None:

@@ -28,6 +28,14 @@ CPU_FLAGS = ["--dtype", "float32", "--enforce-eager", "--enable-prefix-caching",
              "--enable-prompt-tokens-details"]
 
 
+def log_tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a process's log, on one line (what an error message quotes); "(no log)" if unreadable."""
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,10 +85,7 @@ class VLLMServer:
         raise RuntimeError(f"the vLLM server did not answer {health} within {timeout_s:.0f} s: {self.log_tail()}")
 
     def log_tail(self, lines: int = 5) -> str:
-        try:
-            return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def kill(self) -> None:
         """SIGKILL the whole server at once: what a crashed machine looks like to its clients."""

@@ -31,7 +31,6 @@ from harness.qsl import TaskQSL  # noqa: E402
 from verifier.response_format import AttemptOut, Response, encode  # noqa: E402
 
 MODEL = "nano-codegen-agent"
-MAX_ATTEMPTS = 3
 
 
 def load_tasks(count: int) -> list:

@@ -149,13 +149,42 @@ def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool |
     entries = load_accuracy_log(Path(accuracy_log))
     if not entries:
         raise InputError(f"{accuracy_log} has no entries: was the LoadGen run in AccuracyOnly mode?")
-    expected = len(tasks) if expected_samples is None else expected_samples
+    _check_coverage(accuracy_log, entries, len(tasks) if expected_samples is None else expected_samples)
+    samples, job_items = _samples_and_jobs(accuracy_log, tasks_path, tasks, entries)
+    verdicts, isolation = _run_jobs(pool, job_items, samples, progress)
+    by_family = _apply_verdicts(samples, verdicts)
+    n = len(samples)
+    return {
+        "pass@1": sum(s["pass_first"] for s in samples) / n,
+        "pass@final": sum(s["pass_final"] for s in samples) / n,
+        "mean_attempts": sum(s["attempts"] for s in samples) / n,
+        "tokens_per_sample": sum(s["n_tokens"] for s in samples) / n,
+        "samples": n,
+        "sut_errors": sum(s["error"] is not None for s in samples),
+        "hard_coded": sum(s["final_status"] == "hard_coded" for s in samples),
+        "executions": len(job_items),
+        "per_family": {fam: {"samples": len(ss), "pass@1": sum(s["pass_first"] for s in ss) / len(ss),
+                             "pass@final": sum(s["pass_final"] for s in ss) / len(ss)} for fam, ss in sorted(by_family.items())},
+        "hash": hashlib.sha256(Path(accuracy_log).read_bytes()).hexdigest(),
+        "isolation": isolation,
+        "per_sample": samples,
+    }
+
+
+def _check_coverage(accuracy_log: Path, entries: list[dict], expected: int) -> None:
+    """InputError unless the log holds exactly samples 0 .. expected - 1: a partial log would score a subset."""
     logged = {e["qsl_idx"] for e in entries}
     if expected != ANY_SUBSET and logged != set(range(expected)):
         missing = sorted(set(range(expected)) - logged)
         raise InputError(f"{accuracy_log} logs {len(logged)} samples, not the {expected} the run declared"
                          + (f" (missing e.g. {missing[:3]})" if missing else f" (extra e.g. {sorted(logged - set(range(expected)))[:3]})")
                          + ": score a subset with --expected-samples N, as harness/run.py does for --count N")
+
+
+def _samples_and_jobs(accuracy_log: Path, tasks_path: Path, tasks: list[dict],
+                      entries: list[dict]) -> tuple[list[dict[str, Any]], list[tuple[str, Check]]]:
+    """One record per logged sample and the distinct programs to run: each (task, code) runs once, however
+    many samples or attempts share it; a sample's "first"/"final" hold their job's index."""
     samples: list[dict[str, Any]] = []
     jobs: dict[tuple[int, str], int] = {}   # (task index, code) -> job index: each distinct program runs once
     job_items: list[tuple[str, Check]] = []
@@ -177,6 +206,13 @@ def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool |
             s["copied"] = (isinstance(task["check"], ValueCheck) and len(resp.attempts) > 1
                            and literal_only(resp.attempts[-1].code))
         samples.append(s)
+    return samples, job_items
+
+
+def _run_jobs(pool: SandboxPool | None, job_items: list[tuple[str, Check]], samples: list[dict[str, Any]],
+              progress: bool) -> tuple[list, str]:
+    """The verdicts of every job and the pool's isolation (a pool made here is closed); an infrastructure
+    failure names the samples whose programs it hit, since a program that kills its own sandbox shows here."""
     own_pool = pool is None
     pool = pool or SandboxPool()
     try:
@@ -188,6 +224,12 @@ def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool |
     finally:
         if own_pool:
             pool.close()
+    return verdicts, pool.isolation
+
+
+def _apply_verdicts(samples: list[dict[str, Any]], verdicts: list) -> dict[str, list[dict]]:
+    """Each sample's first/final status and pass flags from its jobs' verdicts (a copied literal that passes
+    counts as hard_coded, not passed); the samples grouped by family."""
     by_family: dict[str, list[dict]] = defaultdict(list)
     for s in samples:
         for which in ("first", "final"):
@@ -197,22 +239,7 @@ def score_accuracy_log(accuracy_log: Path, tasks_path: Path, pool: SandboxPool |
         if s.pop("copied", False) and s["pass_final"]:
             s["final_status"], s["pass_final"] = "hard_coded", False
         by_family[s["family"]].append(s)
-    n = len(samples)
-    return {
-        "pass@1": sum(s["pass_first"] for s in samples) / n,
-        "pass@final": sum(s["pass_final"] for s in samples) / n,
-        "mean_attempts": sum(s["attempts"] for s in samples) / n,
-        "tokens_per_sample": sum(s["n_tokens"] for s in samples) / n,
-        "samples": n,
-        "sut_errors": sum(s["error"] is not None for s in samples),
-        "hard_coded": sum(s["final_status"] == "hard_coded" for s in samples),
-        "executions": len(job_items),
-        "per_family": {fam: {"samples": len(ss), "pass@1": sum(s["pass_first"] for s in ss) / len(ss),
-                             "pass@final": sum(s["pass_final"] for s in ss) / len(ss)} for fam, ss in sorted(by_family.items())},
-        "hash": hashlib.sha256(Path(accuracy_log).read_bytes()).hexdigest(),
-        "isolation": pool.isolation,
-        "per_sample": samples,
-    }
+    return by_family
 
 
 def format_accuracy_txt(result: dict[str, Any]) -> str:

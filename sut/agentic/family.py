@@ -95,9 +95,6 @@ class Family:
     def level_difficulty(self, level: int) -> int:
         return self.difficulty.get(level, level)
 
-    def all_convs(self) -> dict[str, Conv]:
-        return {cv.name: cv for level in self.levels for cv in self.convs(level)}
-
     def params(self, core: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         """The core plus drawn names: ``fn`` and ``args``."""
         args = [rng.choice(pool) for pool in self.arg_pools]
@@ -189,10 +186,6 @@ def shuffled(rng: random.Random, xs: Sequence[Any]) -> list[Any]:
     out = list(xs)
     rng.shuffle(out)
     return out
-
-
-def sentence(rng: random.Random, pool: Sequence[str], n_lo: int = 0, n_hi: int = 5) -> str:
-    return " ".join(rng.choice(pool) for _ in range(rng.randint(n_lo, n_hi)))
 
 
 def mixed_case(rng: random.Random, word: str, p_upper: float = 0.3) -> str:
