@@ -31,11 +31,11 @@ import torch
 
 from benchmarks.bench_util import cpu_model, sync
 from sut.agent import AgentConfig, AgentResult
-from sut.checkpoint import CheckpointError, load_checkpoint
-from sut.engine import Engine
-from sut.engine_batch import BatchModel
-from sut.engine_factory import default_workers
-from sut.suites import DEFAULTS, load_tasks
+from sut.model.checkpoint import CheckpointError, load_checkpoint
+from sut.engine.scheduler import Engine
+from sut.engine.batch import BatchModel
+from sut.engine.factory import default_workers
+from sut.tasks.suites import DEFAULTS, load_tasks
 from verifier.output_guard import add_json_flag, check_json, refuse_overwrite_files, text_to_stderr, write_json
 from verifier.pool import SandboxPool
 

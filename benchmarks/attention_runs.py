@@ -19,8 +19,8 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.bench_util import random_model
-from sut.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from sut.engine_batch import KEY_ALIGN, BatchModel, round_up
+from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from sut.engine.batch import KEY_ALIGN, BatchModel, round_up
 from sut.platform_info import cpu_model
 
 Runs = Callable[[list[int], list[int]], list[tuple[int, int]]]

@@ -19,8 +19,8 @@ import torch
 
 from benchmarks.engine_bench import run_engine
 from sut.agent import AgentConfig
-from sut.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from sut.tasks import load_eval_tasks
+from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from sut.tasks.basic import load_eval_tasks
 from verifier.pool import SandboxPool
 
 

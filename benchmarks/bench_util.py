@@ -8,13 +8,14 @@ from pathlib import Path
 
 import torch
 
-from sut import transcript as tr
+from sut.model import transcript as tr
 from sut.agent import AgentResult
-from sut.engine_batch import BatchModel
-from sut.model import GPTConfig, NanoCodeGen
+from sut.engine.batch import BatchModel
+from sut.model.gpt import GPTConfig, NanoCodeGen
 from sut.platform_info import cpu_model
-from sut.tasks import Task, load_eval_tasks
-from sut.tokenizer import CodeTokenizer, train_tokenizer
+from sut.tasks.record import Task
+from sut.tasks.basic import load_eval_tasks
+from sut.model.tokenizer import CodeTokenizer, train_tokenizer
 from verifier.checks import ValueCheck
 
 

@@ -4,7 +4,7 @@
     python -m benchmarks.endpoint_scaling --servers 2 --count 128 --json scaling.json
 
 Starts ``--servers`` vLLM OpenAI-compatible servers on the agentic checkpoint, server i held to CPU i
-(``taskset`` and vLLM's OpenMP binding; sut/vllm_server.py), then runs the same short Offline LoadGen
+(``taskset`` and vLLM's OpenMP binding; sut/engine/external/vllm_server.py), then runs the same short Offline LoadGen
 run (``harness/run.py --engine openai``, performance mode, the first ``--count`` agentic tasks) against
 1, 2, ... N endpoints, interleaved ``--reps`` times, and prints samples/s and the ratio to one endpoint.
 It also reports the verifier's time per attempt (a verdict's wait, queueing in the sandbox pool included):
@@ -24,8 +24,8 @@ from typing import Any
 
 from benchmarks.bench_util import cpu_model
 from harness.mlperf_log import read_detail
-from sut.suites import DEFAULTS
-from sut.vllm_server import VLLMServer
+from sut.tasks.suites import DEFAULTS
+from sut.engine.external.vllm_server import VLLMServer
 from verifier.output_guard import add_json_flag, check_json, text_to_stderr, write_json
 
 REPO = Path(__file__).resolve().parent.parent

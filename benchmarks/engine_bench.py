@@ -46,11 +46,11 @@ from benchmarks.bench_util import (agent_table, cpu_model, decode_rates, matmul_
                                    random_model, synthetic_task)
 from sut.agent import AgentConfig, AgentResult
 from sut.platform_info import machine_cpu_s
-from sut.checkpoint import CheckpointError, load_checkpoint
-from sut.engine import Engine
-from sut.engine_batch import BatchModel
-from sut.engine_factory import default_workers
-from sut.suites import DEFAULTS, SUITES, SuiteError, check_suite, load_tasks
+from sut.model.checkpoint import CheckpointError, load_checkpoint
+from sut.engine.scheduler import Engine
+from sut.engine.batch import BatchModel
+from sut.engine.factory import default_workers
+from sut.tasks.suites import DEFAULTS, SUITES, SuiteError, check_suite, load_tasks
 from verifier.output_guard import add_json_flag, check_json, refuse_overwrite_files, text_to_stderr, write_json
 from verifier.pool import SandboxPool
 
@@ -285,7 +285,7 @@ def load_model(a: argparse.Namespace) -> tuple[Any, Any, Any, bool]:
     if tok is None:
         from benchmarks.bench_util import quick_tokenizer
         tok = quick_tokenizer()
-    from sut.model import GPTConfig
+    from sut.model.gpt import GPTConfig
     cfg_model = model.config if model is not None else GPTConfig(vocab_size=tok.vocab_size)
     if model is None:
         model = random_model(cfg_model, tok, a.device, sharp=True)
@@ -300,7 +300,7 @@ def run_sections(a: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "command": " ".join(["python -m benchmarks.engine_bench", *argv]),
         "machine": {"cpu": cpu_model(detail=True), "cores": os.cpu_count(), "threads": a.threads, "device": a.device,
                     "torch": torch.__version__, "python": platform.python_version(), "loadavg_start": load0,
-                    # the matmul kernel the native step chose for this CPU and model (sut/native_tiles.py)
+                    # the matmul kernel the native step chose for this CPU and model (sut/engine/native/tiles.py)
                     "native_kernel": BatchModel(model, 1).describe()["native_kernel"] if a.device == "cpu" else None},
         "model": {**cfg_model.to_dict(), "trained_checkpoint": str(a.checkpoint) if trained else None,
                   "params": model.num_params()},

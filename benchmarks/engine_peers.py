@@ -6,7 +6,7 @@
 
 Sections (``--sections``, all by default):
 
-decode     decode tokens/s at batch 1, 32 and 128 on the shipped agentic checkpoint: native (sut/engine.py's
+decode     decode tokens/s at batch 1, 32 and 128 on the shipped agentic checkpoint: native (sut/engine/scheduler.py's
            Engine), vLLM in process (``LLM.generate``) and vLLM's server (B concurrent ``completions.create``).
            Every row is forced to exactly N new tokens from the same prompt (vLLM: ``min_tokens = max_tokens = N``
            with ``ignore_eos``; native: <|end|>'s logit masked, what ``min_tokens`` does), greedy. Decode rate =
@@ -85,7 +85,7 @@ def ints(text: str, flag: str, p: argparse.ArgumentParser) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sut.suites import DEFAULTS   # noqa: PLC0415 - light
+    from sut.tasks.suites import DEFAULTS   # noqa: PLC0415 - light
     from verifier.output_guard import add_json_flag   # noqa: PLC0415
     from verifier.sandbox import add_isolation_flag   # noqa: PLC0415
 
@@ -196,8 +196,8 @@ def run_peers(a: argparse.Namespace) -> dict[str, Any]:
     """Every section asked for; a section that fails is recorded under ``errors`` and the others still run."""
     import torch   # noqa: PLC0415
 
-    from sut.checkpoint import load_checkpoint   # noqa: PLC0415
-    from sut.vllm_generator import check_vllm   # noqa: PLC0415
+    from sut.model.checkpoint import load_checkpoint   # noqa: PLC0415
+    from sut.engine.external.vllm_generator import check_vllm   # noqa: PLC0415
 
     check_vllm(a.checkpoint)
     torch.set_num_threads(a.threads)
@@ -248,8 +248,8 @@ def run_header(a: argparse.Namespace) -> dict[str, Any]:
     """The figures' preamble: the command, the machine and versions, the settings, and an empty ``errors``."""
     import torch   # noqa: PLC0415
 
-    from benchmarks.bench_util import cpu_model   # noqa: PLC0415
-    from sut.vllm_generator import vllm_version   # noqa: PLC0415
+    from benchmarks.bench_util import cpu_model                  # noqa: PLC0415
+    from sut.engine.external.vllm_generator import vllm_version  # noqa: PLC0415
 
     return {
         "command": " ".join(["python -m benchmarks.engine_peers", *a.argv]),
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.worker:
         return worker_main(a)
     a.argv = argv
-    from sut.vllm_generator import EngineUnavailable   # noqa: PLC0415
+    from sut.engine.external.vllm_generator import EngineUnavailable   # noqa: PLC0415
     with text_to_stderr(a.json):
         try:
             res = run_peers(a)

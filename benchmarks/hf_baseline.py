@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from sut.model import GPTConfig
+from sut.model.gpt import GPTConfig
 
 
 def build_gpt2(cfg: GPTConfig, device: str = "cpu"):

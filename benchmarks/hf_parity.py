@@ -20,9 +20,9 @@ import torch
 from tqdm import tqdm
 
 from sut.agent import AgentConfig
-from sut.checkpoint import load_checkpoint
-from sut.engine import Engine
-from sut.suites import DEFAULTS, load_tasks
+from sut.model.checkpoint import load_checkpoint
+from sut.engine.scheduler import Engine
+from sut.tasks.suites import DEFAULTS, load_tasks
 from verifier.pool import SandboxPool
 
 

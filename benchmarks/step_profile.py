@@ -17,8 +17,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.bench_util import random_model
-from sut.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from sut.engine_batch import BatchModel
+from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from sut.engine.batch import BatchModel
 from sut.platform_info import cpu_model
 
 

@@ -3,9 +3,9 @@
     python -m benchmarks.step_variants
 
 1. Whole decode steps of ``BatchModel.step``, interleaved rep by rep (random weights of the
-   shipped checkpoint's shape): the engine's native step (``sut/native_step.py``) against
+   shipped checkpoint's shape): the engine's native step (``sut/engine/native/step.py``) against
    torch's operators (``backend="torch"``: 8-row padded matmuls, torch's one-query attention
-   ``sut.engine_batch.attend`` over views of the slot cache, ``index_put`` cache writes) and
+   ``sut.engine.batch.attend`` over views of the slot cache, ``index_put`` cache writes) and
    against that with ``F.scaled_dot_product_attention`` swapped in for ``attend``.
 2. The native attention alone, per layer, with the GB/s at which it reads the keys and values.
 3. Memory streaming of a step's keys and values (``torch.sum``) in the position-major layout
@@ -15,13 +15,13 @@
    their elementwise neighbours, the fusion gpt-fast relies on) eager against inductor-compiled,
    on the row counts the engine runs (multiples of 8). Compiled once with dynamic shapes; the
    compile time is printed and not counted. (The torch backend's alternative to native code.)
-5. The native step's matmul (``sut.native.linear``) against ``F.linear`` (MKL) on the step's
+5. The native step's matmul (``sut.engine.native.library.linear``) against ``F.linear`` (MKL) on the step's
    shapes, GFLOP/s.
 6. The native attention with a step's rows in adjacent cache slots (what the engine's
    compaction keeps, ``Engine._compact``) against the same rows scattered over a 64-slot
    cache (what a run's tail had before it), interleaved rep by rep.
 7. A step's token choice (``BatchModel.pick``): torch's (argmax, then ``sample_rows`` for the
-   sampled rows) against the native one (sut/sampling.c: the same tokens), for a full batch
+   sampled rows) against the native one (sut/engine/native/sampling.c: the same tokens), for a full batch
    with a few retry rows and for retry rows alone.
 
 Ratios above 1 mean the engine's choice (native; eager over compiled) is faster. docs/engine.md
@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import sut.engine_batch as engine_batch
+import sut.engine.batch as engine_batch
 from benchmarks.bench_util import random_model
-from sut.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from sut.platform_info import cpu_model
 
 
@@ -93,7 +93,7 @@ def kernel_alone(cases: list[tuple[int, int]], reps: int, calls: int, nh: int = 
     """The native attention alone: us per layer and the GB/s of keys and values it reads, for each (rows,
     context), cycling ``layers`` cache layers as a step does (so they do not all sit in cache). Rows
     sit in adjacent slots of a cache of ``window`` positions, as in an Offline step."""
-    from sut import native
+    from sut.engine.native import library as native
     g = torch.Generator().manual_seed(0)
     out = []
     for n, ctx in cases:
@@ -130,7 +130,7 @@ def slots_ab(cases: list[tuple[int, int]], reps: int, calls: int, n_slots: int =
     """The native attention over ``layers`` cache layers of ``n_slots`` slots, us per step, for each
     (rows, context): rows in slots 0..n-1 against the same rows spread over the cache (slot 29 r mod
     n_slots). Same values in both places, so the outputs must be equal."""
-    from sut import native
+    from sut.engine.native import library as native
     g = torch.Generator().manual_seed(0)
     out = []
     for n, ctx in cases:
@@ -193,7 +193,7 @@ def compile_ab(model: torch.nn.Module, row_counts: list[int], reps: int, calls: 
 def matmul_ab(model: torch.nn.Module, row_counts: list[int], reps: int, calls: int) -> list[dict]:
     """GFLOP/s of the native matmul (the kernel the native step chose for this CPU and model) and of
     F.linear on layer 0's four weights and the LM head."""
-    from sut import native
+    from sut.engine.native import library as native
     chosen = engine_batch.BatchModel(model, 1, backend="native").describe()["native_kernel"]
     kernel = native.tiles().index(chosen["tile"])
     b = model.blocks[0]
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'rows':>6} {'eager':>9} {'compiled':>9} {'compiled/eager':>15} {'max |diff|':>11}")
         for r in rows:
             print(f"  {r['rows']:>6} {r['eager']:>9.1f} {r['compiled']:>9.1f} {r['ratio']:>14.2f}x {r['max_abs_diff']:>11.1e}")
-    print("\n5. matmul, GFLOP/s: the native step's (sut.native.linear) vs F.linear (torch's BLAS)")
+    print("\n5. matmul, GFLOP/s: the native step's (sut.engine.native.library.linear) vs F.linear (torch's BLAS)")
     print(f"  {'rows':>6} {'weight':>8} {'in x out':>10} {'native':>8} {'torch':>8} {'native/torch':>13}")
     for r in matmul_ab(model, a.batch, a.reps, a.steps):
         print(f"  {r['rows']:>6} {r['weight']:>8} {r['shape']:>10} {r['native_gflops']:>8.1f} {r['torch_gflops']:>8.1f} "

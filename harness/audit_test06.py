@@ -32,7 +32,7 @@ def _first(bad: list, what: str) -> str:
 
 def _tokenizer(measurements: dict[str, Any]):
     """The run's tokenizer (tokenizer.json of its checkpoint), or None if it cannot be found."""
-    from sut.tokenizer import CodeTokenizer, TokenizerError  # noqa: PLC0415
+    from sut.model.tokenizer import CodeTokenizer, TokenizerError  # noqa: PLC0415
 
     ckpt = (measurements.get("engine") or {}).get("checkpoint")
     if ckpt is None:

@@ -30,7 +30,7 @@ from harness.scenario_files import (FileProblem, accuracy_pass, load_reference, 
                                     reference_checkpoint, run_suite)
 
 if TYPE_CHECKING:
-    from sut.engine_factory import EngineOptions
+    from sut.engine.factory import EngineOptions
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def write_audit_config(path: Path, settings: dict[str, float], test: str) -> Non
 
 def engine_options(measurements: dict) -> "EngineOptions":
     """The EngineOptions the audited run used (measurements.json "engine", recorded as strings; lists as lists)."""
-    from sut.engine_factory import EngineOptions  # noqa: PLC0415
+    from sut.engine.factory import EngineOptions  # noqa: PLC0415
 
     recorded, opts = measurements.get("engine") or {}, EngineOptions()
     for f in fields(EngineOptions):

@@ -23,7 +23,7 @@ if str(REPO) not in sys.path:  # `python harness/check_submission.py` puts harne
 from harness.audit_verify import AUDIT_TESTS  # noqa: E402
 from harness.compliance import Finding, ScenarioCheck, check_scenario  # noqa: E402
 from harness.results import BENCHMARK  # noqa: E402
-from sut.suites import per_suite  # noqa: E402
+from sut.tasks.suites import per_suite  # noqa: E402
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
 COLUMNS = ["system", "benchmark", "scenario", "suite", "engine", "engine_detail", "class", "metric", "value", "validity", "pass@final",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.results import mark_incomplete
-from sut.engine_factory import EngineOptions
+from sut.engine.factory import EngineOptions
 
 REPO = Path(__file__).resolve().parent.parent
 

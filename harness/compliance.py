@@ -25,7 +25,7 @@ from harness.run_config import CONFIG_FILE
 from harness.scenario_files import (EVAL_SIZE, FileProblem, Reference, decode_entries, load_reference, meets_target,
                                     read_accuracy_txt, read_json, read_records, reference_checkpoint, rescore_log,
                                     engine_description, run_engine, run_suite, target_for_run)
-from sut.suites import DEFAULTS
+from sut.tasks.suites import DEFAULTS
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from tqdm import tqdm
 from harness.qsl import TaskQSL
 from harness.run_config import checkpoint_sha256
 from harness.user_conf import MODEL
-from sut.engine_factory import EngineOptions, build_engine
+from sut.engine.factory import EngineOptions, build_engine
 from sut.loadgen_sut import CodegenSUT, SUTStats
-from sut.suites import load_tasks
+from sut.tasks.suites import load_tasks
 
 log = logging.getLogger("harness.lg_run")
 

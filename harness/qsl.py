@@ -11,7 +11,7 @@ import threading
 
 import mlperf_loadgen as lg
 
-from sut.tasks import Task
+from sut.tasks.record import Task
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from harness.scenario_config import SCENARIO_FILES, ScenarioConfig, ScenarioErro
 from harness.system_info import default_system_name  # noqa: E402
 from harness.user_conf import (OFFICIAL_LOCKED, UserConfError, drop_unread, effective_conf_text, parse_user_conf,  # noqa: E402
                                resolve, write_effective_conf)
-from sut.engine_factory import EngineOptions  # noqa: E402
-from sut.suites import DEFAULT_SUITE, check_checkpoint_fits, eval_path  # noqa: E402
+from sut.engine.factory import EngineOptions  # noqa: E402
+from sut.tasks.suites import DEFAULT_SUITE, check_checkpoint_fits, eval_path  # noqa: E402
 from verifier.probe import probe  # noqa: E402
 from verifier.sandbox import SandboxUnavailable  # noqa: E402
 
@@ -136,7 +136,7 @@ def prepare(args: argparse.Namespace) -> tuple[ScenarioConfig, dict[str, str], l
     opts = engine_options(args, scenario)
     if args.count is not None and not 1 <= args.count <= 1024:
         raise RunError(f"--count must be between 1 and 1024, got {args.count}")
-    if not args.audit:   # every task's prompt and one attempt must fit the model's window (sut/suites.py)
+    if not args.audit:   # every task's prompt and one attempt must fit the model's window (sut/tasks/suites.py)
         check_checkpoint_fits(opts.checkpoint, opts.suite, opts.max_new_tokens, args.count)
     system = default_system_name(opts.device) if args.system_name is None else args.system_name
     paths = ScenarioPaths(args.out.resolve(), check_name(system), scenario.name)

@@ -15,7 +15,7 @@ from harness.results import ScenarioPaths
 from harness.scenario_files import (EVAL_SIZE, FileProblem, accuracy_command, load_reference, meets_target,
                                     parse_accuracy_txt, reference_checkpoint, target_for_run)
 from harness.system_info import describe_system
-from sut.engine_factory import EngineOptions
+from sut.engine.factory import EngineOptions
 
 
 def write_accuracy(accuracy_dir: Path, count: int | None, suite: str) -> dict[str, float]:

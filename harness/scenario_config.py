@@ -22,7 +22,7 @@ class ScenarioConfig:
     name: str
     loadgen: dict[str, str]     # LoadGen conf keys -> value strings (same units as user.conf)
     max_batch: int
-    workers: int                # verifier sandbox processes; 0: sut.engine_factory.default_workers()
+    workers: int                # verifier sandbox processes; 0: sut.engine.factory.default_workers()
     batch_wait_ms: float
     path: Path
 

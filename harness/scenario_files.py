@@ -25,7 +25,7 @@ from verifier.response_format import Response, decode_hex
 
 REPO = Path(__file__).resolve().parent.parent
 ACCURACY_FRACTION = 0.99       # closed-division rule: at least 99% of the reference's pass@final
-EVAL_SIZE = 1024               # sut.tasks.EVAL_SIZE (and sut.agentic.suite's): an official run covers every task
+EVAL_SIZE = 1024               # sut.tasks.basic.EVAL_SIZE (and sut.tasks.agentic.suite's): an official run covers every task
 
 
 class FileProblem(ValueError):
@@ -78,8 +78,8 @@ class Reference:
 
 
 def reference_checkpoint(suite: str) -> Path:
-    """The suite's reference checkpoint (its default one, sut.suites.DEFAULTS), whose figures set the targets."""
-    from sut.suites import DEFAULTS, check_suite  # noqa: PLC0415 - torch-free, loaded when asked for
+    """The suite's reference checkpoint (its default one, sut.tasks.suites.DEFAULTS), whose figures set the targets."""
+    from sut.tasks.suites import DEFAULTS, check_suite  # noqa: PLC0415 - torch-free, loaded when asked for
 
     return DEFAULTS[check_suite(suite)].checkpoint
 
@@ -87,7 +87,7 @@ def reference_checkpoint(suite: str) -> Path:
 def run_suite(scenario_dir: Path) -> str:
     """The task suite a scenario folder was run with (its run_config.json's engine options; a folder from
     before suites existed: basic). FileProblem if the configuration is unreadable or names no known suite."""
-    from sut.suites import SuiteError, check_suite  # noqa: PLC0415
+    from sut.tasks.suites import SuiteError, check_suite  # noqa: PLC0415
 
     cfg = read_json(Path(scenario_dir) / CONFIG_FILE)
     suite = (cfg.get("engine") if isinstance(cfg.get("engine"), dict) else {}).get("suite", "basic")
@@ -148,7 +148,7 @@ def load_reference(checkpoint: Path) -> Reference:
 
 def _record_command(checkpoint: Path) -> str:
     """The command that records a checkpoint's reference figures (with its suite, where it says which)."""
-    from sut.suites import SuiteError, checkpoint_dir_suite  # noqa: PLC0415
+    from sut.tasks.suites import SuiteError, checkpoint_dir_suite  # noqa: PLC0415
 
     try:
         suite = f" --suite {checkpoint_dir_suite(checkpoint)}"
@@ -249,7 +249,7 @@ def subset_figures(responses: list[Response]) -> dict[str, float]:
 
 def accuracy_command(log_path: Path, out: Path, suite: str, samples: int | str) -> list[str]:
     """The verifier's accuracy pass over ``log_path`` against ``suite``'s frozen task file, writing ``out``."""
-    from sut.suites import eval_path  # noqa: PLC0415
+    from sut.tasks.suites import eval_path  # noqa: PLC0415
 
     return [sys.executable, "-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log_path),
             "--tasks", str(eval_path(suite)), "--txt", str(out), "--expected-samples", str(samples)]

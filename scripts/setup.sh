@@ -4,7 +4,7 @@
 # refuses to start (unless given --isolation process explicitly; docs/verifier.md). torch is pinned to the CPU build that installs in
 # seconds; on a GPU box install the CUDA build of your choice first and drop the pin.
 set -euo pipefail
-# A C compiler builds the engine's native backend (sut/native.py) and the verifier's zygote
+# A C compiler builds the engine's native backend (sut/engine/native/library.py) and the verifier's zygote
 # loop (verifier/zygote_loop.c) at first use; without one the engine falls back to torch's
 # operators, about 3-10x slower a step, and the zygote loop to Python, ~1.25x the CPU.
 NEED=""

@@ -3,7 +3,7 @@
 One sequence at a time, with a one-slot KV cache: the prompt is prefilled once, each
 attempt is decoded token by token, and a retry only prefills what is new (the tail of
 the previous attempt not yet in the cache plus ``<|feedback|> FEEDBACK <|code|>``), so
-the cache is reused across attempts. The batched engine (sut/engine.py) does the same
+the cache is reused across attempts. The batched engine (sut/engine/scheduler.py) does the same
 for many tasks at once and must produce the same tokens; it shares ``sample_next`` and
 ``attempt_seed`` with this module for that reason.
 
@@ -21,9 +21,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from sut import transcript as tr
-from sut.model import KVCache, NanoCodeGen
-from sut.tokenizer import CodeTokenizer
+from sut.model import transcript as tr
+from sut.model.gpt import KVCache, NanoCodeGen
+from sut.model.tokenizer import CodeTokenizer
 from verifier.response_format import AttemptOut, Response
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def _append_feedback(seq: tr.TokenBuffer, tok: CodeTokenizer, prefix: tr.Piece, 
 @torch.no_grad()
 def run_agent(task: Any, model: NanoCodeGen, tokenizer: CodeTokenizer, pool: _Pool, cfg: AgentConfig | None = None,
               device: str | torch.device = "cpu", cache: KVCache | None = None) -> AgentResult:
-    """Run the retry loop on ``task`` (sut.tasks.Task) with a one-slot cache (``cache`` lets a
+    """Run the retry loop on ``task`` (sut.tasks.record.Task) with a one-slot cache (``cache`` lets a
     caller reuse one across tasks). Never raises for a model or verifier failure: the
     error is recorded in ``AgentResult.error`` with the attempts made so far."""
     result = AgentResult(task.id)

@@ -5,9 +5,9 @@
     python -m sut.evaluate --suite agentic         # the agentic suite with its checkpoint, up to 8 attempts
     python -m sut.evaluate --suite agentic --tasks FILE.jsonl --feedback none
 
-The batched engine (sut/engine.py) runs the tasks by default; ``--sequential`` runs the
+The batched engine (sut/engine/scheduler.py) runs the tasks by default; ``--sequential`` runs the
 one-sequence agent (sut/agent.py), which must give the same results; ``--engine vllm`` or
-``--engine openai --base-url URL`` has another engine generate (sut/external_engine.py).
+``--engine openai --base-url URL`` has another engine generate (sut/engine/external/engine.py).
 
 pass@1 counts tasks solved by the first (greedy) attempt; pass@final counts tasks solved
 by any attempt within --max-attempts. This is the in-loop verdict: the official
@@ -29,11 +29,11 @@ from tqdm import tqdm
 
 from sut.agent import AgentConfig, AgentResult, run_agent
 from sut.agent import FEEDBACK_MODES
-from sut.checkpoint import CheckpointError, load_checkpoint
-from sut.engine_factory import MAX_SEED, PER_CPU, EngineOptions, add_engine_arguments, build_external, check_device, check_range
-from sut.suites import DEFAULT_SUITE, DEFAULTS, SUITES, SuiteError, check_checkpoint, check_fits, check_suite, load_tasks
-from sut.model import NanoCodeGen
-from sut.tokenizer import CodeTokenizer
+from sut.model.checkpoint import CheckpointError, load_checkpoint
+from sut.engine.factory import MAX_SEED, PER_CPU, EngineOptions, add_engine_arguments, build_external, check_device, check_range
+from sut.tasks.suites import DEFAULT_SUITE, DEFAULTS, SUITES, SuiteError, check_checkpoint, check_fits, check_suite, load_tasks
+from sut.model.gpt import NanoCodeGen
+from sut.model.tokenizer import CodeTokenizer
 from verifier.output_guard import add_json_flag, check_json, refuse_overwrite, text_to_stderr, write_json
 from verifier.sandbox import add_isolation_flag
 
@@ -84,7 +84,7 @@ def evaluate_batched(model: NanoCodeGen, tok: CodeTokenizer, pool: Any, tasks: S
                      engine: Any = None) -> dict[str, Any]:
     """The same run through the batched engine (continuous batching, prefix reuse; same results), or through
     ``engine`` (an ExternalEngine: another engine generates)."""
-    from sut.engine import Engine  # noqa: PLC0415
+    from sut.engine.scheduler import Engine  # noqa: PLC0415
 
     out = results if results is not None else []
     t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def record_reference(checkpoint: Path, summary: dict[str, Any], suite: str = DEF
 
 
 def engine_options(a: argparse.Namespace, checkpoint: Path) -> EngineOptions:
-    """The shared engine options (sut/engine_factory.py) this command's flags amount to."""
+    """The shared engine options (sut/engine/factory.py) this command's flags amount to."""
     opts = EngineOptions(suite=a.suite, checkpoint=checkpoint, max_batch=a.max_batch, seed=a.seed,
                          temperature=a.temperature, isolation=a.isolation, engine=a.engine or "native")
     for name in ("base_url", "model_name", "request_timeout_s", "vllm_compile"):
@@ -169,7 +169,7 @@ def agent_config(p: argparse.ArgumentParser, a: argparse.Namespace) -> AgentConf
 
 
 def checked_engine_options(a: argparse.Namespace, checkpoint: Path) -> EngineOptions:
-    """The engine options' rules (sut/engine_factory.py), before a checkpoint loads or a sandbox starts;
+    """The engine options' rules (sut/engine/factory.py), before a checkpoint loads or a sandbox starts;
     ValueError names the flag."""
     check_device(a.device)
     for flag, value, low, high in (("--threads", a.threads, 1, PER_CPU), ("--workers", a.workers, 1, PER_CPU),
@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     if opts.engine == "native":   # vLLM sizes its CPU attention by the threads it binds itself: leave torch's alone
         torch.set_num_threads(a.threads)
 
-    from sut.tasks import EvalSetError  # noqa: PLC0415 - keeps --help fast
-    from sut.vllm_generator import EngineUnavailable  # noqa: PLC0415
+    from sut.tasks.record import EvalSetError  # noqa: PLC0415 - keeps --help fast
+    from sut.engine.external.vllm_generator import EngineUnavailable  # noqa: PLC0415
     from verifier.sandbox import SandboxUnavailable  # noqa: PLC0415
     try:
         tasks, model, tok = load_run(a, checkpoint, cfg)

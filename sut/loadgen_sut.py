@@ -19,14 +19,14 @@ from typing import Any, Protocol
 import mlperf_loadgen as lg
 
 from sut.agent import AgentResult
-from sut.tasks import Task
+from sut.tasks.record import Task
 from verifier.response_format import encode
 
 log = logging.getLogger(__name__)
 
 
 class AgentEngine(Protocol):
-    """What the SUT needs from an engine (sut.engine.Engine implements it)."""
+    """What the SUT needs from an engine (sut.engine.scheduler.Engine implements it)."""
 
     def submit(self, task: Task, on_done: Callable[[AgentResult], None],
                on_first_token: Callable[[int], None] | None = None) -> None: ...

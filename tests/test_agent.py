@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sut import transcript as tr
+from sut.model import transcript as tr
 from sut.agent import AgentConfig, AgentResult, attempt_seed, run_agent, sample_next
-from sut.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from sut.model import GPTConfig, NanoCodeGen
-from sut.tasks import load_eval_tasks
+from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from sut.model.gpt import GPTConfig, NanoCodeGen
+from sut.tasks.basic import load_eval_tasks
 from verifier.pool import SandboxPool
 from verifier.response_format import decode, encode
 

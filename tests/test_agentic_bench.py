@@ -7,7 +7,7 @@ from pathlib import Path
 
 from benchmarks.agentic_cost import main as cost_main
 from benchmarks.hf_parity import parity
-from sut.suites import DEFAULTS, load_tasks
+from sut.tasks.suites import DEFAULTS, load_tasks
 
 AGENTIC = DEFAULTS["agentic"].checkpoint
 

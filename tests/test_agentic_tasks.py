@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from sut.agentic import suite as S
-from sut.agentic.family import CATEGORIES, MAX_CASES, MIN_CASES
-from sut.agentic.mutate import kill_rate, mutants
-from sut.agentic.record import AgenticTask, TaskFileError, load_task_file, normalised
-from sut.tasks import EVAL_PATH as BASIC_EVAL_PATH
-from sut.tasks import EvalSetError
+from sut.tasks.agentic import suite as S
+from sut.tasks.agentic.family import CATEGORIES, MAX_CASES, MIN_CASES
+from sut.tasks.agentic.mutate import kill_rate, mutants
+from sut.tasks.agentic.record import AgenticTask, TaskFileError, load_task_file, normalised
+from sut.tasks.basic import EVAL_PATH as BASIC_EVAL_PATH
+from sut.tasks.record import EvalSetError
 from verifier import CallCheck, CasesCheck, check_from_json, check_to_json
 from verifier.compare import same
 from verifier.pool import SandboxPool
@@ -34,7 +34,7 @@ def eval_tasks() -> list[AgenticTask]:
 
 @pytest.fixture(scope="module")
 def pool():
-    with SandboxPool(timeout_s=0.3, preload=()) as p:   # a looping mutant costs this much: see sut/agentic/mutate.py
+    with SandboxPool(timeout_s=0.3, preload=()) as p:   # a looping mutant costs this much: see sut/tasks/agentic/mutate.py
         yield p
 
 
@@ -249,7 +249,7 @@ def test_every_other_convention_value_fails_a_case(eval_tasks, pool):
 
 
 def test_mutants_of_eval_references_are_killed(eval_tasks, pool):
-    """A seeded sample of 3 mutants per frozen task (the full figure: python -m sut.agentic.mutate)."""
+    """A seeded sample of 3 mutants per frozen task (the full figure: python -m sut.tasks.agentic.mutate)."""
     rep = kill_rate(eval_tasks, pool, per_task=3, seed=0)
     assert rep.mutants >= 2500
     assert rep.rate >= 0.95, (rep.rate, rep.survivors[:5])

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from sut.agent import AgentConfig
-from sut.agentic.suite import FAMILY_BY_NAME, generate
-from sut.agentic.transcripts import build_examples, plan, transcript
-from sut.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from sut.tokenizer import train_tokenizer
+from sut.tasks.agentic.suite import FAMILY_BY_NAME, generate
+from sut.train.agentic_data import build_examples, plan, transcript
+from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from sut.model.tokenizer import train_tokenizer
 from verifier.pool import SandboxPool
 
 REPO = Path(__file__).resolve().parent.parent

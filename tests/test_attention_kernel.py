@@ -1,10 +1,10 @@
-"""The decode-attention kernel (sut/native.py, sut/decode_attention.c), built and run for real."""
+"""The decode-attention kernel (sut/engine/native/library.py, sut/engine/native/decode_attention.c), built and run for real."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sut import native as ak
+from sut.engine.native import library as ak
 
 
 def reference(q: torch.Tensor, kv: torch.Tensor, slots: list[int], lens: list[int]) -> torch.Tensor:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sut.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from sut.model import GPTConfig, NanoCodeGen
-from sut.tokenizer import train_tokenizer
+from sut.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sut.model.gpt import GPTConfig, NanoCodeGen
+from sut.model.tokenizer import train_tokenizer
 
 torch.set_num_threads(1)
 

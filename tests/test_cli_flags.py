@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sut.engine_factory import EngineOptions
+from sut.engine.factory import EngineOptions
 
 REPO = Path(__file__).resolve().parent.parent
 OLD_SPELLINGS = {"--outdir", "--out-dir", "--output", "--output-dir", "--results-dir", "--results", "--plot"}
@@ -116,7 +116,7 @@ def test_an_existing_json_file_is_refused_before_any_work(module: str, argv: lis
     """One ``error:`` line, exit 2, the file as it was, nothing else written (the check comes before any work)."""
     previous = tmp_path / "figures.json"
     previous.write_text("previous run")
-    tasks = str(REPO / "sut" / "data" / "eval_tasks.jsonl")
+    tasks = str(REPO / "sut" / "tasks" / "data" / "eval_tasks.jsonl")
     args = [a.replace("{tasks}", tasks).replace("{tmp}", str(tmp_path)) for a in argv]
     with pytest.raises(SystemExit) as e:
         importlib.import_module(module).main([*args, "--json", str(previous)])

@@ -15,14 +15,15 @@ from collections import Counter
 import pytest
 import torch
 
-from sut import transcript as tr
+from sut.model import transcript as tr
 from sut.agent import AgentConfig, AgentResult, make_generator, run_agent, sample_next
-from sut.engine import Engine
-from sut import engine_batch
-from sut.engine_batch import BatchModel, sample_rows
-from sut.model import GPTConfig, NanoCodeGen
-from sut.tasks import Task, load_eval_tasks
-from sut.tokenizer import CodeTokenizer, train_tokenizer
+from sut.engine.scheduler import Engine
+from sut.engine import batch as engine_batch
+from sut.engine.batch import BatchModel, sample_rows
+from sut.model.gpt import GPTConfig, NanoCodeGen
+from sut.tasks.record import Task
+from sut.tasks.basic import load_eval_tasks
+from sut.model.tokenizer import CodeTokenizer, train_tokenizer
 from verifier.checks import ValueCheck
 from verifier.pool import SandboxPool
 
@@ -533,9 +534,9 @@ def test_backend_agreement_command_compares_both_backends(capsys) -> None:
 @pytest.mark.parametrize("temperature", [0.7, 0.0])
 def test_speculative_retries_write_what_sequential_decoding_writes(pool, temperature) -> None:
     """A shipped checkpoint's retries repeat much of their earlier attempts, so prompt-lookup drafts are
-    accepted (sut/engine_draft.py); the tokens, attempt by attempt, are those of decoding a token a step,
+    accepted (sut/engine/draft.py); the tokens, attempt by attempt, are those of decoding a token a step,
     sampled or greedy (greedy drafts are checked against each row's argmax; once they were accepted whole)."""
-    from sut.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+    from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 
     model, tok, _ = load_checkpoint(DEFAULT_CHECKPOINT.parent / "retry-small")   # fails more first attempts
     hard = load_eval_tasks()[:96]
@@ -571,7 +572,7 @@ def test_a_speculative_group_gives_the_logits_of_decoding_its_tokens_one_by_one(
 
 
 def test_drafts_continue_the_latest_earlier_occurrence() -> None:
-    from sut.engine_draft import draft
+    from sut.engine.draft import draft
 
     class Buf:
         grams_of, grams_upto = None, 0

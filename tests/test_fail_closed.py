@@ -87,11 +87,11 @@ def test_every_entry_point_refuses_and_writes_nothing(no_bwrap_env, tmp_path):
     commands = [
         ["-m", "verifier", "batch", str(batch)],
         ["-m", "verifier", "run", str(batch), "--expected", "1"],
-        ["-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log), "--tasks", str(REPO / "sut/data/eval_tasks.jsonl"),
+        ["-m", "verifier.accuracy", "--mlperf-accuracy-file", str(log), "--tasks", str(REPO / "sut/tasks/data/eval_tasks.jsonl"),
          "--txt", str(tmp_path / "accuracy.txt")],
         ["-m", "sut.evaluate", "--count", "1", "--jsonl", str(out / "results.jsonl")],
         ["-m", "sut.train", "--smoke", "--out", str(out / "ckpt")],
-        ["-m", "sut.self_repair", "--smoke", "--init", str(CHECKPOINT), "--out", str(out / "ckpt2")],
+        ["-m", "sut.train.self_repair", "--smoke", "--init", str(CHECKPOINT), "--out", str(out / "ckpt2")],
         [str(REPO / "harness/run.py"), "--scenario", "Offline", "--count", "4", "--out", str(out / "results")],
     ]
     try:

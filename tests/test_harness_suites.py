@@ -1,7 +1,7 @@
 """harness/run.py with ``--suite``: the agentic suite end to end (its frozen tasks, its checkpoint and agent
 budget, its reference's accuracy target), the audits and the checker judging a folder by the suite its
 run_config.json records, and a results folder bound to one suite. Real runs of the real engine, LoadGen and
-sandbox over checkpoints/agentic (sut.suites.DEFAULTS)."""
+sandbox over checkpoints/agentic (sut.tasks.suites.DEFAULTS)."""
 from __future__ import annotations
 
 import argparse
@@ -18,8 +18,8 @@ from harness.compliance import check_scenario
 from harness.mlperf_log import read_detail
 from harness.run_config import CONFIG_FILE, run_configuration
 from harness.scenario_files import FileProblem, load_reference, reference_checkpoint, rescore_log, run_suite
-from sut.engine_factory import EngineOptions
-from sut.suites import DEFAULTS, eval_path
+from sut.engine.factory import EngineOptions
+from sut.tasks.suites import DEFAULTS, eval_path
 from test_harness import QUICK_CONF, run, scenario_dir
 from verifier.response_format import AttemptOut, Response, encode
 

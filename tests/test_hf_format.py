@@ -10,10 +10,10 @@ import pytest
 import torch
 import transformers
 
-from sut import transcript as tr
-from sut.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from sut.model import GPTConfig, NanoCodeGen
-from sut.tokenizer import train_tokenizer
+from sut.model import transcript as tr
+from sut.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sut.model.gpt import GPTConfig, NanoCodeGen
+from sut.model.tokenizer import train_tokenizer
 
 
 TEXTS = ["def count_above(xs):\n    count = 0\n    for x in xs:\n        if x > 3:\n            count += 1\n    return count",
@@ -103,10 +103,10 @@ def test_steps_stay_zero_and_the_zero_row_is_frozen(saved: tuple[Path, NanoCodeG
 
 
 def test_a_format1_model_converts_to_gpt2_with_its_first_attempts_unchanged(tmp_path: Path) -> None:
-    """sut.self_repair --attempt-markers starts from this conversion: the step-0 row folded into the
+    """sut.train.self_repair --attempt-markers starts from this conversion: the step-0 row folded into the
     positions gives the same first-attempt logits, the markers are new ids after the old vocabulary,
     and the result saves as an HF directory that loads back as GPT-2."""
-    from sut.hf_format import FormatError, with_attempt_markers
+    from sut.model.hf_format import FormatError, with_attempt_markers
 
     tok = train_tokenizer(TEXTS, 400)
     cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=128, n_layer=2, n_head=2, n_embd=32, max_retries=16)
@@ -133,9 +133,9 @@ def test_a_format1_model_converts_to_gpt2_with_its_first_attempts_unchanged(tmp_
 
 
 def test_heads_can_be_reread_for_an_engine_with_other_kernels() -> None:
-    """sut.self_repair --n-head starts from this: the same tensors, another head count, refused when it
+    """sut.train.self_repair --n-head starts from this: the same tensors, another head count, refused when it
     does not divide the width."""
-    from sut.hf_format import FormatError, with_heads
+    from sut.model.hf_format import FormatError, with_heads
 
     tok = train_tokenizer(TEXTS, 400, attempt_markers=True)
     model = NanoCodeGen(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=4, n_embd=96,

@@ -26,7 +26,7 @@ from verifier.pool import InfrastructureError
 from verifier.response_format import AttemptOut, Response, decode_hex, encode
 
 REPO = Path(__file__).resolve().parent.parent
-EVAL = REPO / "sut" / "data" / "eval_tasks.jsonl"
+EVAL = REPO / "sut" / "tasks" / "data" / "eval_tasks.jsonl"
 FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sut.model import GPTConfig, NanoCodeGen
+from sut.model.gpt import GPTConfig, NanoCodeGen
 
 torch.set_num_threads(1)
 V, BLOCK = 300, 96

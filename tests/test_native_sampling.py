@@ -1,4 +1,4 @@
-"""The native token choice (sut/sampling.c via sut/native_sampling.py): bit for bit what torch picks.
+"""The native token choice (sut/engine/native/sampling.c via sut/engine/native/sampling.py): bit for bit what torch picks.
 
 Every check compares with torch itself, built and run for real: the generator's stream with
 ``exponential_``, the draw with ``torch.multinomial`` and ``sample_next``, the argmax and the
@@ -8,15 +8,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sut import native
+from sut.engine.native import library as native
 from sut.agent import attempt_seed, make_generator, sample_next
-from sut.engine_batch import BatchModel, sample_rows
-from sut.model import GPTConfig, NanoCodeGen
+from sut.engine.batch import BatchModel, sample_rows
+from sut.model.gpt import GPTConfig, NanoCodeGen
 
 ok, why = native.available()
 pytestmark = pytest.mark.skipif(not ok, reason=f"native kernels unavailable: {why}")
 if ok:
-    from sut.native_sampling import NativeGenerator, argmax_rows, race, race_accept, stream_matches_torch, topk_scores
+    from sut.engine.native.sampling import NativeGenerator, argmax_rows, race, race_accept, stream_matches_torch, topk_scores
 
 V = 1536
 

@@ -1,13 +1,13 @@
-"""The native batched forward (sut/native_step.py, sut/decode_step.c), built and run for real against torch."""
+"""The native batched forward (sut/engine/native/step.py, sut/engine/native/decode_step.c), built and run for real against torch."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from sut import native, native_step
-from sut.engine_batch import BatchModel
-from sut.model import GPTConfig, NanoCodeGen
+from sut.engine.native import library as native, step as native_step
+from sut.engine.batch import BatchModel
+from sut.model.gpt import GPTConfig, NanoCodeGen
 
 
 def model_of(n_embd: int = 64, n_head: int = 4, seed: int = 0) -> NanoCodeGen:
@@ -138,7 +138,7 @@ def test_every_vector_width_computes_the_same_bits(monkeypatch, tmp_path, march:
 
 
 def test_every_tile_shape_computes_the_same_bits(monkeypatch) -> None:
-    """The run-time tile choice (sut/native_tiles.py) cannot change an output: a whole step (prefills,
+    """The run-time tile choice (sut/engine/native/tiles.py) cannot change an output: a whole step (prefills,
     decode rows, the cache) under each kernel of this build gives the same bits."""
     model = model_of(96, 4)
     g = torch.Generator().manual_seed(5)
@@ -159,7 +159,7 @@ def test_every_tile_shape_computes_the_same_bits(monkeypatch) -> None:
 def test_the_tile_is_timed_once_per_machine_and_model_and_can_be_forced(monkeypatch, tmp_path, caplog) -> None:
     """The first choice times every kernel on the model's shapes and writes it to the cache; a later
     process reads it; NANO_CODEGEN_TILE forces a tile of this build and a bad one is ignored, said."""
-    from sut import native_tiles
+    from sut.engine.native import tiles as native_tiles
 
     shapes = ((64, 192, 2), (64, 64, 2), (256, 64, 2), (64, 200, 1))
     monkeypatch.delenv("NANO_CODEGEN_TILE", raising=False)

@@ -61,7 +61,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("command, flag, held", [
     (["-m", "sut.train", "--smoke", "--out"], "--out", "report.md"),
-    (["-m", "sut.self_repair", "--smoke", "--init", "checkpoints/reference", "--out"], "--out", "report.md"),
+    (["-m", "sut.train.self_repair", "--smoke", "--init", "checkpoints/reference", "--out"], "--out", "report.md"),
     (["-m", "sut.evaluate", "--count", "1", "--jsonl"], "--jsonl", None),
     (["harness/report.py", "{tmp}", "--out"], "--out", "report.md"),
     (["-m", "benchmarks.engine_bench", "--sections", "decode", "--json"], "--json", None),

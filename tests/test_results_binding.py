@@ -22,8 +22,8 @@ from harness.results import ResultsExistError, ScenarioPaths  # noqa: E402
 from harness.run_config import CONFIG_FILE, require_bound_checkpoint, run_configuration  # noqa: E402
 from harness.run_summary import write_run_metadata  # noqa: E402
 from harness.scenario_files import load_reference, meets_target, reference_checkpoint, target_for_run  # noqa: E402
-from sut.engine_factory import EngineOptions  # noqa: E402
-from sut.tasks import EVAL_PATH  # noqa: E402
+from sut.engine.factory import EngineOptions  # noqa: E402
+from sut.tasks.basic import EVAL_PATH  # noqa: E402
 from test_harness import QUICK_CONF, RUN  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""`python -m sut.self_repair`: fine-tuning a checkpoint on its own verified failures."""
+"""`python -m sut.train.self_repair`: fine-tuning a checkpoint on its own verified failures."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from sut.agent import AgentResult, AttemptRecord
-from sut.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from sut.self_repair import failure_chains, parse_args, repair_transcripts
-from sut.tasks import generate_tasks
+from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from sut.train.self_repair import failure_chains, parse_args, repair_transcripts
+from sut.tasks.basic import generate_tasks
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def test_chains_hold_the_failed_attempts_in_order_and_only_the_solution_is_a_tar
 
 def test_smoke_run_collects_failures_and_writes_a_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "repaired"
-    cmd = [sys.executable, "-m", "sut.self_repair", "--init", str(DEFAULT_CHECKPOINT), "--out", str(out),
+    cmd = [sys.executable, "-m", "sut.train.self_repair", "--init", str(DEFAULT_CHECKPOINT), "--out", str(out),
            "--smoke", "--repair-tasks", "200", "--threads", "1"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sut import tasks as T
-from sut.mistakes import KINDS, mistake, plausible_mistake
-from sut.task_families import CATEGORIES
+from sut.tasks import basic as T
+from sut.train.mistakes import KINDS, mistake, plausible_mistake
+from sut.tasks.families import CATEGORIES
 from verifier.checks import CallCheck, ValueCheck
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sut.tokenizer import SPECIAL_TOKENS, CodeTokenizer, TokenizerError, train_tokenizer
+from sut.model.tokenizer import SPECIAL_TOKENS, CodeTokenizer, TokenizerError, train_tokenizer
 
 CORPUS = [
     "Write a function `add(a, b)` that returns a + b.",

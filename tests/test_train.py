@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sut.checkpoint import load_checkpoint
-from sut.train import TrainConfig, lr_at, parse_args
+from sut.model.checkpoint import load_checkpoint
+from sut.train.loop import TrainConfig, lr_at, parse_args
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,8 +60,8 @@ def test_schedule_and_flags() -> None:
 
 
 def test_retry_recipe_flags_default_to_the_shipped_recipe() -> None:
-    from sut.train import retry_mix
-    from sut.train_data import DEFAULT_MIX
+    from sut.train.loop import retry_mix
+    from sut.train.data import DEFAULT_MIX
     _, c, _m = parse_args(["--out", "x"])
     assert c.literal_mistakes == 0.0 and retry_mix(c) == DEFAULT_MIX
     _, c, _m = parse_args(["--out", "x", "--literal-mistakes", "6", "--retry-mix", "0.3,0.3,0.2,0.1,0.1"])

@@ -174,7 +174,7 @@ def test_a_retry_that_copies_the_expected_value_does_not_count(tmp_path):
 
 def test_no_evaluation_reference_solution_is_literal_only():
     """So the hard-coded rule can never fail a retry that writes what the reference writes."""
-    from sut.tasks import load_eval_tasks
+    from sut.tasks.basic import load_eval_tasks
 
     assert not [t.id for t in load_eval_tasks() if literal_only(t.solution)]
 
@@ -182,7 +182,7 @@ def test_no_evaluation_reference_solution_is_literal_only():
 def test_lone_surrogates_become_valid_text_and_every_verdict_is_written(tmp_path):
     """A program's output, exception message or value may hold a lone surrogate; the verdict's
     text is still valid UTF-8, later rows are still judged, and the feedback tokenizes."""
-    from sut.tokenizer import CodeTokenizer
+    from sut.model.tokenizer import CodeTokenizer
 
     rows = [{"id": 1, "code": 'print("\\ud800")\nresult = 1', "expected": "2"},
             {"id": 2, "code": 'raise ValueError("\\ud800 bad")', "expected": "2"},

@@ -34,7 +34,7 @@ MODEL = "nano-codegen-agent"
 
 
 def load_tasks(count: int) -> list:
-    from sut.tasks import load_eval_tasks
+    from sut.tasks.basic import load_eval_tasks
 
     return load_eval_tasks()[:count]
 

@@ -24,8 +24,8 @@ from harness.run_summary import write_run_metadata
 from harness.scenario_config import load_scenario
 from harness.scenario_files import accuracy_pass, run_suite
 from harness.user_conf import write_effective_conf
-from sut.engine_factory import EngineOptions
-from sut.tasks import EVAL_PATH
+from sut.engine.factory import EngineOptions
+from sut.tasks.basic import EVAL_PATH
 
 TINY = Path(__file__).resolve().parent / "tiny_sut.py"
 SYSTEM = "tiny_sut_cpu"

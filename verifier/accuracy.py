@@ -1,7 +1,7 @@
 """The accuracy pass: re-execute what the SUT returned, judge it, write accuracy.txt.
 
     python -m verifier.accuracy --mlperf-accuracy-file mlperf_log_accuracy.json \\
-        --tasks sut/data/eval_tasks.jsonl --txt accuracy.txt [--json PATH | --json -]
+        --tasks sut/tasks/data/eval_tasks.jsonl --txt accuracy.txt [--json PATH | --json -]
 
 LoadGen logs each completed sample as ``{"seq_id", "qsl_idx", "data": HEX, ...}``; ``qsl_idx``
 indexes the task file's lines in order, ``data`` is the hex of ``response_format.encode``.

@@ -34,8 +34,8 @@ def native_parts(model: Any, batch: int, context: int) -> dict[str, Any]:
     1-row, 8-wide matmul and a 1-row, 1-key attention) is taken off each: ``*_raw`` keeps the figures before."""
     import torch   # noqa: PLC0415
 
-    from sut import native   # noqa: PLC0415
-    from sut.engine_batch import BatchModel   # noqa: PLC0415
+    from sut.engine.native import library as native   # noqa: PLC0415
+    from sut.engine.batch import BatchModel   # noqa: PLC0415
 
     with torch.inference_mode():
         bm = BatchModel(model, batch)

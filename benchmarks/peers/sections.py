@@ -43,7 +43,7 @@ class NoVerifier:
 
 @functools.cache
 def forced_engine_class() -> type:
-    from sut.engine import Engine   # noqa: PLC0415
+    from sut.engine.scheduler import Engine   # noqa: PLC0415
 
     class ForcedLength(Engine):
         """Engine whose rows cannot pick <|end|>: every row decodes its whole budget (vLLM's ``min_tokens``)."""
@@ -226,7 +226,7 @@ def agent_section(a: argparse.Namespace, tmp: Path, model: Any, tok: Any, server
     from tqdm import tqdm   # noqa: PLC0415
 
     from sut.agent import AgentConfig   # noqa: PLC0415
-    from sut.suites import DEFAULTS, load_tasks   # noqa: PLC0415
+    from sut.tasks.suites import DEFAULTS, load_tasks   # noqa: PLC0415
     from verifier.pool import SandboxPool   # noqa: PLC0415
 
     d = DEFAULTS["agentic"]
@@ -241,7 +241,7 @@ def agent_section(a: argparse.Namespace, tmp: Path, model: Any, tok: Any, server
     with SandboxPool(workers=a.workers, lint=False, preload=(), isolation=a.isolation) as pool:
         out["isolation"] = pool.isolation
         say(f"agent: {len(tasks)} tasks, native")
-        from sut.engine import Engine   # noqa: PLC0415
+        from sut.engine.scheduler import Engine   # noqa: PLC0415
         eng = Engine(model, tok, pool, cfg, max_batch=a.max_batch)
         with bar("native") as b:
             wall, results, stats = timed_agent(eng, tasks, lambda k: b.update(k - b.n))
@@ -257,8 +257,8 @@ def agent_section(a: argparse.Namespace, tmp: Path, model: Any, tok: Any, server
         finally:
             w.close()
         if server is not None:
-            from sut.external_engine import ExternalEngine   # noqa: PLC0415
-            from sut.openai_generator import OpenAIGenerator   # noqa: PLC0415
+            from sut.engine.external.engine import ExternalEngine   # noqa: PLC0415
+            from sut.engine.external.openai_generator import OpenAIGenerator   # noqa: PLC0415
             say("agent: vLLM's server")
             gen = OpenAIGenerator([server.url], tok, server.model, timeout_s=600)
             eng = ExternalEngine(gen, tok, pool, cfg, model.config.block_size, model.kv_bytes(1), a.max_batch)
@@ -316,8 +316,8 @@ def head_dim(width: int) -> int:
 def sweep_models(a: argparse.Namespace, tok: Any, tmp: Path) -> Iterator[tuple[Any, Path]]:
     """Each width's random-weight model and its HF directory, one at a time (the largest is 0.6 GB)."""
     from benchmarks.bench_util import random_model   # noqa: PLC0415
-    from sut.hf_format import save_hf   # noqa: PLC0415
-    from sut.model import GPTConfig   # noqa: PLC0415
+    from sut.model.hf_format import save_hf   # noqa: PLC0415
+    from sut.model.gpt import GPTConfig   # noqa: PLC0415
 
     for width, depth in zip(a.widths, a.depths):
         cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=a.sweep_window, n_layer=depth,

@@ -72,7 +72,7 @@ class Worker:
         return self._reply(bar)
 
     def tail(self, lines: int = 8) -> str:
-        from sut.vllm_server import log_tail   # noqa: PLC0415
+        from sut.engine.external.vllm_server import log_tail   # noqa: PLC0415
 
         return log_tail(self.log, lines)
 
@@ -139,10 +139,10 @@ def _decode_worker(a: argparse.Namespace, send: Callable[..., None]) -> int:
 def _agent_worker(a: argparse.Namespace, send: Callable[..., None]) -> int:
     from benchmarks.peers.sections import agent_summary, timed_agent   # noqa: PLC0415 - sections imports this module
     from sut.agent import AgentConfig   # noqa: PLC0415
-    from sut.checkpoint import load_checkpoint   # noqa: PLC0415
-    from sut.external_engine import ExternalEngine   # noqa: PLC0415
-    from sut.suites import DEFAULTS, load_tasks   # noqa: PLC0415
-    from sut.vllm_generator import VLLMGenerator   # noqa: PLC0415
+    from sut.model.checkpoint import load_checkpoint   # noqa: PLC0415
+    from sut.engine.external.engine import ExternalEngine   # noqa: PLC0415
+    from sut.tasks.suites import DEFAULTS, load_tasks   # noqa: PLC0415
+    from sut.engine.external.vllm_generator import VLLMGenerator   # noqa: PLC0415
     from verifier.pool import SandboxPool   # noqa: PLC0415
 
     import torch   # noqa: PLC0415
@@ -211,7 +211,7 @@ class ServerClient:
 
 
 def start_server(model_dir: Path, max_seqs: int, gib: int, threads: int, log: Path) -> Any:
-    from sut.vllm_server import VLLMServer   # noqa: PLC0415
+    from sut.engine.external.vllm_server import VLLMServer   # noqa: PLC0415
 
     saved = {k: os.environ.get(k) for k in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND")}
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(gib)

@@ -1,0 +1,2 @@
+"""Other inference engines behind the same agent loop: vLLM in-process, OpenAI-compatible servers
+(docs/engines.md)."""

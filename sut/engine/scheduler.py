@@ -1,0 +1,451 @@
+"""Continuous-batching engine: many agent retry loops decoded together over one slot KV cache.
+
+One engine thread drives the model. Each turn of its loop it
+
+1. collects the verdicts that arrived (the verifier's workers are other processes): a pass
+   or the last attempt completes the task; a failure appends the feedback to the same
+   transcript (``sut.agent._append_feedback``, so the layout and truncation rule are the
+   agent's) and the sequence goes back to prefill;
+2. admits queued tasks into free cache slots (up to ``max_batch``);
+3. runs one batched forward holding, as rows of the same matmuls, what is new for each
+   sequence starting an attempt (the prompt of a new task; for a retry only the feedback
+   tokens: prefix reuse; everything again after a truncation, recorded in the attempt, or
+   with prefix reuse off) and one token for every decoding sequence (rows at different
+   positions), or for a retry its last token and a draft of what follows (speculative retries:
+   the draft's rows checked in the same pass); then samples each row with its own
+   per-(seed, task, attempt) generator.
+   An attempt that ends (``<|end|>`` or budget) is handed to ``pool.submit`` and its
+   sequence parks; it never stalls the others.
+
+Every submitted task gets exactly one ``on_done``: a model or tokenizer error fails only
+its task (an error in the batched forward fails the rows of that step), a SANDBOX_ERROR verdict
+(dead verifier worker) fails the task with ``error="verifier: ..."``, and an exception in
+the loop itself fails every task in flight while the engine keeps serving new ones.
+The generated tokens equal ``sut.agent.run_agent``'s and do not depend on batch size,
+composition or arrival order (sut/engine/batch.py says why; docs/engine.md).
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from sut.model import transcript as tr
+from sut.agent import (AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed, redraw_from,
+                       should_redraw)
+from sut.engine.batch import BatchModel
+from sut.engine.draft import draft
+from sut.engine.seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line, run_all
+from sut.engine.stats import EngineCounters
+from sut.model.gpt import NanoCodeGen
+from sut.model.tokenizer import CodeTokenizer
+from verifier.verdict import Status
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Batched, continuously batched agent loops; see the module docstring."""
+
+    def __init__(self, model: NanoCodeGen, tokenizer: CodeTokenizer, pool: Any, cfg: AgentConfig | None = None,
+                 max_batch: int = 64, batch_wait_ms: float = 0.0, use_kv_cache: bool = True,
+                 prefix_reuse: bool = True, device: str = "cpu", backend: str = "auto", speculate: bool = True) -> None:
+        cfg = cfg or AgentConfig()
+        if max_batch < 1 or batch_wait_ms < 0 or cfg.max_attempts < 1 or cfg.max_new_tokens < 1:
+            raise ValueError(f"bad engine settings: max_batch={max_batch} (>= 1), batch_wait_ms={batch_wait_ms} (>= 0), "
+                             f"max_attempts={cfg.max_attempts} (>= 1), max_new_tokens={cfg.max_new_tokens} (>= 1)")
+        self.model = model.to(torch.device(device)).eval()
+        self.tok, self.pool, self.cfg = tokenizer, pool, cfg
+        self.max_batch, self.batch_wait_s = max_batch, batch_wait_ms / 1e3
+        self.use_kv_cache, self.prefix_reuse = use_kv_cache, prefix_reuse and use_kv_cache
+        self.isolation: str = getattr(pool, "isolation", "unknown")
+        self.window = model.config.block_size
+        self.bm = BatchModel(self.model, max_batch, use_kv_cache, backend)
+        # retries draft by prompt lookup and verify drafts in one pass (sut/engine/draft.py); needs the
+        # native step (a group's logits at every position) and native draws (the sequential check)
+        self.speculate = speculate and self.bm.native_draws
+        self._kv_token_bytes = model.kv_bytes(1)
+        self._cv = threading.Condition()
+        # (task, on_done, on_first_token, submit time, its prompt tokenized or the error that stopped it)
+        self._queue: deque[tuple[Any, OnDone, OnFirstToken | None, float, tr.Piece | Exception]] = deque()
+        self._ready: deque[Seq] = deque()     # parked sequences whose verdict has arrived
+        self._free = list(range(max_batch))   # a heap: the lowest free slot first keeps decode rows few
+        self._active: dict[int, Seq] = {}     # slot -> sequence (engine thread only)
+        self._thread: threading.Thread | None = None
+        self._stopping = self._closed = False
+        self._drain = True
+        self._counters = EngineCounters()
+        self._n, self._t = self._counters.n, self._counters.t
+
+    # -- public API -------------------------------------------------------------------------
+    def submit(self, task: Any, on_done: OnDone, on_first_token: OnFirstToken | None = None) -> None:
+        """Queue ``task``; returns at once. ``on_done`` runs exactly once (on the engine thread,
+        or right here if the engine is stopped); ``on_first_token`` once, at attempt 0's first token.
+        The prompt is tokenized here, on the caller's thread, not on the engine's."""
+        try:
+            prefix: tr.Piece | Exception = tr.prompt_prefix(self.tok, task.prompt)
+        except Exception as e:   # reported through on_done when the task is admitted
+            prefix = e
+        with self._cv:
+            if not self._closed:
+                self._queue.append((task, on_done, on_first_token, time.perf_counter(), prefix))
+                self._n["submitted"] += 1
+                self._cv.notify()
+                return
+        call(on_done, AgentResult(getattr(task, "id", "?"), error="engine: stopped; the task was not run"))
+
+    def start(self) -> None:
+        """Start the engine thread (idempotent)."""
+        with self._cv:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+            self._thread.start()
+
+    def stop(self, drain: bool = True, close_pool: bool = True) -> None:
+        """Finish (``drain``) or fail everything queued and in flight, join the thread, close the pool
+        (``close_pool=False`` leaves a pool shared with others open)."""
+        self.start()
+        with self._cv:
+            self._stopping, self._drain = True, drain
+            self._cv.notify_all()
+        assert self._thread is not None
+        self._thread.join()
+        if close_pool and hasattr(self.pool, "close"):
+            self.pool.close()
+
+    def run(self, tasks: Sequence[Any], progress: bool = False) -> list[AgentResult]:
+        """Submit every task, wait for all, return the results in input order (starts the engine)."""
+        return run_all(self, tasks, "agent", progress)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since construction (a snapshot; safe to call from any thread; sut/engine/stats.py)."""
+        return self._counters.snapshot(max_batch=self.max_batch, use_kv_cache=self.use_kv_cache,
+                                       prefix_reuse=self.prefix_reuse, speculate=self.speculate,
+                                       isolation=self.isolation, **self.bm.describe())
+
+    # -- the engine thread -------------------------------------------------------------------
+    def _loop(self) -> None:
+        cpu0 = time.thread_time()
+        with torch.inference_mode():
+            while self._wait_for_work():
+                try:
+                    self._collect_verdicts()
+                    self._admit()        # new tasks fill freed slots, lowest first
+                    self._compact()      # then only gaps nobody filled move (the run's tail)
+                    self._step()
+                    self._t["loop_cpu_s"] = time.thread_time() - cpu0
+                except Exception as e:  # a bug of ours: fail what is in flight, keep serving
+                    log.exception("engine loop failed; failing %d tasks in flight", len(self._active))
+                    self._n["loop_errors"] += 1
+                    self._fail_all(one_line("engine: ", e))
+            self._fail_all("engine: stopped before the task finished")
+            with self._cv:
+                self._closed = True
+                queued, self._queue = list(self._queue), deque()
+        for task, on_done, *_ in queued:
+            self._n["done"] += 1
+            self._n["errors"] += 1
+            call(on_done, AgentResult(task.id, error="engine: stopped before the task started"))
+
+    def _wait_for_work(self) -> bool:
+        """Block until there is something to do; False when the engine should exit."""
+        with self._cv:
+            while True:
+                if self._stopping and (not self._drain or (not self._active and not self._queue)):
+                    return False
+                busy = any(s.state != PARKED for s in self._active.values())
+                if busy or self._ready or (self._queue and self._free):
+                    return True
+                self._cv.wait(0.5)
+
+    def _compact(self) -> None:
+        """Keep the occupied cache slots contiguous from slot 0: the sequence in the highest one moves
+        into the lowest free one (an exact copy of its cached keys and values), until no gap is left.
+
+        Why: the cache is position-major, so the rows of a step in adjacent slots read one block a
+        position, which the hardware prefetcher streams; rows scattered over the slots (the tail of a
+        run, where long retries keep the slots they were given) read a small piece of a different
+        block each, and wait on memory (``python -m benchmarks.step_variants``, section 6: the
+        attention 2.3-3.5x faster over adjacent slots at 8-32 rows). Runs between steps only, when
+        every sequence's ``cached`` positions are exactly what its slot holds."""
+        if not self.use_kv_cache:
+            return
+        while self._free and self._active:
+            low, high = self._free[0], max(self._active)
+            if low > high:
+                return
+            seq = self._active.pop(high)
+            heapq.heapreplace(self._free, high)
+            self.bm.move_slot(high, low, seq.cached)
+            seq.slot = low
+            self._active[low] = seq
+            self._n["slot_moves"] += 1
+
+    def _admit(self) -> None:
+        with self._cv:
+            if self.batch_wait_s > 0 and not self._active and self._queue and not self._stopping:
+                deadline = self._queue[0][3] + self.batch_wait_s   # Server: gather arrivals into a batch
+                while len(self._queue) < len(self._free) and not self._stopping:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
+            taken = []
+            while self._queue and self._free:
+                taken.append((self._queue.popleft(), heapq.heappop(self._free)))
+        for (task, on_done, on_first, _, prefix), slot in taken:
+            seq = self._active[slot] = Seq(task, on_done, on_first, slot)
+            try:
+                if isinstance(prefix, Exception):
+                    raise prefix
+                seq.prefix = prefix
+                if len(seq.prefix) + 1 >= self.window:
+                    raise ValueError(f"prompt is {len(seq.prefix)} tokens: the context window is {self.window}")
+                seq.reset(seq.prefix)
+            except Exception as e:
+                log.warning("task %s rejected: %s", seq.task.id, e)
+                self._finish(seq, one_line("", e))
+
+    def _begin_attempt(self, seq: Seq) -> None:
+        """Set up attempt ``seq.attempt``: its budget, generator and what must be prefilled."""
+        k, cfg = seq.attempt, self.cfg
+        if seq.draw:   # a redraw (set up by _redraw): the last context token is recomputed, as in
+            return     # sut.agent; the attempt's reuse figures stay those of its first draft
+        budget = min(cfg.max_new_tokens, self.window - len(seq) - 1)   # room for a closing <|end|>
+        if budget < 1:
+            raise ValueError(f"attempt {k} starts at {len(seq)} tokens: no room left in the {self.window}-token window")
+        if not self.prefix_reuse:
+            seq.cached = 0
+        seq.prompt_tokens, seq.reused = len(seq), seq.cached
+        self._n["reused"] += seq.reused
+        self._n["prefilled"] += seq.prompt_tokens - seq.reused
+        self._n["rebuilds"] += seq.truncated
+        seq.gen = self.bm.generator(attempt_seed(cfg.seed, seq.task.id, k)) if k > 0 else None
+        seq.temperature = cfg.temperature if k > 0 else 0.0
+        seq.step, seq.budget, seq.out = tr.step_id(self.tok, k), budget, []
+
+    def _take(self, seq: Seq, token: int) -> None:
+        """Append a sampled token; end the attempt at <|end|> or the budget."""
+        seq.out.append(token)
+        seq.ids.append(token)
+        seq.steps.append(seq.step)
+        if token == self.tok.end_id or len(seq.out) >= seq.budget:
+            self._end_attempt(seq)
+
+    def _end_attempt(self, seq: Seq) -> None:
+        if seq.out[-1] != self.tok.end_id:  # cut at the budget: close the attempt (not counted as generated)
+            seq.append(tr.Piece([self.tok.end_id], [seq.step], [0]))
+        seq.code = self.tok.decode(seq.out)
+        if should_redraw(self.cfg, seq.attempt, seq.draw, seq.temperature, seq.code, seq.rejected):
+            self._redraw(seq)
+            return
+        seq.t_submit = time.perf_counter()
+        seq.state = PARKED
+        try:
+            seq.future = self.pool.submit(seq.code, seq.task.check)
+        except Exception as e:
+            seq.future = None
+            self._record(seq, None)
+            self._finish(seq, one_line("verifier: ", e))
+            return
+        seq.future.add_done_callback(lambda _f, seq=seq: self._verdict_arrived(seq))
+
+    def _redraw(self, seq: Seq) -> None:
+        """The draft repeats rejected code: drop it and draw the attempt again with the next seed
+        (what ``sut.agent`` does; the draft's tokens still count as generated)."""
+        seq.draw += 1
+        seq.redrawn += len(seq.out)
+        redraw_from(seq, seq.prompt_tokens)
+        seq.grams_of = None   # cut in place: the draft index is rebuilt
+        if not self.use_kv_cache:
+            seq.cached = 0
+        seq.gen = self.bm.generator(attempt_seed(self.cfg.seed, seq.task.id, seq.attempt, seq.draw))
+        seq.out = []
+        seq.state = PREFILL
+
+    def _verdict_arrived(self, seq: Seq) -> None:  # any thread (the pool's)
+        seq.t_verdict = time.perf_counter()
+        with self._cv:
+            self._ready.append(seq)
+            self._cv.notify()
+
+    def _collect_verdicts(self) -> None:
+        with self._cv:
+            ready, self._ready = list(self._ready), deque()
+        for seq in ready:
+            if seq.done:
+                continue
+            try:
+                self._next_attempt(seq)
+            except Exception as e:
+                log.warning("task %s failed after its verdict: %s", seq.task.id, e)
+                self._finish(seq, one_line("", e))
+
+    def _next_attempt(self, seq: Seq) -> None:
+        try:
+            verdict = seq.future.result()
+        except Exception as e:  # the pool promises a Verdict; anything else is its failure
+            self._record(seq, None)
+            self._finish(seq, one_line("verifier: ", e))
+            return
+        self._record(seq, verdict)
+        k = seq.attempt
+        if verdict.status is Status.SANDBOX_ERROR:  # the verifier failed, not the code: never a silent fail
+            self._finish(seq, f"verifier: {verdict.feedback or verdict.message or 'sandbox error'}".splitlines()[0])
+        elif verdict.passed:
+            seq.result.passed = True
+            self._finish(seq)
+        elif k + 1 >= self.cfg.max_attempts:
+            self._finish(seq)
+        else:
+            seq.rejected.add(seq.code)
+            seq.attempt, seq.draw, seq.redrawn = k + 1, 0, 0
+            seq.truncated = _append_feedback(seq, self.tok, seq.prefix, self.cfg.shown(verdict.feedback), k + 1,
+                                             self.cfg.max_new_tokens, self.window)
+            seq.state = PREFILL
+
+    def _record(self, seq: Seq, verdict: Any) -> None:
+        now = seq.t_verdict or time.perf_counter()
+        seq.result.attempts.append(AttemptRecord(
+            attempt=seq.attempt, context_len=len(seq), prompt_tokens=seq.prompt_tokens, gen_tokens=len(seq.out),
+            reused_tokens=seq.reused, prefilled_tokens=seq.prompt_tokens - seq.reused, prefill_ms=seq.prefill_ms,
+            decode_ms=(seq.t_submit - seq.t_decode) * 1e3, verify_ms=(now - seq.t_submit) * 1e3,
+            status=(verdict.status if verdict is not None else Status.SANDBOX_ERROR).value,
+            kv_bytes=self._kv_token_bytes * len(seq), truncated=seq.truncated, code=seq.code,
+            feedback=verdict.feedback if verdict is not None else "", token_ids=list(seq.out),
+            redraws=seq.draw, redrawn_tokens=seq.redrawn))
+        seq.result.n_tokens += len(seq.out) + seq.redrawn
+        seq.t_verdict = 0.0
+        self._n["attempts"] += 1
+        self._n["tokens"] += len(seq.out) + seq.redrawn
+
+    def _step(self) -> None:
+        """One batched forward: the prefills of the attempts starting now, one token for every
+        decoding row, and for a decoding retry with a draft its last token and the draft (a
+        speculative group, sut/engine/draft.py); then each row's token (a prefill's is its
+        attempt's first), and each group's tokens as sequential decoding would draw them."""
+        pre, dec, spec, drafts = self._rows()
+        if not pre and not dec and not spec:
+            return
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            logits = self._forward(dec, pre, spec, drafts)
+            n = len(dec) + len(pre)
+            tokens = self._pick(dec + pre, logits[:n])
+            spec_tokens = self.bm.accept(logits[n:], drafts, self.cfg.temperature, self.cfg.top_k,
+                                         [s.gen for s in spec]) if spec else []
+        except Exception as e:  # one batched call: its rows share the failure
+            log.exception("model step failed; failing its %d sequences", len(dec) + len(pre) + len(spec))
+            for s in dec + pre + spec:
+                self._finish(s, one_line("model: ", e))
+            return
+        t1 = time.perf_counter()
+        self._counters.record_step(self.bm, dec, pre, spec, drafts, t1 - t0, time.thread_time() - c0)
+        self._take_rows(dec + pre, tokens, t0, t1)
+        self._take_groups(spec, drafts, spec_tokens)
+
+    def _rows(self) -> tuple[list[Seq], list[Seq], list[Seq], list[list[int]]]:
+        """The step's rows in slot order: prefills (their attempts begun; one that cannot start is finished),
+        plain decoding rows, and speculative groups with their drafts."""
+        by_slot = sorted(self._active.values(), key=lambda s: s.slot)
+        pre = []
+        for seq in (s for s in by_slot if s.state == PREFILL):
+            try:
+                self._begin_attempt(seq)
+                pre.append(seq)
+            except Exception as e:
+                log.warning("task %s cannot start attempt %d: %s", seq.task.id, seq.attempt, e)
+                self._finish(seq, one_line("", e))
+        dec, spec, drafts = [], [], []
+        for seq in (s for s in by_slot if s.state == DECODE):
+            d = self._draft(seq) if self.speculate and seq.attempt > 0 else []
+            if d:
+                spec.append(seq)
+                drafts.append(d)
+            else:
+                dec.append(seq)
+        return pre, dec, spec, drafts
+
+    def _take_rows(self, rows: list[Seq], tokens: list[int], t0: float, t1: float) -> None:
+        """Each decode or prefill row's one token; a prefill turns to decoding (its prefill time and the first
+        token's callback here); a row whose token fails it is finished alone."""
+        for s, token in zip(rows, tokens):
+            try:
+                if s.state == PREFILL:
+                    s.state = DECODE
+                    if not s.draw:   # a redraw's one-token prefill is part of its attempt's decoding
+                        s.prefill_ms, s.t_decode = (t1 - t0) * 1e3, t1
+                    s.cached = len(s) if self.use_kv_cache else 0
+                    if s.attempt == 0 and s.on_first is not None:
+                        call(s.on_first, token)
+                elif self.use_kv_cache:
+                    s.cached += 1
+                self._take(s, token)
+            except Exception as e:
+                self._finish(s, one_line("", e))
+
+    def _take_groups(self, spec: list[Seq], drafts: list[list[int]], spec_tokens: list[list[int]]) -> None:
+        """Each speculative group's accepted tokens, in order, until its attempt ends (the rest is dropped)."""
+        for s, d, got in zip(spec, drafts, spec_tokens):
+            self._n["spec_groups"] += 1
+            self._n["drafted"] += len(d)
+            self._n["accepted"] += len(got) - 1
+            try:
+                for token in got:   # row j's keys and values hold a token the sequence now has: cached
+                    s.cached += 1
+                    self._take(s, token)
+                    if s.state != DECODE:   # the attempt ended: what was drawn past it is dropped
+                        break
+            except Exception as e:
+                self._finish(s, one_line("", e))
+
+    def _draft(self, seq: Seq) -> list[int]:
+        """A retry's draft, within its budget (the step yields up to len(draft) + 1 tokens) and the window."""
+        return draft(seq, min(seq.budget - len(seq.out) - 1, self.window - len(seq.ids)))
+
+    def _forward(self, dec: list[Seq], pre: list[Seq], spec: list[Seq] = (), drafts: list[list[int]] = ()
+                 ) -> torch.Tensor:
+        """Logits for the decode rows, then for each prefill's last position, then for every row of each
+        speculative group (a sequence's last token and its draft)."""
+        if not self.use_kv_cache:  # the reference's way: the whole context through the full forward, row by row
+            return torch.stack([self.bm.full_logits(s.ids, s.steps) for s in dec + pre])
+        self._n["rows_computed"] += self.bm.rows_computed(
+            len(dec) + sum(len(s) - s.cached for s in pre) + sum(len(d) + 1 for d in drafts))
+        return self.bm.step([(s.slot, s.ids[-1], s.steps[-1], s.cached) for s in dec],
+                            [(s.slot, s.ids[s.cached:], s.steps[s.cached:], s.cached) for s in pre],
+                            [(s.slot, [s.ids[-1], *d], [s.steps[-1]] + [s.step] * len(d), s.cached)
+                             for s, d in zip(spec, drafts)])
+
+    def _pick(self, rows: list[Seq], logits: torch.Tensor) -> list[int]:
+        """Greedy rows by argmax, sampled rows with their own generators (``BatchModel.pick``)."""
+        sampled = [i for i, s in enumerate(rows) if s.temperature > 0]
+        return self.bm.pick(logits, sampled, self.cfg.temperature, self.cfg.top_k, [rows[i].gen for i in sampled])
+
+    def _finish(self, seq: Seq, error: str | None = None) -> None:
+        """Complete a task exactly once: free its slot and call its on_done."""
+        if seq.done:
+            return
+        seq.done = True
+        if self._active.get(seq.slot) is seq:
+            del self._active[seq.slot]
+            heapq.heappush(self._free, seq.slot)
+        if seq.future is not None and not seq.future.done():
+            seq.future.cancel()
+        seq.result.error = error
+        self._n["done"] += 1
+        self._n["errors"] += error is not None
+        self._n["passed"] += seq.result.passed
+        call(seq.on_done, seq.result)
+
+    def _fail_all(self, error: str) -> None:
+        for seq in list(self._active.values()):
+            self._finish(seq, error)
+        self._active.clear()
+        self._free = list(range(self.max_batch))

@@ -1,0 +1,2 @@
+"""The model: config, forward and KV cache, tokenizer, transcript layout, checkpoint I/O
+(docs/model.md)."""
