@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.peers import LABELS, REPO, say
+from benchmarks.peers.agent_timing import agent_summary, timed_agent
 from benchmarks.peers.profile import native_parts
 from benchmarks.peers.workers import ServerClient, Worker, kv_gib, start_server, vllm_env
 
@@ -73,38 +73,6 @@ def native_decode(model: Any, tok: Any, task: Any, batch: int, n: int) -> dict[s
                            f"{next((r.error for r in results if r.error), '')}")
     return {"s": wall, "cpu_s": c1 - c0, "step_s": st["step_s"],
             "steps": st["steps"], "tokens": results[0].attempts[0].token_ids}
-
-
-def timed_agent(eng: Any, tasks: list, progress: Callable[[int], None]) -> tuple[float, list, dict]:
-    """Run ``tasks`` through a started-or-not engine (native Engine or ExternalEngine); wall, results, stats."""
-    results: list = [None] * len(tasks)
-    left, lock, done = [len(tasks)], threading.Lock(), threading.Event()
-
-    def on_done(i: int, r: Any) -> None:
-        results[i] = r
-        with lock:
-            left[0] -= 1
-            progress(len(tasks) - left[0])
-            if left[0] == 0:
-                done.set()
-
-    eng.start()
-    t0 = time.perf_counter()
-    for i, task in enumerate(tasks):
-        eng.submit(task, lambda r, i=i: on_done(i, r))
-    done.wait()
-    return time.perf_counter() - t0, results, eng.stats()
-
-
-def agent_summary(results: list, wall: float, stats: dict[str, Any]) -> dict[str, Any]:
-    n = len(results)
-    keep = ("tokens_generated", "attempts", "prefix_reuse_hit_rate", "step_s", "decode_s", "engine_thread_cpu_s",
-            "mean_decode_rows", "generate_s", "verify_s", "requests", "max_batch", "isolation")
-    return {"tasks": n, "wall_s": wall, "tasks_s": n / wall, "pass_final": sum(r.passed for r in results) / n,
-            "pass_1": sum(bool(r.attempts) and r.attempts[0].status == "passed" for r in results) / n,
-            "mean_attempts": sum(len(r.attempts) for r in results) / n, "errors": sum(r.error is not None for r in results),
-            "first_error": next((r.error for r in results if r.error), None),
-            "stats": {k: stats[k] for k in keep if k in stats}}
 
 
 def rates(runs: dict[str, Callable[[int], dict[str, Any]]], batch: int, n: int, reps: int) -> dict[str, Any]:

@@ -137,7 +137,7 @@ def _decode_worker(a: argparse.Namespace, send: Callable[..., None]) -> int:
 
 
 def _agent_worker(a: argparse.Namespace, send: Callable[..., None]) -> int:
-    from benchmarks.peers.sections import agent_summary, timed_agent   # noqa: PLC0415 - sections imports this module
+    from benchmarks.peers.agent_timing import agent_summary, timed_agent   # noqa: PLC0415
     from sut.agent import AgentConfig   # noqa: PLC0415
     from sut.model.checkpoint import load_checkpoint   # noqa: PLC0415
     from sut.engine.external.engine import ExternalEngine   # noqa: PLC0415
