@@ -400,19 +400,30 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, TrainConfig, GPTCon
     return a.out, cfg, mcfg
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    out, cfg, mcfg = parse_args(argv)
+def write_checkpoint(out: Path, isolation: str, make: Callable[[Path], dict],
+                     bad_input: tuple[type[Exception], ...] = ()) -> int:
+    """What every training command does around its work: fail closed before it (no bubblewrap, no run, unless
+    --isolation process), write into a scratch folder moved to ``out`` whole once complete, and turn the
+    expected failures into one ``error:`` line (exit 2 for ``bad_input``, else 1)."""
     try:
-        probe(cfg.isolation)   # fail closed before any work: no bubblewrap, no training (unless --isolation process)
-        with staged_folder(out) as scratch:   # moved to --out whole once complete
-            metrics = train(scratch, cfg, mcfg)
+        probe(isolation)
+        with staged_folder(out) as scratch:
+            metrics = make(scratch)
+    except bad_input as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (SandboxUnavailable, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {out}: val pass@1 {metrics['val_pass@1']:.3f}, pass@final {metrics['val_pass@final']:.3f}, "
           f"wall {metrics['wall_s']:.0f} s")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    out, cfg, mcfg = parse_args(argv)
+    return write_checkpoint(out, cfg.isolation, lambda scratch: train(scratch, cfg, mcfg))
 
 
 if __name__ == "__main__":

@@ -45,12 +45,11 @@ from sut.model.hf_format import FormatError, with_attempt_markers, with_heads
 from sut.tasks.record import Task
 from sut.tasks.basic import generate_tasks, iter_train_tasks
 from sut.model.tokenizer import CodeTokenizer
-from sut.train.loop import TrainConfig, add_field_flags, apply_field_flags, check_recipe_flags, fit, retry_mix, run_metrics
+from sut.train.loop import (TrainConfig, add_field_flags, apply_field_flags, check_recipe_flags, fit, retry_mix,
+                            run_metrics, write_checkpoint)
 from sut.train.report import write_report
-from verifier.output_guard import refuse_overwrite, staged_folder
+from verifier.output_guard import refuse_overwrite
 from verifier.pool import SandboxPool
-from verifier.probe import probe
-from verifier.sandbox import SandboxUnavailable
 
 log = logging.getLogger("sut.train.self_repair")
 
@@ -220,19 +219,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Path, Path, TrainConfig, 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     init, out, cfg, rcfg = parse_args(argv)
-    try:
-        probe(cfg.isolation)   # fail closed before any work: no bubblewrap, no run (unless --isolation process)
-        with staged_folder(out) as scratch:   # moved to --out whole once complete
-            metrics = self_repair(init, scratch, cfg, rcfg)
-    except (CheckpointError, FormatError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (SandboxUnavailable, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {out}: val pass@1 {metrics['val_pass@1']:.3f}, pass@final {metrics['val_pass@final']:.3f}, "
-          f"wall {metrics['wall_s']:.0f} s")
-    return 0
+    return write_checkpoint(out, cfg.isolation, lambda scratch: self_repair(init, scratch, cfg, rcfg),
+                            bad_input=(CheckpointError, FormatError))
 
 
 if __name__ == "__main__":
