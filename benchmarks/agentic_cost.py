@@ -30,7 +30,8 @@ from typing import Any
 import torch
 
 from benchmarks.bench_util import cpu_model, sync
-from sut.agent import AgentConfig, AgentResult
+from sut.agent import AgentConfig
+from sut.records import AgentResult
 from sut.model.checkpoint import CheckpointError, load_checkpoint
 from sut.engine.scheduler import Engine
 from sut.engine.batch import BatchModel

@@ -2,7 +2,7 @@
 
     python -m benchmarks.attention_runs
 
-``BatchModel._runs`` merges adjacent slots into one attention call while that is cheaper
+``TorchStep._runs`` merges adjacent slots into one attention call while that is cheaper
 than opening another (a fixed call cost against rows x the run's longest key length). The
 baseline is the engine's earlier rule: runs of at most 16 slots, holes of up to 2 bridged.
 Both rules give bitwise identical logits (tests/test_engine.py); this times a decode step
@@ -20,7 +20,8 @@ import torch
 
 from benchmarks.bench_util import random_model
 from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from sut.engine.batch import KEY_ALIGN, BatchModel, round_up
+from sut.engine.batch import BatchModel
+from sut.model.torch_step import KEY_ALIGN, TorchStep, round_up
 from sut.platform_info import cpu_model
 
 Runs = Callable[[list[int], list[int]], list[tuple[int, int]]]
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     model = random_model(shipped.config, tok, "cpu")
     print(f"machine: {cpu_model(detail=True)}, torch {torch.__version__}, {a.threads} thread(s)")
     print(f"{'batch':>5} {'lengths':>14} {'fixed 16':>9} {'engine':>8} {'fixed/engine':>13}")
-    rules: dict[str, Runs] = {"fixed": fixed_runs, "engine": BatchModel._runs}
+    rules: dict[str, Runs] = {"fixed": fixed_runs, "engine": TorchStep._runs}
     for n in a.batch:
         rng = random.Random(0)
         for label, ctx in (("all 128", [128] * n), ("mixed 20-300", [rng.randint(20, 300) for _ in range(n)])):
@@ -76,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     ctx = [random.Random(0).randint(20, 300) for _ in range(n)]
     keys = [min(round_up(c + 1, KEY_ALIGN), shipped.config.block_size) for c in ctx]
     costs = (0, 128, 512, 2048, 8192)
-    sweep: dict[str, Runs] = {str(c): (lambda rows, ks, c=c: BatchModel._runs(rows, ks, c)) for c in costs}
+    sweep: dict[str, Runs] = {str(c): (lambda rows, ks, c=c: TorchStep._runs(rows, ks, c)) for c in costs}
     t = time_rules(BatchModel(model, n), ctx, sweep, a.reps, a.steps)
     print(f"\ncall cost sweep, batch {n}, mixed lengths (the engine uses 512):")
     for c in costs:
-        print(f"  {c:>5} row-keys: {len(BatchModel._runs(list(range(n)), keys, c)):>4} calls a layer, "
+        print(f"  {c:>5} row-keys: {len(TorchStep._runs(list(range(n)), keys, c)):>4} calls a layer, "
               f"{t[str(c)]:.2f} ms a step")
     return 0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from sut.model import transcript as tr
-from sut.agent import AgentResult
+from sut.records import AgentResult
 from sut.engine.batch import BatchModel
 from sut.model.gpt import GPTConfig, NanoCodeGen
 from sut.platform_info import cpu_model

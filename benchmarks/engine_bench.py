@@ -44,7 +44,8 @@ import torch
 
 from benchmarks.bench_util import (agent_table, cpu_model, decode_rates, matmul_peak, plot_prefill, prefill_sweep,
                                    random_model, synthetic_task)
-from sut.agent import AgentConfig, AgentResult
+from sut.agent import AgentConfig
+from sut.records import AgentResult
 from sut.platform_info import machine_cpu_s
 from sut.model.checkpoint import CheckpointError, load_checkpoint
 from sut.engine.scheduler import Engine

@@ -20,7 +20,7 @@
 6. The native attention with a step's rows in adjacent cache slots (what the engine's
    compaction keeps, ``Engine._compact``) against the same rows scattered over a 64-slot
    cache (what a run's tail had before it), interleaved rep by rep.
-7. A step's token choice (``BatchModel.pick``): torch's (argmax, then ``sample_rows`` for the
+7. A step's token choice (``BatchModel.pick``): torch's (argmax, then ``token_choice.choose`` for the
    sampled rows) against the native one (sut/engine/native/sampling.c: the same tokens), for a full batch
    with a few retry rows and for retry rows alone.
 
@@ -38,13 +38,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import sut.engine.batch as engine_batch
+from sut.model import torch_step
 from benchmarks.bench_util import random_model
 from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from sut.platform_info import cpu_model
 
 
 def sdpa_attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-    """The candidate: PyTorch's fused attention, same inputs and mask as ``engine_batch.attend``."""
+    """The candidate: PyTorch's fused attention, same inputs and mask as ``torch_step.attend``."""
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
@@ -65,7 +66,7 @@ def best_us(fns: dict[str, Callable[[], object]], reps: int, calls: int) -> dict
 def backend_ab(model: torch.nn.Module, batches: list[int], context: int, reps: int, steps: int) -> list[dict]:
     """Whole decode steps: the native step, torch's operators, and torch's with SDPA swapped in."""
     rows = []
-    shipped = engine_batch.attend
+    shipped = torch_step.attend
     for n in batches:
         dec = [(s, 7, 0, context) for s in range(n)]
         bms = {name: engine_batch.BatchModel(model, n, backend=name) for name in ("native", "torch")}
@@ -76,11 +77,11 @@ def backend_ab(model: torch.nn.Module, batches: list[int], context: int, reps: i
 
             def run(bm: engine_batch.BatchModel, fn: Callable = shipped) -> Callable[[], object]:
                 def step() -> object:
-                    engine_batch.attend = fn
+                    torch_step.attend = fn
                     try:
                         return bm.step(dec, [])
                     finally:
-                        engine_batch.attend = shipped
+                        torch_step.attend = shipped
                 return step
             t = best_us({"native": run(bms["native"]), "attend": run(bms["torch"]),
                          "sdpa": run(bms["torch"], sdpa_attend)}, reps, steps)
@@ -224,10 +225,9 @@ def pick_ab(model: torch.nn.Module, cases: list[tuple[int, int]], reps: int, cal
     for rows, n_sampled in cases:
         logits = torch.randn(rows, V, generator=torch.Generator().manual_seed(rows)) * 3
         sampled = list(range(n_sampled))
-        seeds = [attempt_seed(0, f"t{i}", 1) for i in sampled]
-        gens = {"torch": [torch_bm.generator(s) for s in seeds], "native": [native_bm.generator(s) for s in seeds]}
+        keys, counters = [attempt_seed(0, f"t{i}", 1) for i in sampled], [0] * n_sampled
         bms = {"torch": torch_bm, "native": native_bm}
-        us = best_us({k: (lambda k=k: bms[k].pick(logits, sampled, 0.7, 20, gens[k])) for k in bms}, reps, calls)
+        us = best_us({k: (lambda k=k: bms[k].pick(logits, sampled, 0.7, 20, keys, counters)) for k in bms}, reps, calls)
         out.append({"rows": rows, "sampled": n_sampled, **us})
     return out
 

@@ -5,8 +5,8 @@
     python -m sut.evaluate --suite agentic         # the agentic suite with its checkpoint, up to 8 attempts
     python -m sut.evaluate --suite agentic --tasks FILE.jsonl --feedback none
 
-The batched engine (sut/engine/scheduler.py) runs the tasks by default; ``--sequential`` runs the
-one-sequence agent (sut/agent.py), which must give the same results; ``--engine vllm`` or
+The batched engine (sut/engine/scheduler.py) runs the tasks; ``--sequential`` runs them one at a time
+(the engine with one sequence), which gives the same results; ``--engine vllm`` or
 ``--engine openai --base-url URL`` has another engine generate (sut/engine/external/engine.py).
 
 pass@1 counts tasks solved by the first (greedy) attempt; pass@final counts tasks solved
@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from sut.agent import AgentConfig, AgentResult, run_agent
-from sut.agent import FEEDBACK_MODES
+from sut.agent import FEEDBACK_MODES, AgentConfig
+from sut.records import AgentResult
 from sut.model.checkpoint import CheckpointError, load_checkpoint
 from sut.engine.factory import MAX_SEED, PER_CPU, EngineOptions, add_engine_arguments, build_external, check_device, check_range
 from sut.tasks.suites import DEFAULT_SUITE, DEFAULTS, SUITES, SuiteError, check_checkpoint, check_fits, check_suite, load_tasks
@@ -65,36 +65,23 @@ def summarize(results: Sequence[AgentResult], wall_s: float) -> dict[str, Any]:
 
 
 def evaluate_tasks(model: NanoCodeGen, tok: CodeTokenizer, pool: Any, tasks: Sequence[Any], cfg: AgentConfig,
-                   device: str = "cpu", desc: str = "evaluate", results: list[AgentResult] | None = None
-                   ) -> dict[str, Any]:
-    """Run the agent on each task (one sequence at a time) and summarize; ``results`` collects them."""
-    out = results if results is not None else []
-    t0 = time.perf_counter()
-    cache = model.new_cache(1)
-    bar = tqdm(tasks, desc=desc, unit="task", dynamic_ncols=True)
-    for task in bar:
-        out.append(run_agent(task, model, tok, pool, cfg, device, cache=cache))
-        if len(out) % 16 == 0:
-            bar.set_postfix(final=f"{sum(r.passed for r in out) / len(out):.3f}")
-    return summarize(out, time.perf_counter() - t0)
+                   device: str = "cpu", desc: str = "evaluate", results: list[AgentResult] | None = None,
+                   max_batch: int = 64, engine: Any = None) -> dict[str, Any]:
+    """Run the retry loop over ``tasks`` and summarize; ``results`` collects them in task order.
 
-
-def evaluate_batched(model: NanoCodeGen, tok: CodeTokenizer, pool: Any, tasks: Sequence[Any], cfg: AgentConfig,
-                     device: str = "cpu", max_batch: int = 64, results: list[AgentResult] | None = None,
-                     engine: Any = None) -> dict[str, Any]:
-    """The same run through the batched engine (continuous batching, prefix reuse; same results), or through
-    ``engine`` (an ExternalEngine: another engine generates)."""
+    The native engine runs them (continuous batching, prefix reuse; ``max_batch=1`` is one task at a
+    time, with the same results), or ``engine`` does (an ExternalEngine: another engine generates)."""
     from sut.engine.scheduler import Engine  # noqa: PLC0415
+    from sut.engine.seq import run_all  # noqa: PLC0415
 
     out = results if results is not None else []
     t0 = time.perf_counter()
     engine = engine or Engine(model, tok, pool, cfg, max_batch=max_batch, device=device)
     try:
-        out += engine.run(list(tasks), progress=True)
+        out += run_all(engine, list(tasks), desc, progress=True)
     finally:
         engine.stop(close_pool=False)
-    s = summarize(out, time.perf_counter() - t0)
-    return s
+    return summarize(out, time.perf_counter() - t0)
 
 
 def record_reference(checkpoint: Path, summary: dict[str, Any], suite: str = DEFAULT_SUITE) -> None:
@@ -115,7 +102,7 @@ def engine_options(a: argparse.Namespace, checkpoint: Path) -> EngineOptions:
         if getattr(a, name) is not None:
             setattr(opts, name, getattr(a, name))
     if a.sequential and opts.engine != "native":
-        raise ValueError(f"--sequential runs the native one-sequence agent; it does not apply to --engine {opts.engine}")
+        raise ValueError(f"--sequential runs the native engine one task at a time; it does not apply to --engine {opts.engine}")
     return opts
 
 
@@ -131,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feedback", choices=FEEDBACK_MODES, default="full",
                    help="none: the model reads a bare 'failed' instead of the verifier's text (an ablation)")
     add_engine_arguments(p)
-    p.add_argument("--sequential", action="store_true", help="--engine native: the one-sequence agent loop, not the "
-                                                              "batched engine (the same results, slower)")
+    p.add_argument("--sequential", action="store_true", help="--engine native: one task at a time (an engine of one "
+                                                              "sequence; the same results, slower)")
     p.add_argument("--max-batch", type=int, default=64, help="sequences the batched engine decodes together")
     p.add_argument("--seed", type=int, default=AgentConfig.seed)
     p.add_argument("--temperature", type=float, default=AgentConfig.temperature, help="retries' sampling temperature")
@@ -201,12 +188,11 @@ def run_tasks(a: argparse.Namespace, opts: EngineOptions, model: NanoCodeGen, to
     with SandboxPool(workers=a.workers, timeout_s=2.0, isolation=a.isolation) as pool:
         if opts.engine != "native":
             engine = build_external(opts, model, tok, cfg, pool)
-            s = evaluate_batched(model, tok, pool, tasks, cfg, a.device, a.max_batch, results=results, engine=engine)
+            s = evaluate_tasks(model, tok, pool, tasks, cfg, a.device, results=results, engine=engine)
             s["engine_detail"] = engine.stats()["engine"]
             return s
-        if a.sequential:
-            return evaluate_tasks(model, tok, pool, tasks, cfg, a.device, results=results)
-        return evaluate_batched(model, tok, pool, tasks, cfg, a.device, a.max_batch, results=results)
+        return evaluate_tasks(model, tok, pool, tasks, cfg, a.device, results=results,
+                              max_batch=1 if a.sequential else a.max_batch)
 
 
 def report(a: argparse.Namespace, s: dict[str, Any], results: list[AgentResult]) -> None:

@@ -1,13 +1,16 @@
-"""The agent loop through the real sandbox pool: records, stopping, determinism, cache reuse, truncation."""
+"""The retry loop on one task (the engine with one sequence) through the real sandbox pool: records, stopping,
+determinism, cache reuse against the full forward, truncation."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from sut.model import transcript as tr
-from sut.agent import AgentConfig, AgentResult, attempt_seed, run_agent, sample_next
+from sut.agent import AgentConfig, attempt_seed
+from sut.engine.scheduler import run_agent
 from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from sut.model.gpt import GPTConfig, NanoCodeGen
+from sut.records import AgentResult
 from sut.tasks.basic import load_eval_tasks
 from verifier.pool import SandboxPool
 from verifier.response_format import decode, encode
@@ -127,27 +130,3 @@ def test_truncation_keeps_context_in_window(shipped, pool, tasks) -> None:
     assert any(a.truncated for a in r.attempts)
     first = next(a for a in r.attempts if a.truncated)
     assert first.reused_tokens == 0 and first.prefilled_tokens == first.prompt_tokens  # cache rebuilt
-
-
-def test_sample_next() -> None:
-    logits = torch.tensor([0.0, 3.0, 1.0, 2.9])
-    assert sample_next(logits, 0.0, None, None) == 1
-    g = torch.Generator().manual_seed(0)
-    draws = {sample_next(logits, 1.0, 2, g) for _ in range(200)}
-    assert draws == {1, 3}                                  # top-k keeps the two best
-    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    assert [sample_next(logits, 0.7, None, g1) for _ in range(20)] == [sample_next(logits, 0.7, None, g2) for _ in range(20)]
-
-
-def test_sample_next_draws_the_top_k_softmax_distribution() -> None:
-    """The exponential race picks each candidate with its softmax probability (and never a token
-    outside the top k): 20,000 draws, each frequency within 0.015 of its probability."""
-    logits = torch.tensor([0.5, 2.0, -1.0, 1.2, 1.9, -3.0])
-    g = torch.Generator().manual_seed(11)
-    n = 20_000
-    counts = torch.bincount(torch.tensor([sample_next(logits, 0.8, 4, g) for _ in range(n)]), minlength=6)
-    top = torch.topk(logits, 4).indices
-    expected = torch.zeros(6)
-    expected[top] = torch.softmax(logits[top] / 0.8, -1)
-    assert counts[[2, 5]].sum() == 0
-    assert torch.allclose(counts / n, expected, atol=0.015), (counts / n, expected)

@@ -1,4 +1,4 @@
-"""The batched engine: same tokens as the one-sequence agent under every batch size, arrival
+"""The batched engine: same tokens as one task alone (an engine of one sequence) under every batch size, arrival
 order and ablation switch; bitwise batch-invariant decoding; exactly one on_done per task
 under real faults (a killed sandbox worker, a model that raises, a loop bug)."""
 from __future__ import annotations
@@ -16,10 +16,13 @@ import pytest
 import torch
 
 from sut.model import transcript as tr
-from sut.agent import AgentConfig, AgentResult, make_generator, run_agent, sample_next
-from sut.engine.scheduler import Engine
+from sut.agent import AgentConfig
 from sut.engine import batch as engine_batch
-from sut.engine.batch import BatchModel, sample_rows
+from sut.engine import token_choice
+from sut.engine.batch import BatchModel
+from sut.engine.scheduler import Engine, run_agent
+from sut.model import torch_step
+from sut.records import AgentResult
 from sut.model.gpt import GPTConfig, NanoCodeGen
 from sut.tasks.record import Task
 from sut.tasks.basic import load_eval_tasks
@@ -140,8 +143,8 @@ def test_ablation_switches_give_the_same_outputs(tok, pool, tasks, reference, sw
     got = engine.run(tasks[:n])
     engine.stop(close_pool=False)
     assert tokens(got) == tokens(ref[:n])
-    # the torch switch, and the reference way (no KV cache: torch's full forward), run torch
-    assert engine.stats()["backend"] == ("torch" if switch in ("no_kv_cache", "torch_backend") else "native")
+    # the reference way (no KV cache) recomputes every context through the same step as the others
+    assert engine.stats()["backend"] == ("torch" if switch == "torch_backend" else "native")
     assert engine.stats()["speculate"] == (switch == "no_prefix_reuse")   # drafts need native draws, and ask for it
     if switch in ("torch_backend", "no_speculation"):
         return
@@ -161,7 +164,7 @@ def test_decode_rows_are_batch_invariant(tok, monkeypatch, backend, row_align) -
     a different row count for each batch, which changes the last bits on every CPU we have seen, as
     Sapphire Rapids does even with the padding: the tolerance is exercised whatever the machine."""
     if row_align is not None:
-        monkeypatch.setattr(engine_batch, "ROW_ALIGN", row_align)
+        monkeypatch.setattr(torch_step, "ROW_ALIGN", row_align)
 
     def same(a: torch.Tensor, b: torch.Tensor) -> bool:
         if backend == "native":
@@ -211,7 +214,7 @@ def test_a_torch_backend_run_says_its_batch_invariance_is_not_bitwise(tok, pool,
     on a sample of tasks at batch sizes 1 and 8 with unpadded rows (every row count a different BLAS call)."""
     model, ref = reference
     engine_batch._warn_torch_invariance.cache_clear()
-    monkeypatch.setattr(engine_batch, "ROW_ALIGN", 1)
+    monkeypatch.setattr(torch_step, "ROW_ALIGN", 1)
     for max_batch in (1, 8):
         engine = Engine(model, tok, pool, CFG, max_batch=max_batch, backend="torch")
         got = engine.run(tasks[:12])
@@ -226,23 +229,11 @@ def test_a_torch_backend_run_says_its_batch_invariance_is_not_bitwise(tok, pool,
 def test_attention_runs_merge_when_one_call_is_cheaper() -> None:
     """Equal key lengths share one call; a row far longer than its neighbours gets its own, so
     short rows do not read up to its length; small holes are bridged, large ones split."""
-    runs = BatchModel._runs
+    runs = torch_step.TorchStep._runs
     assert runs(list(range(64)), [128] * 64) == [(0, 64)]
     assert runs(list(range(9)), [32] * 4 + [1024] + [32] * 4) == [(0, 4), (4, 5), (5, 9)]
     assert runs([0, 1, 3, 4], [64] * 4) == [(0, 5)]
     assert runs([0, 1, 40, 41], [64] * 4) == [(0, 2), (40, 42)]
-
-
-@pytest.mark.parametrize("top_k", [None, 20])
-def test_sample_rows_draws_what_sample_next_draws(top_k) -> None:
-    g = torch.Generator().manual_seed(3)
-    logits = torch.randn(9, 400, generator=g) * 3
-    logits[4, :10] = logits[4].max()                     # ties at the top
-    for step in range(20):
-        temp = (0.7, 1.3)[step % 2]
-        batched = sample_rows(logits, temp, top_k, [make_generator(step, f"t{i}", 1) for i in range(9)])
-        single = [sample_next(logits[i], temp, top_k, make_generator(step, f"t{i}", 1)) for i in range(9)]
-        assert batched == single
 
 
 # -- faults: every task gets exactly one on_done -------------------------------------------------
@@ -421,12 +412,12 @@ def test_first_token_stop_and_loop_errors(tok, pool, tasks, reference) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_device(tok, pool, tasks) -> None:
-    """The engine runs on CUDA with tensors and generators there, and its batched draw is still
-    sample_next's. (Token equality with run_agent is not asserted: cuBLAS is not batch-invariant.)"""
-    logits = torch.randn(6, 400, device="cuda") * 3
-    gens = [make_generator(0, f"t{i}", 1, "cuda") for i in range(6)]
-    assert sample_rows(logits, 0.7, 20, gens) == [
-        sample_next(logits[i], 0.7, 20, make_generator(0, f"t{i}", 1, "cuda")) for i in range(6)]
+    """The engine runs on CUDA with its tensors there, and the token choice of CUDA logits is
+    the CPU's. (Token equality with run_agent is not asserted: cuBLAS is not batch-invariant.)"""
+    logits = torch.randn(6, 400) * 3
+    keys, counters = list(range(100, 106)), list(range(6))
+    assert token_choice.choose(logits.cuda(), [1, 2, 5], 0.7, 20, keys[:3], counters[:3]) == \
+        token_choice.choose(logits, [1, 2, 5], 0.7, 20, keys[:3], counters[:3])
     model = random_model(tok)
     engine = Engine(model, tok, pool, CFG, max_batch=8, device="cuda")
     got = engine.run(tasks[:8])

@@ -1,10 +1,13 @@
-"""NanoCodeGen: the KV-cache path gives the full forward's logits; retry steps matter."""
+"""NanoCodeGen: the inference forward over the KV cache gives the full forward's logits; retry steps matter."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from sut.engine.batch import BatchModel
+from sut.engine.native import library as native
 from sut.model.gpt import GPTConfig, NanoCodeGen
+from sut.model.torch_step import new_cache
 
 torch.set_num_threads(1)
 V, BLOCK = 300, 96
@@ -27,41 +30,48 @@ def _seqs(B: int, T: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return idx, steps
 
 
+BACKENDS = ["torch"] + (["native"] if native.available()[0] else [])
+
+
 @torch.no_grad()
-def test_cached_matches_full_forward_mixed_batch(model: NanoCodeGen) -> None:
-    """Prefill three rows to different lengths, extend one with a chunk (a retry's feedback),
-    then decode all three one token per step in one batch, rows at different positions."""
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cached_steps_match_the_full_forward_mixed_batch(model: NanoCodeGen, backend: str) -> None:
+    """The inference forward (sut/model/torch_step.py, and its native twin) against training's full forward:
+    prefill three rows to different lengths, extend one with a chunk (a retry's feedback), then decode all
+    three one token per step in one batch, rows at different positions, in slots that are not 0..B-1."""
     B, T = 3, 80
     idx, steps = _seqs(B, T)
     full, _ = model(idx, steps)                        # (B, T, V)
-    cache = model.new_cache(max_slots=5)
-    slots = torch.tensor([4, 0, 2])                   # arbitrary slots, not 0..B-1
+    bm = BatchModel(model, 5, backend=backend)
+    slots = [4, 0, 2]
     worst = 0.0
     prefill = [12, 20, 31]
-    for b in range(B):                                 # prefill: B=1, T>1
-        out = model.forward_cached(idx[b:b + 1, :prefill[b]], steps[b:b + 1, :prefill[b]], slots[b:b + 1],
-                                   torch.tensor([0]), cache)
-        worst = max(worst, (out[0] - full[b, prefill[b] - 1]).abs().max().item())
-    out = model.forward_cached(idx[1:2, 20:27], steps[1:2, 20:27], slots[1:2], torch.tensor([20]), cache)  # extend
-    worst = max(worst, (out[0] - full[1, 26]).abs().max().item())
-    pos = torch.tensor([12, 27, 31])
-    rows = torch.arange(B)
-    for _ in range(40):                                # batched decode: T=1
-        out = model.forward_cached(idx[rows, pos][:, None], steps[rows, pos][:, None], slots, pos, cache)
-        worst = max(worst, (out - full[rows, pos]).abs().max().item())
-        pos = pos + 1
+    for b in range(B):
+        out = bm.prefill(idx[b, :prefill[b]].tolist(), steps[b, :prefill[b]].tolist(), slots[b], 0)
+        worst = max(worst, (out - full[b, prefill[b] - 1]).abs().max().item())
+    out = bm.prefill(idx[1, 20:27].tolist(), steps[1, 20:27].tolist(), slots[1], 20)  # extend
+    worst = max(worst, (out - full[1, 26]).abs().max().item())
+    pos = [12, 27, 31]
+    for _ in range(40):                                # batched decode, one token a row
+        order = sorted(range(B), key=lambda b: slots[b])
+        out = bm.decode([slots[b] for b in order], [int(idx[b, pos[b]]) for b in order],
+                        [int(steps[b, pos[b]]) for b in order], [pos[b] for b in order])
+        for r, b in enumerate(order):
+            worst = max(worst, (out[r] - full[b, pos[b]]).abs().max().item())
+        pos = [p + 1 for p in pos]
     assert worst < 1e-4, worst
 
 
 @torch.no_grad()
-def test_slot_reuse_ignores_stale_cache(model: NanoCodeGen) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_slot_reuse_ignores_stale_cache(model: NanoCodeGen, backend: str) -> None:
     """A slot that held a longer sequence gives the right logits for a shorter new one."""
     idx, steps = _seqs(2, 60, seed=3)
-    cache = model.new_cache(1)
-    model.forward_cached(idx[:1], steps[:1], torch.tensor([0]), torch.tensor([0]), cache)
-    out = model.forward_cached(idx[1:, :25], steps[1:, :25], torch.tensor([0]), torch.tensor([0]), cache)
+    bm = BatchModel(model, 1, backend=backend)
+    bm.prefill(idx[0].tolist(), steps[0].tolist(), 0, 0)
+    out = bm.prefill(idx[1, :25].tolist(), steps[1, :25].tolist(), 0, 0)
     full, _ = model(idx[1:, :25], steps[1:, :25])
-    assert (out[0] - full[0, -1]).abs().max().item() < 1e-4
+    assert (out - full[0, -1]).abs().max().item() < 1e-4
 
 
 @torch.no_grad()
@@ -89,20 +99,17 @@ def test_loss_mask_selects_targets(model: NanoCodeGen) -> None:
 def test_window_limits(model: NanoCodeGen) -> None:
     with pytest.raises(ValueError, match="block_size"):
         model(*_seqs(1, BLOCK + 1))
-    cache = model.new_cache(1)
+    bm = BatchModel(model, 1, backend="torch")
     with pytest.raises(ValueError, match="cache holds"):
-        model.forward_cached(*_seqs(1, 10), torch.tensor([0]), torch.tensor([BLOCK - 5]), cache)
+        bm.prefill(list(range(10)), [0] * 10, 0, BLOCK - 5)
 
 
-def test_setup_cache_is_idempotent_and_kv_bytes(model: NanoCodeGen) -> None:
-    c1 = model.setup_cache(4, 64)
-    assert model.setup_cache(2, 32) is c1           # smaller request: same buffers
-    c2 = model.setup_cache(8)
-    assert c2 is not c1 and c2.max_slots == 8 and c2.max_seq == BLOCK
+def test_cache_layout_and_kv_bytes(model: NanoCodeGen) -> None:
     cfg = model.config
+    kv = new_cache(model, 8)
+    assert kv.shape == (cfg.n_layer, 2, BLOCK, 8, cfg.n_head, cfg.n_embd // cfg.n_head)   # position-major
     assert model.kv_bytes(10) == 2 * cfg.n_layer * cfg.n_embd * 10 * 4
-    assert c2.nbytes() == model.kv_bytes(BLOCK) * 8
-    model.kv_cache = None
+    assert kv.numel() * kv.element_size() == model.kv_bytes(BLOCK) * 8
 
 
 def test_training_loss_equals_masked_forward_loss(model: NanoCodeGen) -> None:

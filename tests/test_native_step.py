@@ -180,3 +180,54 @@ def test_the_tile_is_timed_once_per_machine_and_model_and_can_be_forced(monkeypa
     assert "NANO_CODEGEN_TILE=20x9 is not a tile of this" in caplog.text
     info = again.info()
     assert info["isa"] == {16: "avx512", 8: "avx2"}.get(info["vector_width"], "scalar") and info["cpu"]
+
+
+def greedy_first_attempts_agree(suite: str, chunk: int = 64) -> tuple[int, int]:
+    """Greedy first attempts of every frozen task of ``suite`` on the native backend, with the torch backend
+    fed the same tokens beside it: (positions, positions whose argmaxes differ).
+
+    Every position's logits must agree to float rounding; where the two argmaxes differ the native row's
+    best two logits must be a near-tie (within that rounding)."""
+    from sut.model.checkpoint import load_checkpoint
+    from sut.model import transcript as tr
+    from sut.tasks.suites import DEFAULTS, load_tasks
+
+    d = DEFAULTS[suite]
+    model, tok, _ = load_checkpoint(d.checkpoint)
+    tasks = load_tasks(suite)
+    nat, ref = BatchModel(model, chunk, backend="native"), BatchModel(model, chunk, backend="torch")
+    positions = differ = 0
+    with torch.inference_mode():
+        for lo in range(0, len(tasks), chunk):
+            prompts = [tr.prompt_prefix(tok, t.prompt).ids for t in tasks[lo:lo + chunk]]
+            pre = [(s, ids, [0] * len(ids), 0) for s, ids in enumerate(prompts)]
+            a, b = nat.step([], pre), ref.step([], pre)
+            live, pos, made = list(range(len(prompts))), [len(p) for p in prompts], [0] * len(prompts)
+            while live:
+                scale = a.abs().amax(-1, keepdim=True)
+                assert ((a - b).abs() <= 2e-4 * scale).all(), f"{suite}: logits apart beyond float rounding"
+                top2 = a.topk(2, -1).values
+                for r, (x, y) in enumerate(zip(a.argmax(-1).tolist(), b.argmax(-1).tolist())):
+                    positions += 1
+                    if x != y:
+                        differ += 1
+                        assert top2[r, 0] - top2[r, 1] <= 2e-4 * scale[r, 0], f"{suite}: argmaxes differ off a tie"
+                nxt = a.argmax(-1).tolist()
+                keep = [i for i, s in enumerate(live) if nxt[i] != tok.end_id and made[s] + 1 < d.max_new_tokens]
+                live, toks = [live[i] for i in keep], [nxt[i] for i in keep]
+                for s in live:
+                    made[s] += 1
+                dec = [(s, t, 0, pos[s] + made[s] - 1) for s, t in zip(live, toks)]
+                if dec:
+                    a, b = nat.step(dec, []), ref.step(dec, [])
+    return positions, differ
+
+
+@pytest.mark.skipif(not native.available()[0], reason="native kernels unavailable")
+@pytest.mark.parametrize("suite", ["basic", "agentic"])
+def test_both_backends_agree_on_every_evaluation_task(suite: str) -> None:
+    """The one contract, two implementations (sut/model/torch_step.py and the native step): on every frozen
+    evaluation task's greedy first attempt, with the shipped checkpoint, the logits agree to float
+    rounding at every position and the greedy tokens are the same except at near-ties."""
+    positions, differ = greedy_first_attempts_agree(suite)
+    assert positions > 10_000 and differ <= 1 + positions // 10_000, (positions, differ)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sut.agent import AgentResult, AttemptRecord
+from sut.records import AgentResult, AttemptRecord
 from sut.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from sut.train.self_repair import failure_chains, parse_args, repair_transcripts
 from sut.tasks.basic import generate_tasks

@@ -70,7 +70,7 @@ def native_parts(model: Any, batch: int, context: int) -> dict[str, Any]:
 
         t = best_ms({"forward": lambda: bm.step(dec, []), "matmul": matmuls,
                      "lm_head": lambda: native.linear(xs[C], *head, kernel), "attention": attention,
-                     "pick": lambda: bm.pick(logits, [], 0.0, None, []),
+                     "pick": lambda: bm.pick(logits, [], 0.0, None, [], []),
                      "linear_call": lambda: native.linear(tiny_x, tiny_w, tiny_b, kernel),
                      "attention_call": lambda: native.decode_attention(tiny_q, tiny_kv, zero, one, tiny_y,
                                                                        tiny_scratch)})

@@ -4,16 +4,16 @@ One engine thread drives the model. Each turn of its loop it
 
 1. collects the verdicts that arrived (the verifier's workers are other processes): a pass
    or the last attempt completes the task; a failure appends the feedback to the same
-   transcript (``sut.agent._append_feedback``, so the layout and truncation rule are the
-   agent's) and the sequence goes back to prefill;
+   transcript (``sut.agent.append_feedback``: the layout and truncation rule every engine shares)
+   and the sequence goes back to prefill;
 2. admits queued tasks into free cache slots (up to ``max_batch``);
 3. runs one batched forward holding, as rows of the same matmuls, what is new for each
    sequence starting an attempt (the prompt of a new task; for a retry only the feedback
    tokens: prefix reuse; everything again after a truncation, recorded in the attempt, or
    with prefix reuse off) and one token for every decoding sequence (rows at different
    positions), or for a retry its last token and a draft of what follows (speculative retries:
-   the draft's rows checked in the same pass); then samples each row with its own
-   per-(seed, task, attempt) generator.
+   the draft's rows checked in the same pass); then chooses each row's token, a retry's drawn
+   at (seed, task, attempt, redraw, token index) alone (sut/engine/token_choice.py).
    An attempt that ends (``<|end|>`` or budget) is handed to ``pool.submit`` and its
    sequence parks; it never stalls the others.
 
@@ -21,8 +21,9 @@ Every submitted task gets exactly one ``on_done``: a model or tokenizer error fa
 its task (an error in the batched forward fails the rows of that step), a SANDBOX_ERROR verdict
 (dead verifier worker) fails the task with ``error="verifier: ..."``, and an exception in
 the loop itself fails every task in flight while the engine keeps serving new ones.
-The generated tokens equal ``sut.agent.run_agent``'s and do not depend on batch size,
-composition or arrival order (sut/engine/batch.py says why; docs/engine.md).
+The generated tokens do not depend on batch size, composition or arrival order (sut/engine/batch.py
+says why; docs/engine.md): ``run_agent``, one task through an engine of one sequence, gives what
+the task gets in any batch.
 """
 from __future__ import annotations
 
@@ -37,14 +38,14 @@ from typing import Any
 import torch
 
 from sut.model import transcript as tr
-from sut.agent import (AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed, redraw_from,
-                       should_redraw)
+from sut.agent import AgentConfig, append_feedback, attempt_seed, redraw_from, should_redraw
 from sut.engine.batch import BatchModel
 from sut.engine.draft import draft
 from sut.engine.seq import DECODE, PARKED, PREFILL, OnDone, OnFirstToken, Seq, call, one_line, run_all
 from sut.engine.stats import EngineCounters
 from sut.model.gpt import NanoCodeGen
 from sut.model.tokenizer import CodeTokenizer
+from sut.records import AgentResult, AttemptRecord
 from verifier.verdict import Status
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,10 @@ class Engine:
         self.use_kv_cache, self.prefix_reuse = use_kv_cache, prefix_reuse and use_kv_cache
         self.isolation: str = getattr(pool, "isolation", "unknown")
         self.window = model.config.block_size
-        self.bm = BatchModel(self.model, max_batch, use_kv_cache, backend)
+        self.bm = BatchModel(self.model, max_batch, backend)
         # retries draft by prompt lookup and verify drafts in one pass (sut/engine/draft.py); needs the
-        # native step (a group's logits at every position) and native draws (the sequential check)
-        self.speculate = speculate and self.bm.native_draws
+        # native step (a group's logits at every position), native draws (the sequential check) and the cache
+        self.speculate = speculate and self.bm.native_draws and use_kv_cache
         self._kv_token_bytes = model.kv_bytes(1)
         self._cv = threading.Condition()
         # (task, on_done, on_first_token, submit time, its prompt tokenized or the error that stopped it)
@@ -214,10 +215,10 @@ class Engine:
                 self._finish(seq, one_line("", e))
 
     def _begin_attempt(self, seq: Seq) -> None:
-        """Set up attempt ``seq.attempt``: its budget, generator and what must be prefilled."""
+        """Set up attempt ``seq.attempt``: its budget, sampling key and what must be prefilled."""
         k, cfg = seq.attempt, self.cfg
-        if seq.draw:   # a redraw (set up by _redraw): the last context token is recomputed, as in
-            return     # sut.agent; the attempt's reuse figures stay those of its first draft
+        if seq.draw:   # a redraw (set up by _redraw): the last context token is recomputed
+            return     # (sut.agent.redraw_from); the attempt's reuse figures stay those of its first draft
         budget = min(cfg.max_new_tokens, self.window - len(seq) - 1)   # room for a closing <|end|>
         if budget < 1:
             raise ValueError(f"attempt {k} starts at {len(seq)} tokens: no room left in the {self.window}-token window")
@@ -227,7 +228,7 @@ class Engine:
         self._n["reused"] += seq.reused
         self._n["prefilled"] += seq.prompt_tokens - seq.reused
         self._n["rebuilds"] += seq.truncated
-        seq.gen = self.bm.generator(attempt_seed(cfg.seed, seq.task.id, k)) if k > 0 else None
+        seq.key = attempt_seed(cfg.seed, seq.task.id, k)   # the draw's key (sut/engine/token_choice.py)
         seq.temperature = cfg.temperature if k > 0 else 0.0
         seq.step, seq.budget, seq.out = tr.step_id(self.tok, k), budget, []
 
@@ -259,14 +260,14 @@ class Engine:
 
     def _redraw(self, seq: Seq) -> None:
         """The draft repeats rejected code: drop it and draw the attempt again with the next seed
-        (what ``sut.agent`` does; the draft's tokens still count as generated)."""
+        (``sut.agent.should_redraw``; the draft's tokens still count as generated)."""
         seq.draw += 1
         seq.redrawn += len(seq.out)
         redraw_from(seq, seq.prompt_tokens)
         seq.grams_of = None   # cut in place: the draft index is rebuilt
         if not self.use_kv_cache:
             seq.cached = 0
-        seq.gen = self.bm.generator(attempt_seed(self.cfg.seed, seq.task.id, seq.attempt, seq.draw))
+        seq.key = attempt_seed(self.cfg.seed, seq.task.id, seq.attempt, seq.draw)
         seq.out = []
         seq.state = PREFILL
 
@@ -307,7 +308,7 @@ class Engine:
         else:
             seq.rejected.add(seq.code)
             seq.attempt, seq.draw, seq.redrawn = k + 1, 0, 0
-            seq.truncated = _append_feedback(seq, self.tok, seq.prefix, self.cfg.shown(verdict.feedback), k + 1,
+            seq.truncated = append_feedback(seq, self.tok, seq.prefix, self.cfg.shown(verdict.feedback), k + 1,
                                              self.cfg.max_new_tokens, self.window)
             seq.state = PREFILL
 
@@ -340,7 +341,7 @@ class Engine:
             n = len(dec) + len(pre)
             tokens = self._pick(dec + pre, logits[:n])
             spec_tokens = self.bm.accept(logits[n:], drafts, self.cfg.temperature, self.cfg.top_k,
-                                         [s.gen for s in spec]) if spec else []
+                                         [s.key for s in spec], [len(s.out) for s in spec]) if spec else []
         except Exception as e:  # one batched call: its rows share the failure
             log.exception("model step failed; failing its %d sequences", len(dec) + len(pre) + len(spec))
             for s in dec + pre + spec:
@@ -414,8 +415,9 @@ class Engine:
                  ) -> torch.Tensor:
         """Logits for the decode rows, then for each prefill's last position, then for every row of each
         speculative group (a sequence's last token and its draft)."""
-        if not self.use_kv_cache:  # the reference's way: the whole context through the full forward, row by row
-            return torch.stack([self.bm.full_logits(s.ids, s.steps) for s in dec + pre])
+        if not self.use_kv_cache:  # the reference's way: every row recomputes its whole context from position 0
+            self._n["rows_computed"] += self.bm.rows_computed(sum(len(s) for s in dec + pre))
+            return self.bm.step([], [(s.slot, s.ids, s.steps, 0) for s in dec + pre])
         self._n["rows_computed"] += self.bm.rows_computed(
             len(dec) + sum(len(s) - s.cached for s in pre) + sum(len(d) + 1 for d in drafts))
         return self.bm.step([(s.slot, s.ids[-1], s.steps[-1], s.cached) for s in dec],
@@ -424,9 +426,10 @@ class Engine:
                              for s, d in zip(spec, drafts)])
 
     def _pick(self, rows: list[Seq], logits: torch.Tensor) -> list[int]:
-        """Greedy rows by argmax, sampled rows with their own generators (``BatchModel.pick``)."""
+        """Greedy rows by argmax, sampled rows drawn at their key and token index (``BatchModel.pick``)."""
         sampled = [i for i, s in enumerate(rows) if s.temperature > 0]
-        return self.bm.pick(logits, sampled, self.cfg.temperature, self.cfg.top_k, [rows[i].gen for i in sampled])
+        return self.bm.pick(logits, sampled, self.cfg.temperature, self.cfg.top_k, [rows[i].key for i in sampled],
+                            [len(rows[i].out) for i in sampled])
 
     def _finish(self, seq: Seq, error: str | None = None) -> None:
         """Complete a task exactly once: free its slot and call its on_done."""
@@ -449,3 +452,14 @@ class Engine:
             self._finish(seq, error)
         self._active.clear()
         self._free = list(range(self.max_batch))
+
+
+def run_agent(task: Any, model: NanoCodeGen, tokenizer: CodeTokenizer, pool: Any, cfg: AgentConfig | None = None,
+              device: str = "cpu", backend: str = "auto") -> AgentResult:
+    """The retry loop on one task: the engine with one sequence. Never raises for a model or verifier
+    failure: the error is in ``AgentResult.error`` with the attempts made so far."""
+    engine = Engine(model, tokenizer, pool, cfg, max_batch=1, device=device, backend=backend)
+    try:
+        return engine.run([task])[0]
+    finally:
+        engine.stop(close_pool=False)

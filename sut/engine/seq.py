@@ -1,6 +1,6 @@
 """One task in flight inside the engine (sut/engine/scheduler.py): its transcript, slot and attempt state.
 
-``Seq`` offers the ``len`` / ``reset`` / ``append`` interface that ``sut.agent._append_feedback``
+``Seq`` offers the ``len`` / ``reset`` / ``append`` interface that ``sut.agent.append_feedback``
 works on, so a retry's feedback and a truncation are laid out by the agent's own code.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from sut.model import transcript as tr
-from sut.agent import AgentResult
+from sut.records import AgentResult
 
 log = logging.getLogger("sut.engine")
 
@@ -41,7 +41,7 @@ class Seq(tr.TokenBuffer):
         self.out: list[int] = []        # tokens generated in the current attempt
         self.step = self.budget = self.prompt_tokens = self.reused = 0
         self.temperature = 0.0
-        self.gen: Any = None            # the attempt's generator (BatchModel.generator), None when greedy
+        self.key = 0                    # the draw's sampling key (sut/engine/token_choice.py)
         self.prefill_ms = self.t_decode = self.t_submit = self.t_verdict = 0.0
         self.code = ""
         self.rejected: set[str] = set()  # code the verifier rejected for this task (AgentConfig.redraws)

@@ -1,18 +1,14 @@
-"""Nano-CodeGen: a small GPT that writes Python, with a slot-based KV cache.
+"""Nano-CodeGen: a small GPT that writes Python.
 
-nanoGPT-shaped (one file, a dataclass config, shape comments) with two additions:
+nanoGPT-shaped (one file, a dataclass config, shape comments). ``forward`` is the full causal pass
+over whole sequences that training uses; inference runs the same weights through
+sut/model/torch_step.py (rows of prefill and decode over a KV cache) or its native twin. One addition:
 
 - a learned retry-step embedding (``wse``, 16 rows) added to every token, so the model
   knows whether it is writing a first attempt or the k-th retry after feedback. With
   ``max_retries = 0`` the attempt number is in the text instead (attempt-marker tokens,
   sut/model/tokenizer.py) and the model is exactly GPT-2 (sut/model/hf_format.py): ``wse`` is then one
-  frozen row of zeros, so every engine's embedding sum is unchanged, bit for bit;
-- ``forward_cached``: attention over a preallocated KV cache of ``max_slots`` sequences
-  (gpt-fast style, allocated once). Prefill, extension of a sequence with feedback
-  tokens and batched one-token decode are all the same call: row b writes its T new
-  tokens into slot ``slots[b]`` at positions ``start_pos[b]..start_pos[b]+T-1`` and attends
-  to its own slot's positions ``0..start_pos[b]+t``. Rows may sit at different positions,
-  which is what a continuous-batching engine needs.
+  frozen row of zeros, so every engine's embedding sum is unchanged, bit for bit.
 
 The LM head shares its weight with the token embedding (GPT-2 weight tying): with a
 ~1.5k vocabulary it saves ~200k of ~1M parameters and trains at least as well.
@@ -42,44 +38,6 @@ class GPTConfig:
         return asdict(self)
 
 
-class KVCache(nn.Module):
-    """Preallocated keys/values for ``max_slots`` sequences of up to ``max_seq`` tokens.
-
-    Buffers are (n_layer, max_slots, n_head, max_seq, head_dim). A slot holds one
-    sequence; what sits beyond a row's current length is stale and masked out, so a slot
-    is reused without clearing. The owner (agent or engine) tracks each slot's length.
-    """
-
-    def __init__(self, cfg: GPTConfig, max_slots: int, max_seq: int | None = None,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
-        super().__init__()
-        max_seq = max_seq or cfg.block_size
-        if max_seq > cfg.block_size:
-            raise ValueError(f"max_seq {max_seq} exceeds the model's block_size {cfg.block_size}")
-        shape = (cfg.n_layer, max_slots, cfg.n_head, max_seq, cfg.n_embd // cfg.n_head)
-        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
-
-    @property
-    def max_slots(self) -> int:
-        return self.k.shape[1]
-
-    @property
-    def max_seq(self) -> int:
-        return self.k.shape[3]
-
-    def nbytes(self) -> int:
-        return self.k.numel() * self.k.element_size() * 2
-
-    def update(self, layer: int, slots: Tensor, pos: Tensor, k: Tensor, v: Tensor, length: int) -> tuple[Tensor, Tensor]:
-        """Write k, v (B, nh, T, hd) at (slots[b], pos[b, t]); return the rows' caches (B, nh, length, hd)."""
-        kb, vb = self.k[layer], self.v[layer]            # (S, nh, L, hd) views
-        idx = (slots[:, None], slice(None), pos)          # advanced dims first: (B, T, nh, hd)
-        kb[idx] = k.transpose(1, 2).to(kb.dtype)
-        vb[idx] = v.transpose(1, 2).to(vb.dtype)
-        return kb[slots, :, :length], vb[slots, :, :length]
-
-
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -101,15 +59,6 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                            dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hd)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, C)))
-
-    def forward_cached(self, x: Tensor, cache: KVCache, layer: int, slots: Tensor, pos: Tensor,
-                       length: int, mask: Tensor) -> Tensor:
-        B, T, C = x.shape
-        q, k, v = self._qkv(x)
-        k_all, v_all = cache.update(layer, slots, pos, k, v, length)  # (B, nh, length, hd)
-        y = F.scaled_dot_product_attention(q, k_all.to(q.dtype), v_all.to(q.dtype), attn_mask=mask)  # (B, nh, T, hd)
-        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
-
 
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
@@ -136,12 +85,6 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
 
-    def forward_cached(self, x: Tensor, cache: KVCache, layer: int, slots: Tensor, pos: Tensor,
-                       length: int, mask: Tensor) -> Tensor:
-        x = x + self.attn.forward_cached(self.ln_1(x), cache, layer, slots, pos, length, mask)
-        return x + self.mlp(self.ln_2(x))
-
-
 class NanoCodeGen(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -161,7 +104,6 @@ class NanoCodeGen(nn.Module):
         if not cfg.max_retries:   # attempt markers carry the attempt: wse is a frozen zero row (module doc)
             nn.init.zeros_(self.wse.weight)
             self.wse.weight.requires_grad_(False)
-        self.kv_cache: KVCache | None = None
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -212,44 +154,6 @@ class NanoCodeGen(nn.Module):
         sel = loss_mask.bool()
         h = self._hidden(idx, steps)[sel]                # (N, C)
         return F.cross_entropy(self.lm_head(h).float(), targets[sel])
-
-    def setup_cache(self, max_slots: int, max_seq: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
-        """Allocate (once) and return ``self.kv_cache``; a call that asks for no more than
-        what exists returns the existing cache untouched (gpt-fast's setup_caches)."""
-        max_seq = max_seq or self.config.block_size
-        dtype = dtype or self.wte.weight.dtype
-        c = self.kv_cache
-        if c is not None and c.max_slots >= max_slots and c.max_seq >= max_seq and c.k.dtype == dtype \
-                and c.k.device == self.wte.weight.device:
-            return c
-        self.kv_cache = KVCache(self.config, max_slots, max_seq, self.wte.weight.device, dtype)
-        return self.kv_cache
-
-    def new_cache(self, max_slots: int, max_seq: int | None = None) -> KVCache:
-        """A private cache (e.g. one slot for the single-sequence agent)."""
-        return KVCache(self.config, max_slots, max_seq, self.wte.weight.device, self.wte.weight.dtype)
-
-    def forward_cached(self, idx: Tensor, steps: Tensor, slots: Tensor, start_pos: Tensor,
-                       cache: KVCache) -> Tensor:
-        """Run T new tokens per row through the cache; logits of each row's last token (B, V).
-
-        idx, steps: (B, T); slots, start_pos: (B,) long. Row b's tokens land in slot
-        ``slots[b]`` at positions ``start_pos[b] + t``; the slots of one call must differ.
-        """
-        B, T = idx.shape
-        start_pos = start_pos.to(idx.device)
-        slots = slots.to(idx.device)
-        pos = start_pos[:, None] + torch.arange(T, device=idx.device)  # (B, T)
-        length = int(start_pos.max()) + T                               # longest context in use
-        if length > cache.max_seq:
-            raise ValueError(f"a row would reach position {length}: the cache holds {cache.max_seq} tokens")
-        # row b, query t sees its own slot's keys 0..start_pos[b]+t (stale tail masked)
-        mask = torch.arange(length, device=idx.device)[None, None, :] <= pos[:, :, None]  # (B, T, length)
-        mask = mask[:, None]                                                            # (B, 1, T, length)
-        x = self._embed(idx, steps, pos)
-        for i, block in enumerate(self.blocks):
-            x = block.forward_cached(x, cache, i, slots, pos, length, mask)
-        return self.lm_head(self.ln_f(x[:, -1]))  # (B, V)
 
     def kv_bytes(self, n_tokens: int, dtype: torch.dtype | None = None) -> int:
         """Bytes of keys+values that ``n_tokens`` tokens of one sequence occupy."""

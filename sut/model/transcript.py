@@ -113,7 +113,7 @@ class TokenBuffer:
     """A task's transcript as the model sees it, and how much of it the KV cache already holds.
 
     The agent's single-sequence loop and the engine's per-task state both extend it, so the
-    retry and truncation logic (``sut.agent._append_feedback``) works on either.
+    retry and truncation logic (``sut.agent.append_feedback``) works on either.
     """
 
     def __init__(self) -> None:

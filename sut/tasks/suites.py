@@ -111,7 +111,7 @@ def _require_suite(checkpoint: Path, trained: str, suite: str) -> None:
 
 def check_fits(tasks: list[Task], tok: Any, window: int, max_new_tokens: int) -> None:
     """SuiteError unless every task's prompt plus one attempt fits the model's window: the least a
-    transcript keeps when it is trimmed (sut.agent._append_feedback), so a task that fails this
+    transcript keeps when it is trimmed (sut.agent.append_feedback), so a task that fails this
     could never be attempted."""
     from sut.model.transcript import prompt_prefix  # noqa: PLC0415
 

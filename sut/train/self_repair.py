@@ -37,7 +37,8 @@ import torch
 
 from sut.train import data as train_data
 from sut.model import transcript as tr
-from sut.agent import AgentConfig, AgentResult
+from sut.agent import AgentConfig
+from sut.records import AgentResult
 from sut.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sut.engine.scheduler import Engine
 from sut.evaluate import evaluate_tasks, summarize

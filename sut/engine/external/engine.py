@@ -4,7 +4,7 @@ The native engine (sut/engine/scheduler.py) owns the model and schedules every r
 belongs to someone else: a ``Generator`` (sut/engine/external/vllm_generator.py, sut/engine/external/openai_generator.py) turns
 a token-id prompt into one attempt's tokens. What stays ours is everything the benchmark is about:
 the transcript layout (sut/model/transcript.py, with the HF checkpoints' attempt markers), the feedback and
-truncation rule (``sut.agent._append_feedback``), greedy first attempts and sampled retries seeded by
+truncation rule (``sut.agent.append_feedback``), greedy first attempts and sampled retries seeded by
 (seed, task, attempt, redraw) (``sut.agent.attempt_seed``), redraws of rejected code, the sandboxed
 verifier and the records the harness logs. So a pass rate measured through vLLM and one measured
 natively differ only by what the engines generate.
@@ -28,7 +28,8 @@ from typing import Any, Protocol
 
 
 from sut.model import transcript as tr
-from sut.agent import AgentConfig, AgentResult, AttemptRecord, _append_feedback, attempt_seed, should_redraw
+from sut.agent import AgentConfig, append_feedback, attempt_seed, should_redraw
+from sut.records import AgentResult, AttemptRecord
 from sut.engine.seq import OnDone, OnFirstToken, call, one_line, run_all
 from sut.model.tokenizer import CodeTokenizer
 from verifier.verdict import Status
@@ -208,7 +209,8 @@ class ExternalEngine:
                 self._cv.notify_all()
 
     async def _attempts(self, task: Any, on_first: OnFirstToken | None, result: AgentResult) -> None:
-        """``sut.agent._run``'s loop, with the generation done by the engine and the verdict awaited."""
+        """The native engine's retry loop (sut/engine/scheduler.py) for one task, with the generation done by
+        another engine and the verdict awaited; the rules are sut/agent.py's."""
         tok, cfg = self.tok, self.cfg
         prefix = tr.prompt_prefix(tok, task.prompt)
         if len(prefix) + 1 >= self.window:
@@ -222,7 +224,7 @@ class ExternalEngine:
             truncated = False
             if k > 0:
                 assert feedback is not None
-                truncated = _append_feedback(buf, tok, prefix, feedback, k, cfg.max_new_tokens, self.window)
+                truncated = append_feedback(buf, tok, prefix, feedback, k, cfg.max_new_tokens, self.window)
             budget = min(cfg.max_new_tokens, self.window - len(buf) - 1)
             if budget < 1:
                 raise ValueError(f"attempt {k} starts at {len(buf)} tokens: no room left in the {self.window}-token window")

@@ -5,7 +5,8 @@ One library, built from ``sut/engine/native/decode_step.c`` (which includes ``su
 - ``decode_step``: the whole batched forward of the engine's rows (sut/engine/native/step.py);
 - ``decode_attention``: one-query attention of rows over the position-major slot cache;
 - ``write_kv``: a step's new keys and values into the cache (what an ``index_put`` writes);
-- ``sample_race`` and the generator it draws from (``sut/engine/native/sampling.c``, wrapped by sut/engine/native/sampling.py).
+- the token choice: argmax, top-k scores and the counter-based draw (``sut/engine/native/sampling.c``,
+  wrapped by sut/engine/native/sampling.py; the contract is sut/engine/token_choice.py's).
 ``decode_attention`` and ``write_kv`` are the step's parts; the wrappers below call them alone, for tests and benchmarks.
 
 Why native code: a decode step of this model is small, and in eager torch its ~80 operator calls
@@ -96,17 +97,14 @@ def _bind(dll: ctypes.CDLL) -> ctypes.CDLL:
         f.argtypes, f.restype = [ctypes.c_int], ctypes.c_int
     dll.linear_packed.argtypes = [i64, p, i64, i64, p, p, i64, p]
     dll.linear_packed.restype = ctypes.c_int
-    dll.mt_state_words.restype = ctypes.c_int
-    dll.mt_seed.argtypes = [p, ctypes.c_uint64]
-    dll.mt_seed.restype = None
-    dll.mt_exponentials.argtypes = [p, i64, p]
-    dll.mt_exponentials.restype = None
-    dll.sample_race.argtypes = [p, i64, i64, p, p]
-    dll.sample_race.restype = None
+    dll.philox_uniform.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
+    dll.philox_uniform.restype = ctypes.c_double
+    dll.draw_rows.argtypes = [p, i64, i64, p, p, p]
+    dll.draw_rows.restype = None
     dll.copy_slot.argtypes = [p, i64, i64, i64, i64, i64, i64, i64]
     dll.copy_slot.restype = ctypes.c_int
-    dll.race_accept.argtypes = [p, i64, i64, p, ctypes.c_uint64, p]
-    dll.race_accept.restype = i64
+    dll.draw_accept.argtypes = [p, i64, i64, p, ctypes.c_uint64, ctypes.c_uint64, p]
+    dll.draw_accept.restype = i64
     dll.argmax_rows.argtypes = [p, i64, i64, p]
     dll.argmax_rows.restype = None
     dll.topk_scores.argtypes = [p, i64, p, i64, ctypes.c_float, i64, p]

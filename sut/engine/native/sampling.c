@@ -1,73 +1,88 @@
-/* The engine's token choice, as sut.agent.sample_next makes it with torch on CPU, bit for bit: the
-   greedy rows' argmax, the sampled rows' scores (temperature, top-k), and their draw, without
-   drawing what cannot win. The softmax between the last two stays torch's (its exp and summation
-   order are torch's own; sut/engine/native/sampling.py).
+/* The engine's token choice in native code; its contract is sut/engine/token_choice.py's, which is the
+   reference and documents it:
 
-   torch's one-sample multinomial is argmax_j probs[j] / q[j] with q[j] ~ Exp(1), one per vocabulary
-   entry, drawn from the row's generator (ATen: q.exponential_(1, g), then a divide and an argmax;
-   sut.engine.batch.sample_rows). Its CPU generator is the reference MT19937 seeded with the low 32
-   bits of the seed; an Exp(1) draw takes two 32-bit outputs (the first the high word), keeps 53
-   bits u in [0, 1) and returns (float)-log1p(-u). Those are 1,536 logarithms a token, most of them
-   for entries that top-k sampling has zeroed: 0 / q is 0 and never the argmax. So this walks the
-   same stream (every entry still advances the generator by two outputs) and takes the logarithm
-   only where probs[j] != 0. What it returns is the same index, ties (first maximum) and NaN
-   (first NaN, as torch's argmax) included; sut/engine/native/sampling.py checks the stream against torch
-   once per process and falls back to torch if they ever differ.
+   - a greedy row's token is its argmax (the first maximum, or the first NaN, as torch.argmax);
+   - a sampled row's scores are its logits over the temperature, entries below the top-k-th largest
+     at -inf (topk_scores); the softmax over them is torch's (the caller's);
+   - its token is the inverse CDF of those probabilities at one uniform: the first j with
+     u < p[0] + ... + p[j], the sum in double precision in index order (j past the end: the last
+     j with p[j] > 0). u is the top 53 bits of the first output of Philox4x64-10 with key (key, 0)
+     and counter (n + 1, 0, 0, 0): what numpy.random.Philox(key=[key, 0], counter=[n, 0, 0, 0])
+     .random_raw() returns, where key stands for (seed, task, attempt, redraw) and n is the token's
+     index in the attempt. Counter-based: a token's uniform depends on its key and index only, so a
+     draft of several tokens is checked in one pass with the uniforms sequential decoding would use.
 
-   Included by decode_step.c: one library. */
+   Integer arithmetic and IEEE double additions in a fixed order: the same bits as numpy, on any CPU
+   and compiler (tests/test_token_choice.py). Included by decode_step.c: one library. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-enum { MT_N = 624, MT_M = 397 };
-/* A generator's state: MT_N words, then the index of the next word (MT_N: twist first). */
-enum { MT_WORDS = MT_N + 1 };
-
-int mt_state_words(void) { return MT_WORDS; }
-
-void mt_seed(uint32_t *st, uint64_t seed) {
-    st[0] = (uint32_t)seed;
-    for (uint32_t j = 1; j < MT_N; j++) st[j] = 1812433253u * (st[j - 1] ^ (st[j - 1] >> 30)) + j;
-    st[MT_N] = MT_N;
+static inline void mulhilo64(uint64_t a, uint64_t b, uint64_t *hi, uint64_t *lo) {
+    unsigned __int128 p = (unsigned __int128)a * b;
+    *hi = (uint64_t)(p >> 64);
+    *lo = (uint64_t)p;
 }
 
-static inline uint32_t twist(uint32_t u, uint32_t v) {
-    return (((u & 0x80000000u) | (v & 0x7fffffffu)) >> 1) ^ ((v & 1u) ? 0x9908b0dfu : 0u);
+/* Philox4x64-10 (Salmon et al., SC'11; Random123's constants) of counter c under key k: out[0..3]. */
+static void philox4x64_10(const uint64_t c_in[4], const uint64_t k_in[2], uint64_t out[4]) {
+    uint64_t c0 = c_in[0], c1 = c_in[1], c2 = c_in[2], c3 = c_in[3], k0 = k_in[0], k1 = k_in[1];
+    for (int round = 0; round < 10; round++) {
+        if (round) {
+            k0 += UINT64_C(0x9E3779B97F4A7C15);
+            k1 += UINT64_C(0xBB67AE8584CAA73B);
+        }
+        uint64_t hi0, lo0, hi1, lo1;
+        mulhilo64(UINT64_C(0xD2E7470EE14C6C93), c0, &hi0, &lo0);
+        mulhilo64(UINT64_C(0xCA5A826395121157), c2, &hi1, &lo1);
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+    }
+    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
 }
 
-static void mt_refill(uint32_t *s) {
-    int j = 0;
-    for (; j < MT_N - MT_M; j++) s[j] = s[j + MT_M] ^ twist(s[j], s[j + 1]);
-    for (; j < MT_N - 1; j++) s[j] = s[j + MT_M - MT_N] ^ twist(s[j], s[j + 1]);
-    s[MT_N - 1] = s[MT_M - 1] ^ twist(s[MT_N - 1], s[0]);
+/* The uniform in [0, 1) of token n under key (the contract above). */
+double philox_uniform(uint64_t key, uint64_t n) {
+    uint64_t c[4] = {n + 1, n + 1 == 0, 0, 0}, k[2] = {key, 0}, out[4];
+    philox4x64_10(c, k, out);
+    return (double)(out[0] >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static inline uint32_t temper(uint32_t y) {
-    y ^= y >> 11;
-    y ^= (y << 7) & 0x9d2c5680u;
-    y ^= (y << 15) & 0xefc60000u;
-    return y ^ (y >> 18);
+/* The inverse CDF of probs[0..V-1] at u (the contract above). */
+static int64_t inverse_cdf(const float *p, int64_t V, double u) {
+    double acc = 0.0;
+    int64_t last = -1;
+    for (int64_t j = 0; j < V; j++) {
+        if (!(p[j] > 0.0f)) continue;    /* zero (or NaN) mass: never chosen, adds nothing */
+        acc += (double)p[j];
+        last = j;
+        if (u < acc) return j;
+    }
+    return last >= 0 ? last : 0;
 }
 
-/* The 53 bits of the next Exp(1) draw's uniform (torch's random64, masked) from state s, whose next
-   word is s[*at] (kept in a local by the callers: the loop then stores no index a word). */
-static inline uint64_t next_bits(uint32_t *s, uint32_t *at) {
-    if (*at >= MT_N) { mt_refill(s); *at = 0; }
-    uint64_t hi = temper(s[(*at)++]);
-    if (*at >= MT_N) { mt_refill(s); *at = 0; }
-    uint64_t lo = temper(s[(*at)++]);
-    return ((hi << 32) | lo) & ((UINT64_C(1) << 53) - 1);
+/* out[r] = the token of row r of probs (R x V) at token index counters[r] under keys[r]. */
+void draw_rows(const float *probs, int64_t R, int64_t V, const uint64_t *keys, const uint64_t *counters,
+               int64_t *out) {
+    for (int64_t r = 0; r < R; r++) out[r] = inverse_cdf(probs + r * V, V, philox_uniform(keys[r], counters[r]));
 }
 
-static inline float exp_draw(uint64_t bits) {
-    return (float)(-log1p(-((double)bits * (1.0 / (double)(UINT64_C(1) << 53)))));
-}
-
-/* n draws of Exp(1), what torch's float exponential_(1, g) writes: for tests and the check. */
-void mt_exponentials(uint32_t *s, int64_t n, float *out) {
-    uint32_t at = s[MT_N];
-    for (int64_t i = 0; i < n; i++) out[i] = exp_draw(next_bits(s, &at));
-    s[MT_N] = at;
+/* A retry's drafted continuation checked the way sequential sampling would produce it: row j of probs
+   (m rows) is the distribution after the context and draft[0..j-1], its token index n0 + j. Draws row
+   0's token, and while it equals the draft token, the next row's. Writes the tokens drawn (the accepted
+   draft tokens and the first that differs, or one past a fully accepted draft) and returns how many:
+   each drawn with the uniform sequential decoding would use, so they are its tokens. */
+int64_t draw_accept(const float *probs, int64_t m, int64_t V, const int64_t *draft, uint64_t key, uint64_t n0,
+                    int64_t *out) {
+    int64_t n = 0;
+    while (n < m) {
+        out[n] = inverse_cdf(probs + n * V, V, philox_uniform(key, n0 + (uint64_t)n));
+        n++;
+        if (n == m || out[n - 1] != draft[n - 1]) break;
+    }
+    return n;
 }
 
 /* The first maximum of row[0..V-1], or the first NaN: scalar, the reference for argmax_rows. */
@@ -137,7 +152,7 @@ void argmax_rows(const float *x, int64_t R, int64_t V, int64_t *out) {
 }
 
 /* x[r] = logits[rows[r]] / temperature with every entry below the row's top_k-th largest (counted
-   with repeats, as torch.topk(x, top_k).values[-1]) set to -inf: what sample_next feeds its softmax.
+   with repeats, as torch.topk(x, top_k).values[-1]) set to -inf: what a sampled row's softmax takes.
    top_k <= 0 or >= V: no cut. Returns 0; 1 if a row holds a NaN (x is then not to be used: the caller
    takes torch's path); -1 if top_k is over 256 (the same). */
 int topk_scores(const float *logits, int64_t V, const int64_t *rows, int64_t R, float temperature, int64_t top_k,
@@ -168,44 +183,4 @@ int topk_scores(const float *logits, int64_t V, const int64_t *rows, int64_t R, 
         }
     }
     return 0;
-}
-
-/* out[r] = argmax_j probs[r, j] / q[j] with q drawn from the generator at states[r], for R rows of V. */
-void sample_race(const float *probs, int64_t R, int64_t V, const uint64_t *states, int64_t *out) {
-    for (int64_t r = 0; r < R; r++) {
-        uint32_t *s = (uint32_t *)(uintptr_t)states[r], at = s[MT_N];
-        const float *p = probs + r * V;
-        int64_t best = 0, nan_at = -1;
-        float top = -INFINITY;
-        for (int64_t j = 0; j < V; j++) {
-            uint64_t bits = next_bits(s, &at);
-            float ratio;
-            if (p[j] != 0.0f) ratio = p[j] / exp_draw(bits);   /* NaN probs compare != 0 too */
-            else ratio = bits ? 0.0f : NAN;                      /* 0 / 0 when the draw is exactly 0 */
-            if (ratio != ratio) {
-                if (nan_at < 0) nan_at = j;
-            } else if (ratio > top) {
-                top = ratio;
-                best = j;
-            }
-        }
-        s[MT_N] = at;
-        out[r] = nan_at >= 0 ? nan_at : best;
-    }
-}
-
-/* A retry's drafted continuation checked the way sequential sampling would produce it: row j of probs
-   (m rows) is the distribution after the context and draft[0..j-1]; draw row 0's token from the
-   generator, and while it equals the draft token, draw the next row's. Writes the tokens drawn
-   (the accepted draft tokens and the first one that differs, or one past a fully accepted draft)
-   and returns how many: each was drawn from the generator state sequential decoding would have had,
-   so they are its tokens, bit for bit. */
-int64_t race_accept(const float *probs, int64_t m, int64_t V, const int64_t *draft, uint64_t state, int64_t *out) {
-    int64_t n = 0;
-    while (n < m) {
-        sample_race(probs + n * V, 1, V, &state, out + n);
-        n++;
-        if (n == m || out[n - 1] != draft[n - 1]) break;
-    }
-    return n;
 }
