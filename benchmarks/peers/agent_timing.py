@@ -2,30 +2,19 @@
 processes, so both measure the same way."""
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from sut.engine.seq import run_all
+
 
 def timed_agent(eng: Any, tasks: list, progress: Callable[[int], None]) -> tuple[float, list, dict]:
-    """Run ``tasks`` through a started-or-not engine (native Engine or ExternalEngine); wall, results, stats."""
-    results: list = [None] * len(tasks)
-    left, lock, done = [len(tasks)], threading.Lock(), threading.Event()
-
-    def on_done(i: int, r: Any) -> None:
-        results[i] = r
-        with lock:
-            left[0] -= 1
-            progress(len(tasks) - left[0])
-            if left[0] == 0:
-                done.set()
-
+    """Run ``tasks`` through a started-or-not engine (native Engine or ExternalEngine); wall, results, stats.
+    The clock starts once the engine has started: its start-up is not the run's."""
     eng.start()
     t0 = time.perf_counter()
-    for i, task in enumerate(tasks):
-        eng.submit(task, lambda r, i=i: on_done(i, r))
-    done.wait()
+    results = run_all(eng, tasks, "agent", False, on_count=progress)
     return time.perf_counter() - t0, results, eng.stats()
 
 

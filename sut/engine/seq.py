@@ -61,9 +61,10 @@ def call(fn: Callable[..., None], *args: Any) -> None:
         log.exception("engine callback %r raised", fn)
 
 
-def run_all(engine: Any, tasks: Sequence[Any], desc: str, progress: bool) -> list[AgentResult]:
+def run_all(engine: Any, tasks: Sequence[Any], desc: str, progress: bool,
+            on_count: Callable[[int], None] | None = None) -> list[AgentResult]:
     """Submit every task to ``engine`` (anything with start/submit: the native or an external engine), wait
-    for all, return the results in input order, with a progress bar if asked."""
+    for all, return the results in input order, with a progress bar if asked; ``on_count(done)`` after each."""
     results: list[AgentResult | None] = [None] * len(tasks)
     left, lock, all_done = [len(tasks)], threading.Lock(), threading.Event()
     bar = tqdm(total=len(tasks), desc=desc, unit="task", disable=not progress)
@@ -73,6 +74,8 @@ def run_all(engine: Any, tasks: Sequence[Any], desc: str, progress: bool) -> lis
         bar.update(1)
         with lock:
             left[0] -= 1
+            if on_count is not None:
+                on_count(len(tasks) - left[0])
             if left[0] == 0:
                 all_done.set()
 
