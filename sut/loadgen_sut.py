@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import mlperf_loadgen as lg
 
-from sut.agent import AgentResult
+from sut.records import AgentResult
 from sut.tasks.record import Task
 from verifier.response_format import encode
 
