@@ -1,8 +1,8 @@
 """The audits pass an honest SUT and fail the cheats they exist to catch.
 
-Audit runs are real LoadGen runs of tests/tiny_sut.py with the audit.config that
-harness/audits.py writes, verified by harness/audit_verify.py (trees built once per session
-by tests/tiny_tree.py). The cheating SUTs behave honestly in the accuracy run and cheat only
+Audit runs are real LoadGen runs of harness/lg_run.py over tests/oracle_engine.py's stand-in engine,
+with the audit.config that harness/audits.py writes, verified by harness/audit_verify.py (trees built
+once per session by tests/tiny_tree.py). The cheating engines behave honestly in the accuracy run and cheat only
 when timed: ``cache`` answers a sample repeated back to back instantly, ``giveup`` stops
 retrying, ``differ`` returns different (still correct) code.
 """

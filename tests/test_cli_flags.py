@@ -25,13 +25,13 @@ FILE_FLAGS = {"--json", "--jsonl", "--csv", "--txt"}
 
 
 def command_modules() -> list[str]:
-    """Every module with a command line: the ones that build an ArgumentParser (and tests/tiny_sut.py)."""
+    """Every module with a command line: the ones that build an ArgumentParser (and tests/oracle_engine.py)."""
     found = []
     for top in ("harness", "sut", "verifier", "benchmarks"):
         for path in sorted((REPO / top).rglob("*.py")):
             if "ArgumentParser(" in path.read_text(encoding="utf-8"):
                 found.append(".".join(path.relative_to(REPO).with_suffix("").parts))
-    return found + ["tiny_sut"]
+    return found + ["oracle_engine"]
 
 
 class _Parsed(Exception):
@@ -40,14 +40,17 @@ class _Parsed(Exception):
 
 
 def parser_of(module: str, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
-    """The parser ``module.main`` builds, caught at its ``parse_args`` (nothing after it runs)."""
-    if module == "tiny_sut":
+    """The parser ``module.main`` builds, caught at its ``parse_args`` (nothing after it runs); for
+    tests/oracle_engine.py, its own flags' parser, caught at ``parse_known_args`` (the rest is harness.lg_run's)."""
+    parse = "parse_args"
+    if module == "oracle_engine":
         monkeypatch.syspath_prepend(str(REPO / "tests"))
+        parse = "parse_known_args"
     main = importlib.import_module(module).main
 
     def caught(self: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
         raise _Parsed(self)
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", caught)
+    monkeypatch.setattr(argparse.ArgumentParser, parse, caught)
     monkeypatch.setattr(sys, "argv", [module])
     with pytest.raises(_Parsed) as got:
         main()

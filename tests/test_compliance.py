@@ -1,7 +1,8 @@
 """The submission checker accepts an honest results tree and catches doctored ones.
 
-The trees are real: LoadGen runs of a tiny SUT (tests/tiny_sut.py) in the harness's layout,
-built once per session (tests/tiny_tree.py, ~40 s), copied per test and then doctored.
+The trees are real: harness/lg_run.py's LoadGen runs of the real SUT over a stand-in engine
+(tests/oracle_engine.py) in the harness's layout, built once per session (tests/tiny_tree.py, ~40 s),
+copied per test and then doctored.
 Each doctoring must be caught by a finding naming the file and the rule.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``configuration``, ``isolation``; official by the reference's content) and the one accuracy target.
 
 The claim tests use the shipped checkpoints' real hashes; the checker tests doctor copies of the
-tiny trees (tests/tiny_tree.py: real LoadGen, the real SUT class, a tiny engine)."""
+tiny trees (tests/tiny_tree.py: harness/lg_run.py's real LoadGen runs over a stand-in engine)."""
 from __future__ import annotations
 
 import json

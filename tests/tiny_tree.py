@@ -1,8 +1,9 @@
-"""Build small real results trees with tests/tiny_sut.py (real LoadGen, real SUT class, real files).
+"""Build small real results trees with tests/oracle_engine.py: harness/lg_run.py's real LoadGen runs of
+the real SUT, with a stand-in engine (a fixed sleep per attempt, answers from the reference solutions).
 
 The metadata (user.conf, measurements.json, systems/*.json) is written by the harness's own
 functions, the audits are prepared and verified by harness/audits.py; only the engine is
-tiny. Settings are the scenario YAMLs plus a test user.conf whose loads fit the tiny SUT:
+a stand-in. Settings are the scenario YAMLs plus a test user.conf whose loads fit the oracle:
 every performance run meets the quick floor (10 s) and is VALID.
 """
 from __future__ import annotations
@@ -27,9 +28,9 @@ from harness.user_conf import write_effective_conf
 from sut.engine.factory import EngineOptions
 from sut.tasks.basic import EVAL_PATH
 
-TINY = Path(__file__).resolve().parent / "tiny_sut.py"
-SYSTEM = "tiny_sut_cpu"
-# Loads the tiny SUT (25 ms per attempt, ~1.4 attempts per task) sustains for >= 10 s: Offline's
+ORACLE = Path(__file__).resolve().parent / "oracle_engine.py"
+SYSTEM = "oracle_cpu"
+# Loads the oracle (25 ms per attempt, ~1.4 attempts per task) sustains for >= 10 s: Offline's
 # 308 samples (1.1 x 28/s x 10 s, drawn by LoadGen's fixed seeds) hold 444 attempts, 11.1 s of sleep on
 # one worker, no fewer on any machine; no more either, as Offline TEST04 repeats one sample 4 x 308 times
 # (~31 s, the longest run of the trees). Server's 500 arrivals (enough for LoadGen's p99 early stopping)
@@ -57,21 +58,24 @@ def write_reference(path: Path, pass_final: float = 1.0, mean_attempts: float = 
     return path
 
 
-def run_tiny(scenario: str, mode: str, conf: Path, outdir: Path, count: int, cheat: str = "",
-             audit_config: Path | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, str(TINY), "--scenario", scenario, "--mode", mode, "--conf", str(conf),
-           "--out", str(outdir), "--count", str(count), "--cost-ms", str(COST_MS), "--cheat", cheat,
-           "--workers", "8" if scenario == "Server" else "1"]
+def run_oracle(scenario: str, mode: str, conf: Path, outdir: Path, count: int, checkpoint: Path, cheat: str = "",
+               audit_config: Path | None = None) -> subprocess.Popen:
+    """One LoadGen run by harness/lg_run.py over the oracle engine (``checkpoint``: the folder's, which
+    sut_stats.json records the hash of); stderr joins lg_run's own harness.log."""
+    cmd = [sys.executable, str(ORACLE), "--scenario", scenario, "--mode", mode, "--conf", str(conf),
+           "--out", str(outdir), "--count", str(count), "--checkpoint", str(checkpoint), "--no-progress",
+           "--cost-ms", str(COST_MS), "--cheat", cheat, "--workers", "8" if scenario == "Server" else "1"]
     if audit_config is not None:
         cmd += ["--audit-config", str(audit_config)]
     outdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(outdir / "harness.log", "w"))
+    with open(outdir / "harness.log", "a") as log:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 
 
 def _wait(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         if p.wait() != 0:
-            raise RuntimeError(f"tiny SUT run failed: {' '.join(map(str, p.args))}")
+            raise RuntimeError(f"oracle run failed (see its harness.log): {' '.join(map(str, p.args))}")
 
 
 def start_scenario(root: Path, scenario: str, reference: Path, count: int = 16,
@@ -88,8 +92,8 @@ def start_scenario(root: Path, scenario: str, reference: Path, count: int = 16,
     write_effective_conf(paths.scenario_dir / "user.conf", settings, scenario)
     write_run_metadata(paths, opts, settings, Namespace(mode="both", official=False, count=count))
     conf = paths.scenario_dir / "user.conf"
-    return paths, [run_tiny(scenario, "performance", conf, paths.performance_dir, count, cheat),
-                   run_tiny(scenario, "accuracy", conf, paths.accuracy_dir, count, cheat)]
+    return paths, [run_oracle(scenario, "performance", conf, paths.performance_dir, count, reference, cheat),
+                   run_oracle(scenario, "accuracy", conf, paths.accuracy_dir, count, reference, cheat)]
 
 
 def finish_scenario(paths: ScenarioPaths, procs: list[subprocess.Popen]) -> None:
@@ -100,13 +104,13 @@ def finish_scenario(paths: ScenarioPaths, procs: list[subprocess.Popen]) -> None
 
 
 def run_audits(jobs: list[tuple[ScenarioPaths, str, str]], reference: Path, count: int = 16) -> dict[tuple[str, str], bool]:
-    """Run audits (paths, test, cheat) side by side (the tiny SUT sleeps, so timings hold);
+    """Run audits (paths, test, cheat) side by side (the oracle sleeps, so timings hold);
     returns (root name + scenario, test) -> passed."""
     started = []
     for paths, test, cheat in jobs:
         run_dir, _ = prepare(test, paths)
-        started.append(run_tiny(paths.scenario, "performance", paths.scenario_dir / "user.conf", run_dir, count, cheat,
-                                paths.audit_dir(test) / "audit.config"))
+        started.append(run_oracle(paths.scenario, "performance", paths.scenario_dir / "user.conf", run_dir, count,
+                                  reference, cheat, paths.audit_dir(test) / "audit.config"))
     _wait(started)
     return {(f"{paths.root.name}/{paths.scenario}", test): finish(test, paths, reference).passed
             for paths, test, _ in jobs}
