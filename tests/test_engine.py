@@ -210,7 +210,7 @@ def test_decode_rows_are_batch_invariant(tok, monkeypatch, backend, row_align) -
 def test_a_torch_backend_run_says_its_batch_invariance_is_not_bitwise(tok, pool, tasks, reference, monkeypatch,
                                                                      caplog) -> None:
     """On CPU the torch backend keeps batch invariance to float rounding only: a run says so, in its
-    stats and once in the log, and its greedy and sampled tokens still match the one-sequence agent's
+    stats and once in the log, and its greedy and sampled tokens still match those of each task run alone
     on a sample of tasks at batch sizes 1 and 8 with unpadded rows (every row count a different BLAS call)."""
     model, ref = reference
     engine_batch._warn_torch_invariance.cache_clear()

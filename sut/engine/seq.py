@@ -1,7 +1,7 @@
 """One task in flight inside the engine (sut/engine/scheduler.py): its transcript, slot and attempt state.
 
 ``Seq`` offers the ``len`` / ``reset`` / ``append`` interface that ``sut.agent.append_feedback``
-works on, so a retry's feedback and a truncation are laid out by the agent's own code.
+works on, so a retry's feedback and a truncation are laid out by the rules every engine shares.
 """
 from __future__ import annotations
 

@@ -112,7 +112,7 @@ def training_arrays(seq: Piece) -> tuple[list[int], list[int], list[int], list[i
 class TokenBuffer:
     """A task's transcript as the model sees it, and how much of it the KV cache already holds.
 
-    The agent's single-sequence loop and the engine's per-task state both extend it, so the
+    The native engine's per-task state and the external engine's transcript both extend it, so the
     retry and truncation logic (``sut.agent.append_feedback``) works on either.
     """
 
