@@ -82,9 +82,10 @@ def agent_ms(record: dict) -> float:
 def sample_cost(record: dict, scenario: str) -> float:
     """A sample's cost for choosing TEST04's: the agent's own ms, except in Offline, where every sample is
     queued at once and its ms are mostly the shared batch's (a one-attempt task admitted with 63 others
-    takes as long as a long one): there the tokens it generated, which is what its decode steps cost."""
+    takes as long as a long one): there the rows the model computed for it, the tokens it prefilled
+    (each retry's feedback, a rebuilt context) and generated (redraws included)."""
     if scenario == "Offline":
-        return float(record.get("n_tokens", 0))
+        return float(record.get("n_tokens", 0) + sum(a.get("prefilled_tokens", 0) for a in record["attempts"]))
     return agent_ms(record)
 
 
@@ -98,7 +99,7 @@ class Test04Choice:
 
     @property
     def note(self) -> str:
-        what = "agent time" if self.unit == "ms" else "generated"
+        what = "agent time" if self.unit == "ms" else "model rows"
         return (f"sample {self.qsl_idx}: {what} {self.cost_ms:.1f} {self.unit}, nearest the {self.what} per-sample "
                 f"{what} {self.target_ms:.1f} {self.unit} of the performance run")
 

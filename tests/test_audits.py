@@ -103,11 +103,14 @@ def test_test04_sample_choice():
     p90 = choose_test04_sample(records, "SingleStream")
     assert (p90.qsl_idx, p90.target_ms) == (9, 100.0)        # nearest the 90th-percentile cost
     # Offline queues every sample at once, so its agent ms are the shared batch's: the cost there is the
-    # tokens a sample generated (a short task admitted with 63 others takes as long as a long one)
+    # rows the model computed for a sample, generated and prefilled (a short task admitted with 63 others
+    # takes as long as a long one)
     for r, tokens, ms in zip(records, [40, 40, 200, 220, 230, 500, 40, 40, 40, 40], [2000] * 10):
         r["n_tokens"], r["attempts"][0]["decode_ms"] = tokens, ms
     offline = choose_test04_sample(records, "Offline")
     assert (offline.qsl_idx, offline.target_ms, offline.unit) == (2, 139.0, "tokens")
+    records[0]["attempts"][0]["prefilled_tokens"] = 100   # rows the model computed: prefilled ones count too
+    assert (choose_test04_sample(records, "Offline").qsl_idx, choose_test04_sample(records, "Offline").target_ms) == (0, 149.0)
     assert choose_test04_sample(records, "Server").unit == "ms"
 
 
