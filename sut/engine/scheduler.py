@@ -67,7 +67,8 @@ class Engine:
         self.use_kv_cache, self.prefix_reuse = use_kv_cache, prefix_reuse and use_kv_cache
         self.isolation: str = getattr(pool, "isolation", "unknown")
         self.window = model.config.block_size
-        self.bm = BatchModel(self.model, max_batch, backend)
+        # without the cache every token is the full forward (the reference's way, torch's): its stats say torch
+        self.bm = BatchModel(self.model, max_batch, backend if use_kv_cache else "torch")
         # retries draft by prompt lookup and verify drafts in one pass (sut/engine/draft.py); needs the
         # native step (a group's logits at every position), native draws (the sequential check) and the cache
         self.speculate = speculate and self.bm.native_draws and use_kv_cache
@@ -415,9 +416,11 @@ class Engine:
                  ) -> torch.Tensor:
         """Logits for the decode rows, then for each prefill's last position, then for every row of each
         speculative group (a sequence's last token and its draft)."""
-        if not self.use_kv_cache:  # the reference's way: every row recomputes its whole context from position 0
-            self._n["rows_computed"] += self.bm.rows_computed(sum(len(s) for s in dec + pre))
-            return self.bm.step([], [(s.slot, s.ids, s.steps, 0) for s in dec + pre])
+        if not self.use_kv_cache:  # the reference's way: training's full forward over each whole context, row by row
+            self._n["rows_computed"] += sum(len(s) for s in dec + pre)
+            dev = self.bm.device
+            return torch.stack([self.model(torch.tensor([s.ids], device=dev), torch.tensor([s.steps], device=dev))[0][0, -1]
+                                for s in dec + pre])
         self._n["rows_computed"] += self.bm.rows_computed(
             len(dec) + sum(len(s) - s.cached for s in pre) + sum(len(d) + 1 for d in drafts))
         return self.bm.step([(s.slot, s.ids[-1], s.steps[-1], s.cached) for s in dec],

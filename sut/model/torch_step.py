@@ -1,11 +1,12 @@
 """The model's forward for inference, in torch's operators: rows of any mix of prefill and decode
 over a position-major KV cache of sequence slots.
 
-This is the one torch inference path: the engine runs it (``BatchModel``, backend "torch", the path on
-CUDA and the CPU fallback), so the one-task agent, evaluation, training's validation and the
-no-KV-cache reference mode all go through it. ``sut/engine/native/step.py`` implements the same
-contract in one native call, and tests/test_native_step.py holds the two to each other. Training
-uses ``NanoCodeGen.forward`` (full causal sequences, no cache) over the same modules' weights.
+This is the one torch inference path over a KV cache: the engine runs it (``BatchModel``, backend
+"torch", the path on CUDA and the CPU fallback) for the one-task agent, evaluation and training's
+validation alike. ``sut/engine/native/step.py`` implements the same contract in one native call, and
+tests/test_native_step.py holds the two to each other. Training uses ``NanoCodeGen.forward`` (full
+causal sequences, no cache) over the same modules' weights, and so does the engine's no-KV-cache
+mode: the reference's way, every token recomputed from scratch.
 
 A step's rows: ``Decode`` rows ``(slot, token, step, pos)``, one token each, and ``Prefill`` groups
 ``(slot, ids, steps, start)``, the new tokens of one sequence from position ``start``. Row b writes its
