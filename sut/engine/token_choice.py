@@ -79,17 +79,17 @@ def accept(logits: Tensor, drafts: list[list[int]], temperature: float, top_k: i
     row j the distribution after the group's first j draft tokens. A group's tokens are drawn row by row
     (greedy: argmaxes), row j at token index ``counters[g] + j``, while they equal its draft: what
     sequential decoding would write, and the first token that departs from the draft."""
+    if temperature <= 0:
+        return greedy_accept(logits.argmax(-1).tolist(), drafts)
     out, r = [], 0
     for draft, key, n0 in zip(drafts, keys, counters):
-        m = len(draft) + 1
         got = []
-        for j in range(m):
-            row = logits[r + j:r + j + 1]
-            got += choose(row, [0] if temperature > 0 else [], temperature, top_k, [key], [n0 + j])
+        for j in range(len(draft) + 1):
+            got += choose(logits[r + j:r + j + 1], [0], temperature, top_k, [key], [n0 + j])
             if j == len(draft) or got[-1] != draft[j]:
                 break
         out.append(got)
-        r += m
+        r += len(draft) + 1
     return out
 
 
