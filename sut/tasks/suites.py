@@ -17,8 +17,7 @@ from sut.tasks.agentic.record import SUITES, TaskFileError, load_task_file
 from sut.tasks.record import Task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SUITE = "basic"        # what the library and the tools (evaluate, train, engine_bench) take without --suite
-RUN_SUITE = "agentic"          # what the main job, harness/run.py, runs without --suite: the workload's question
+DEFAULT_SUITE = "basic"        # what harness/run.py runs without --suite
 PROJECT_FILE = "nano_codegen.json"   # sut.model.hf_format.PROJECT_FILE, without torch
 
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import random
 
-from sut.tasks.agentic.family import (BOUND, CASE, DICT_ARGS, LETTERS, NO_TEXT, PAST_WORD, PAST_WORDS, WORDS, Conv, Family, cmp_op,
+from sut.tasks.agentic.family import (BOUND, CASE, DICT_ARGS, LETTERS, PAST_WORD, PAST_WORDS, WORDS, Conv, Family, cmp_op,
                                 fmt, ints, passes, shuffled)
 
 VALUE_BOUND = Conv("bound", ("exclusive", "inclusive"), "a value equal to the threshold")
 DUP = Conv("dup", ("last", "first"), "two keys with the same passing value")
 TIE = Conv("tie", ("first", "last"), "two keys whose values are equally close")
-EMPTY_KEY = Conv("empty", NO_TEXT, "an empty dict")
+EMPTY_KEY = Conv("empty", (None, ""), "an empty dict")
 ORDER = Conv("order", ("input", "sorted"), "a group whose numbers arrive out of order")
 MISSING = Conv("missing", ("skip", "negative"), "a sale of an item not in stock")
 ZERO = Conv("zero", ("keep", "remove"), "an item sold down to exactly zero")
 SCOPE = Conv("scope", ("letters", "all"), "a space or a digit")
 KEEP = Conv("keep", ("first", "last"), "a passing number that repeats")
-FALLBACK = Conv("fallback", NO_TEXT, "a score below both cut-offs")
+FALLBACK = Conv("fallback", ("", "none", None), "a score below both cut-offs")
 CUTOFF = Conv("bound", ("exclusive", "inclusive"), "a score equal to a cut-off")
 GRADE_WORDS = (("gold", "silver"), ("high", "mid"), ("top", "good"))
 
@@ -84,7 +84,7 @@ class ClosestKey(Family):
 
     def solution(self, p, c):
         a, k, op = p["args"][0], p["k"], "<" if c["tie"] == "first" else "<="
-        guard = [] if c["empty"] is None else [f"    if not {a}:", f"        return {c['empty']!r}"]
+        guard = [f"    if not {a}:", "        return ''"] if c["empty"] == "" else []
         return fmt([f"def {p['fn']}({a}):", *guard, "    best = None", f"    for key, v in {a}.items():",
                     f"        if best is None or abs(v - {k}) {op} abs({a}[best] - {k}):", "            best = key",
                     "    return best"])

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 
-from sut.tasks.agentic.family import BOUND, JOINERS, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes
+from sut.tasks.agentic.family import BOUND, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes
 
 LIMIT = Conv("bound", ("exclusive", "inclusive"), "a start value equal to the limit")
 PATH_START = Conv("start", ("included", "excluded"), "any start value: the list begins with it or not")
 COUNT_FROM = Conv("start", (1, 0), "any n of 1 or more: counting starts at 0 or 1")
-BOTH = Conv("both", ("first", *JOINERS), "a multiple of both numbers: its label, or both labels and the joiner")
+BOTH = Conv("both", ("joined", "first"), "a multiple of both numbers")
 OVERDRAFT = Conv("overdraft", ("allow", "skip_below_zero", "skip_at_zero"),
                  "a withdrawal larger than the balance, and one equal to it")
 SELF = Conv("self", ("no", "yes"), "a number that is half the target")
@@ -105,8 +105,8 @@ class FizzLabels(Family):
             branches = [f"        if i % {p['k']} == 0:", f"            out.append({p['word']!r})"]
         else:
             x, y, w1, w2 = p["a"], p["b"], p["w1"], p["w2"]
-            if c["both"] != "first":
-                branches = [f"        if i % {x} == 0 and i % {y} == 0:", f"            out.append({w1 + c['both'] + w2!r})",
+            if c["both"] == "joined":
+                branches = [f"        if i % {x} == 0 and i % {y} == 0:", f"            out.append({w1 + w2!r})",
                             f"        elif i % {x} == 0:"]
             else:
                 branches = [f"        if i % {x} == 0:"]
@@ -119,8 +119,8 @@ class FizzLabels(Family):
         for i in range(c["start"], n + c["start"]):
             if p["level"] == 2:
                 out.append(p["word"] if i % p["k"] == 0 else str(i))
-            elif i % p["a"] == 0 and i % p["b"] == 0 and c["both"] != "first":
-                out.append(p["w1"] + c["both"] + p["w2"])
+            elif i % p["a"] == 0 and i % p["b"] == 0 and c["both"] == "joined":
+                out.append(p["w1"] + p["w2"])
             elif i % p["a"] == 0:
                 out.append(p["w1"])
             elif i % p["b"] == 0:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sut.tasks.agentic.family import BOUND, NO_ANSWER, NO_INDEX, PAST_WORD, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes, shuffled
+from sut.tasks.agentic.family import BOUND, PAST_WORD, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes, shuffled
 
-NONE_SUM = Conv("none", NO_ANSWER, "a list where no element passes")
-NONE = Conv("none", NO_INDEX, "a list without a match")
+NONE_SUM = Conv("none", (0, -1, None), "a list where no element passes")
+NONE = Conv("none", (-1, None), "a list without a match")
 TIE = Conv("tie", ("first", "last"), "two equally good candidates")
-EMPTY = Conv("empty", NO_INDEX, "an empty list")
+EMPTY = Conv("empty", (None, -1), "an empty list")
 BASE = Conv("base", (0, 1), "any list holding the value")
 START = Conv("start", ("excluded", "included"), "any list: the start value leads the output or not")
 STEP_BOUND = Conv("bound", ("exclusive", "inclusive"), "a step whose size equals the threshold")
 ORDER = Conv("order", ("next_minus_prev", "prev_minus_next"), "a rising step that passes")
 ROUNDING = Conv("rounding", ("floor", "round"), "an average whose fraction is above one half")
-MEAN_EMPTY = Conv("empty", NO_ANSWER, "a list where no element passes")
-SHORT = Conv("short", NO_ANSWER, "a list of fewer than two numbers")
+MEAN_EMPTY = Conv("empty", (None, 0), "a list where no element passes")
 LO = Conv("lo", ("inclusive", "exclusive"), "a range that starts on a multiple")
 HI = Conv("hi", ("inclusive", "exclusive"), "a range that ends on a multiple")
 
@@ -268,7 +267,7 @@ class NeighbourGaps(Family):
         return [{"level": level, "k": k} for k in range(1, 31)]
 
     def convs(self, level):
-        return (STEP_BOUND, SHORT) if level == 1 else (ORDER, STEP_BOUND)
+        return (STEP_BOUND,) if level == 1 else (ORDER, STEP_BOUND)
 
     def fn_names(self, core):
         return ("count_jumps", "big_steps", "num_jumps") if core["level"] == 1 else ("big_gaps", "jumps", "steps_over")
@@ -285,9 +284,8 @@ class NeighbourGaps(Family):
         a, k, op = p["args"][0], p["k"], cmp_op("above", c["bound"])
         loop = f"    for i in range(len({a}) - 1):"
         if p["level"] == 1:
-            guard = [] if c["short"] == 0 else [f"    if len({a}) < 2:", f"        return {_ret(c['short'])}"]
-            return fmt([f"def {p['fn']}({a}):", *guard, "    count = 0", loop,
-                        f"        if abs({a}[i + 1] - {a}[i]) {op} {k}:", "            count += 1", "    return count"])
+            return fmt([f"def {p['fn']}({a}):", "    count = 0", loop, f"        if abs({a}[i + 1] - {a}[i]) {op} {k}:",
+                        "            count += 1", "    return count"])
         diff = f"{a}[i + 1] - {a}[i]" if c["order"] == "next_minus_prev" else f"{a}[i] - {a}[i + 1]"
         return fmt([f"def {p['fn']}({a}):", "    out = []", loop, f"        d = {diff}", f"        if abs(d) {op} {k}:",
                     "            out.append(d)", "    return out"])
@@ -297,9 +295,7 @@ class NeighbourGaps(Family):
         if c.get("order") == "prev_minus_next":
             diffs = [-d for d in diffs]
         big = [d for d in diffs if passes(abs(d), p["k"], "above", c["bound"])]
-        if p["level"] == 1:
-            return c["short"] if len(xs) < 2 else len(big)
-        return big
+        return len(big) if p["level"] == 1 else big
 
     def edges(self, p, rng):
         k, b = p["k"], rng.randint(0, 9)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import random
 
-from sut.tasks.agentic.family import CASE, JOINERS, LETTERS, NO_TEXT, TEXT_ARGS, WORD_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
+from sut.tasks.agentic.family import CASE, LETTERS, TEXT_ARGS, WORD_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
 
 ACR_CASE = Conv("case", ("upper", "keep"), "lower-case words")
-SEP = Conv("sep", JOINERS, "any word that is kept")
+SEP = Conv("sep", ("", "."), "any word that is kept")
 MARKER = Conv("marker", ("counted", "extra"), "a text longer than the limit")
 STARS = Conv("stars", ("same_length", "three"), "the hidden word")
 TIE = Conv("tie", ("first", "last"), "two candidate words of the same length")
-EMPTY_STR = Conv("empty", NO_TEXT, "a text with no candidate word")
+EMPTY_STR = Conv("empty", (None, ""), "a text with no candidate word")
 REST = Conv("rest", ("keep", "lower"), "a word with a capital inside")
-JOINER = Conv("joiner", JOINERS, "any word that gets the prefix")
+JOINER = Conv("joiner", ("", "_", "-"), "any word that gets the prefix")
 LONG_WORDS = tuple(w for w in WORDS if len(w) != 3)
 
 
@@ -241,8 +241,7 @@ class LongestWord(Family):
     def solution(self, p, c):
         a = p["args"][0]
         op = (">" if c["tie"] == "first" else ">=") if p["dir"] == "longest" else ("<" if c["tie"] == "first" else "<=")
-        tail = ["    return best"] if c["empty"] is None else ["    if best is None:", f"        return {c['empty']!r}",
-                                                        "    return best"]
+        tail = ["    return best"] if c["empty"] is None else ["    if best is None:", "        return ''", "    return best"]
         return fmt([f"def {p['fn']}({a}):", "    best = None", f"    for w in {a}.split():", f"        if {p['letter']!r} in w:",
                     f"            if best is None or len(w) {op} len(best):", "                best = w", *tail])
 

@@ -172,14 +172,6 @@ def passes(x: Any, k: Any, direction: str, bound: str) -> bool:
     return x < k if bound == "exclusive" else x <= k
 
 
-# Constants a prompt leaves open, each from more values than the attempt budget (8): a retry loop
-# that is only told "failed" cannot try them all; one that reads the failing case copies the value.
-NO_ANSWER = (0, None, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -42, -50, -99, -100, -999, 50, 99, 100, 999, 1000)
-NO_INDEX = tuple(v for v in NO_ANSWER if v != 0)    # where 0 is a real answer (an index, an element)
-NO_TEXT = (None, "", "none", "None", "-", "--", "?", "n/a", "N/A", "empty", "nothing", "missing", "null", "unknown", "no",
-           "nil", "*", "x", "void", "blank")
-JOINERS = ("", "-", "_", ".", " ", "/", ":", "+", "|", "~", "=", "#", ",", ";", "*", "&")
-
 BOUND = Conv("bound", ("exclusive", "inclusive"), "an element equal to the threshold")
 CASE = Conv("case", ("sensitive", "insensitive"), "an upper-case letter or word")
 PAST_WORDS = {"above": ("pass the threshold", "clear the mark"), "below": ("stay within the limit", "fit under the limit")}
