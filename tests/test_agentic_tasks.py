@@ -338,3 +338,21 @@ def test_verifier_batch_command_judges_cases_rows(tmp_path):
                        timeout=120)
     out = json.loads(r.stdout)
     assert r.returncode == 0 and out["status"] == "passed" and out["extra"]["cases_passed"] == len(t.check.inputs)
+
+
+def test_stats_table_is_in_the_docs():
+    """`python -m sut.tasks --suite agentic --stats` is what docs/tasks.md shows, and its uniform-guess pass@1 and
+    blind bound agree with a direct count over the frozen set's conventions."""
+    table = S.stats_table()
+    body = "\n".join(table.splitlines()[2:])
+    assert body in (ROOT / "docs" / "tasks.md").read_text()
+    rows = dict((cell.strip() for cell in line.strip("|").split(" | ")) for line in table.splitlines()[2:])
+    tasks = S.load_eval_tasks()
+    joint = [1] * len(tasks)
+    for i, t in enumerate(tasks):
+        for cv in S.FAMILY_BY_NAME[t.family].convs(t.params["level"]):
+            joint[i] *= len(cv.values)
+    assert rows["pass@1 of a uniform guess of the conventions (a model that writes the rest right)"] == \
+        f"{sum(1 / j for j in joint) / len(tasks):.3f}"
+    assert rows["blind bound: pass@final of 8 distinct guesses without feedback"] == \
+        f"{sum(min(1, 8 / j) for j in joint) / len(tasks):.3f}"

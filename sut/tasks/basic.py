@@ -215,18 +215,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-eval", action="store_true", help=f"regenerate {shown(EVAL_PATH)} and print its sha256")
     ap.add_argument("--show", type=int, metavar="N", help="print N sample tasks")
     ap.add_argument("--families", action="store_true", help="print the families as a markdown table")
+    ap.add_argument("--stats", action="store_true", help="agentic: print the frozen set's measures as a markdown table")
     ap.add_argument("--split", choices=("train", "val", "eval"), default="train", help="split for --show and --jsonl")
     ap.add_argument("--seed", type=int, default=0, help="seed for --show and --jsonl")
     ap.add_argument("--jsonl", metavar="PATH", help="write --count tasks of --split as a JSONL task file (a new file)")
     ap.add_argument("--count", type=int, metavar="K", help="number of tasks for --jsonl")
     ap.add_argument("--force", action="store_true", help="let --jsonl replace an existing file")
     args = ap.parse_args(argv)
-    if not args.write_eval and args.show is None and not args.families and args.jsonl is None:
-        ap.error("give --write-eval, --show N, --families or --jsonl PATH")
+    if not args.write_eval and args.show is None and not args.families and not args.stats and args.jsonl is None:
+        ap.error("give --write-eval, --show N, --families, --stats or --jsonl PATH")
+    if args.stats and args.suite != "agentic":
+        ap.error("--stats is the agentic suite's: add --suite agentic")
     if args.show is not None and args.show < 0:
         ap.error(f"--show needs N >= 0, got {args.show}")
-    if args.jsonl is not None and (args.write_eval or args.show is not None or args.families):
-        ap.error("--jsonl writes a task file on its own: drop --write-eval, --show and --families")
+    if args.jsonl is not None and (args.write_eval or args.show is not None or args.families or args.stats):
+        ap.error("--jsonl writes a task file on its own: drop --write-eval, --show, --families and --stats")
     if args.count is not None and args.jsonl is None:
         ap.error("--count goes with --jsonl PATH")
     if args.suite == "agentic" or args.jsonl is not None:

@@ -1,9 +1,10 @@
 """The suite-aware half of ``python -m sut.tasks``: write a task file of any split, and the
-agentic suite's --show, --families and --write-eval (sut/tasks/basic.py parses the arguments).
+agentic suite's --show, --families, --stats and --write-eval (sut/tasks/basic.py parses the arguments).
 
     python -m sut.tasks --suite agentic --seed 3 --count 1024 --split eval --jsonl held_out.jsonl
     python -m sut.tasks --suite agentic --count 5000 --jsonl train.jsonl        # --split train
     python -m sut.tasks --suite agentic --families                                # docs/tasks.md table
+    python -m sut.tasks --suite agentic --stats                                   # the frozen set's measures
     python -m sut.tasks --suite agentic --write-eval                              # the frozen set
 """
 from __future__ import annotations
@@ -70,6 +71,8 @@ def run(args: argparse.Namespace, basic_generate: Callable[[str, int, int], list
 
         if args.families:
             print(agentic.families_table())
+        if args.stats:
+            print(agentic.stats_table())
         if args.write_eval:
             sha = agentic.write_eval()
             print(f"wrote {shown(agentic.EVAL_PATH)} ({agentic.EVAL_SIZE} tasks) sha256 {sha}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import random
 from collections.abc import Iterator
 from functools import lru_cache
@@ -205,3 +206,32 @@ def families_table() -> str:
             rows.append(f"| {fam.name} | {fam.category} | {level} ({fam.level_difficulty(level)}) | "
                         f"{len(fam.space(level))} | {esc(opens)} | {esc(reveals)} | {esc(t.prompt)} |")
     return "\n".join(rows)
+
+
+def stats_table(tasks: list[AgenticTask] | None = None, budget: int = 8) -> str:
+    """Markdown: the frozen set's (or ``tasks``') shape, and what guessing the open conventions alone achieves.
+
+    ``blind bound`` is the pass@final of a model that writes everything else right and tries ``budget``
+    distinct joint guesses of the conventions without reading any feedback: the most a retry loop
+    told only "failed" can reach."""
+    tasks = load_eval_tasks() if tasks is None else tasks
+    def mean(xs: list[float]) -> float:
+        return sum(xs) / len(xs)
+    joint = [math.prod(len(cv.values) for cv in FAMILY_BY_NAME[t.family].convs(t.params["level"])) for t in tasks]
+    wide = sum(any(len(cv.values) > budget for cv in FAMILY_BY_NAME[t.family].convs(t.params["level"])) for t in tasks)
+    lines, chars = [len(t.solution.splitlines()) for t in tasks], [len(t.solution) for t in tasks]
+    words, cases = [len(t.prompt.split()) for t in tasks], {len(t.check.inputs) for t in tasks}
+    by = lambda key: " / ".join(str(sum(key(t) == k for t in tasks)) for k in (1, 2, 3))  # noqa: E731
+    rows = [("tasks per difficulty 1 / 2 / 3", by(lambda t: t.difficulty)),
+            ("open conventions per task: 1 / 2 / 3", by(lambda t: len(t.conventions))),
+            ("solution lines: mean (min-max)", f"{mean(lines):.2f} ({min(lines)}-{max(lines)})"),
+            ("solution characters: mean (max)", f"{mean(chars):.0f} ({max(chars)})"),
+            ("prompt words: mean (max)", f"{mean(words):.1f} ({max(words)})"),
+            ("cases per task", " / ".join(map(str, sorted(cases)))),
+            (f"tasks with a convention of more values than the attempt budget ({budget})",
+             f"{wide} ({wide / len(tasks):.0%})"),
+            ("pass@1 of a uniform guess of the conventions (a model that writes the rest right)",
+             f"{mean([1 / j for j in joint]):.3f}"),
+            (f"blind bound: pass@final of {budget} distinct guesses without feedback",
+             f"{mean([min(1.0, budget / j) for j in joint]):.3f}")]
+    return "\n".join(["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
