@@ -146,6 +146,7 @@ def test_ablation_switches_give_the_same_outputs(tok, pool, tasks, reference, sw
     # the torch switch, and the reference way (no KV cache: training's full forward), run torch
     assert engine.stats()["backend"] == ("torch" if switch in ("no_kv_cache", "torch_backend") else "native")
     assert engine.stats()["speculate"] == (switch == "no_prefix_reuse")   # drafts need native draws, and ask for it
+    assert (engine.bm.kv is None) == (switch == "no_kv_cache")           # the reference way holds no cache
     if switch in ("torch_backend", "no_speculation"):
         return
     assert all(a.reused_tokens == 0 and a.prefilled_tokens == a.prompt_tokens for r in got for a in r.attempts)

@@ -64,19 +64,23 @@ def _warn_torch_invariance() -> None:
 class BatchModel:
     """A model plus a KV cache of ``n_slots`` sequence slots of ``block_size`` positions each.
 
-    ``backend``: "native", "torch", or "auto" (native where it builds and applies: CPU float32)."""
+    ``backend``: "native", "torch", or "auto" (native where it builds and applies: CPU float32).
+    ``cache=False``: no cache and no step, only the token choice (``pick``): the no-KV-cache reference way
+    runs training's full forward itself, and a cache it never reads would cost n_slots x window x 2 x
+    n_layer x d_model floats (512 MiB at 64 slots of 2,048 positions)."""
 
-    def __init__(self, model: NanoCodeGen, n_slots: int, backend: str = "auto") -> None:
+    def __init__(self, model: NanoCodeGen, n_slots: int, backend: str = "auto", cache: bool = True) -> None:
         self.model = model
         cfg = model.config
         self.device = model.wte.weight.device
         self.window = cfg.block_size
         self.n_slots = max(1, n_slots)
-        self.kv = new_cache(model, self.n_slots)   # (nl, 2, L, S, nh, hd), sut/model/torch_step.py
+        self.kv = new_cache(model, self.n_slots) if cache else None   # (nl, 2, L, S, nh, hd), sut/model/torch_step.py
         # the native step (sut/engine/native/step.py) where it applies, else torch's operators
-        self.backend = native.resolve(backend, self.device, model.wte.weight.dtype, cfg.n_embd // cfg.n_head)
+        self.backend = native.resolve(backend if cache else "torch", self.device, model.wte.weight.dtype,
+                                      cfg.n_embd // cfg.n_head)
         self._native = NativeStep(model, self.kv) if self.backend == "native" else None
-        self._torch = TorchStep(model, self.kv) if self._native is None else None
+        self._torch = TorchStep(model, self.kv) if cache and self._native is None else None
         if self.backend == "torch" and self.device.type == "cpu":
             _warn_torch_invariance()
         self.native_draws = self.backend == "native"

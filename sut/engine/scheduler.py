@@ -69,7 +69,7 @@ class Engine(AttemptLifecycle):
         self.isolation: str = getattr(pool, "isolation", "unknown")
         self.window = model.config.block_size
         # without the cache every token is the full forward (the reference's way, torch's): its stats say torch
-        self.bm = BatchModel(self.model, max_batch, backend if use_kv_cache else "torch")
+        self.bm = BatchModel(self.model, max_batch, backend, cache=use_kv_cache)
         # retries draft by prompt lookup and verify drafts in one pass (sut/engine/draft.py); needs the
         # native step (a group's logits at every position), native draws (the sequential check) and the cache
         self.speculate = speculate and self.bm.native_draws and use_kv_cache
