@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import inspect
 import json
 import random
 import subprocess
@@ -20,6 +21,7 @@ from sut.tasks.agentic.mutate import kill_rate, mutants
 from sut.tasks.agentic.record import AgenticTask, TaskFileError, load_task_file, normalised
 from sut.tasks.basic import EVAL_PATH as BASIC_EVAL_PATH
 from sut.tasks.record import EvalSetError
+from sut.tasks.suites import DEFAULTS
 from verifier import CallCheck, CasesCheck, check_from_json, check_to_json
 from verifier.compare import same
 from verifier.pool import SandboxPool
@@ -343,6 +345,7 @@ def test_verifier_batch_command_judges_cases_rows(tmp_path):
 def test_stats_table_is_in_the_docs():
     """`python -m sut.tasks --suite agentic --stats` is what docs/tasks.md shows, and its uniform-guess pass@1 and
     blind bound agree with a direct count over the frozen set's conventions."""
+    assert inspect.signature(S.stats_table).parameters["budget"].default == DEFAULTS["agentic"].max_attempts
     table = S.stats_table()
     body = "\n".join(table.splitlines()[2:])
     assert body in (ROOT / "docs" / "tasks.md").read_text()

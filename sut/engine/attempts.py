@@ -3,7 +3,7 @@ how its verdict becomes the task's end or its next attempt (sut/engine/scheduler
 
 The rules are sut/agent.py's (feedback layout, truncation, redraws, sampling keys); this is their
 lifecycle on a ``Seq``, kept apart from the scheduler's batching, slots and thread. ``Engine`` mixes it in;
-it relies on the engine's ``cfg``, ``tok``, ``pool``, ``window``, ``prefix_reuse``, ``use_kv_cache``,
+it relies on the engine's ``cfg``, ``tok``, ``pool``, ``window``, ``prefix_reuse``,
 ``_kv_token_bytes``, counters ``_n`` and ``_finish``.
 """
 from __future__ import annotations
@@ -72,8 +72,6 @@ class AttemptLifecycle:
         seq.redrawn += len(seq.out)
         redraw_from(seq, seq.prompt_tokens)
         seq.grams_of = None   # cut in place: the draft index is rebuilt
-        if not self.use_kv_cache:
-            seq.cached = 0
         seq.key = attempt_seed(self.cfg.seed, seq.task.id, seq.attempt, seq.draw)
         seq.out = []
         seq.state = PREFILL

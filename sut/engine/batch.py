@@ -77,8 +77,8 @@ class BatchModel:
         self.n_slots = max(1, n_slots)
         self.kv = new_cache(model, self.n_slots) if cache else None   # (nl, 2, L, S, nh, hd), sut/model/torch_step.py
         # the native step (sut/engine/native/step.py) where it applies, else torch's operators
-        self.backend = native.resolve(backend if cache else "torch", self.device, model.wte.weight.dtype,
-                                      cfg.n_embd // cfg.n_head)
+        self.backend = native.resolve(backend, self.device, model.wte.weight.dtype,
+                                      cfg.n_embd // cfg.n_head) if cache else "torch"
         self._native = NativeStep(model, self.kv) if self.backend == "native" else None
         self._torch = TorchStep(model, self.kv) if cache and self._native is None else None
         if self.backend == "torch" and self.device.type == "cpu":

@@ -19,6 +19,7 @@ import itertools
 import json
 import math
 import random
+import statistics
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -208,17 +209,19 @@ def families_table() -> str:
     return "\n".join(rows)
 
 
-def stats_table(tasks: list[AgenticTask] | None = None, budget: int = 8) -> str:
-    """Markdown: the frozen set's (or ``tasks``') shape, and what guessing the open conventions alone achieves.
+def stats_table(budget: int = 8) -> str:
+    """Markdown: the frozen set's shape, and what guessing the open conventions alone achieves in ``budget``
+    attempts (default: the suite's max_attempts in sut/tasks/suites.py, which imports this module, so the
+    value is written here and a test holds the two equal).
 
     ``blind bound`` is the pass@final of a model that writes everything else right and tries ``budget``
     distinct joint guesses of the conventions without reading any feedback: the most a retry loop
     told only "failed" can reach."""
-    tasks = load_eval_tasks() if tasks is None else tasks
-    def mean(xs: list[float]) -> float:
-        return sum(xs) / len(xs)
-    joint = [math.prod(len(cv.values) for cv in FAMILY_BY_NAME[t.family].convs(t.params["level"])) for t in tasks]
-    wide = sum(any(len(cv.values) > budget for cv in FAMILY_BY_NAME[t.family].convs(t.params["level"])) for t in tasks)
+    tasks = load_eval_tasks()
+    sizes = [[len(cv.values) for cv in FAMILY_BY_NAME[t.family].convs(t.params["level"])] for t in tasks]
+    joint = [math.prod(s) for s in sizes]
+    wide = sum(max(s, default=0) > budget for s in sizes)
+    mean = statistics.fmean
     lines, chars = [len(t.solution.splitlines()) for t in tasks], [len(t.solution) for t in tasks]
     words, cases = [len(t.prompt.split()) for t in tasks], {len(t.check.inputs) for t in tasks}
     by = lambda key: " / ".join(str(sum(key(t) == k for t in tasks)) for k in (1, 2, 3))  # noqa: E731
