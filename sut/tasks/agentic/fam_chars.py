@@ -2,7 +2,7 @@
 masking characters."""
 from __future__ import annotations
 
-from sut.tasks.agentic.family import ON_EMPTY, SPACES, CASE, LETTERS, TEXT_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
+from sut.tasks.agentic.family import ON_EMPTY, CASE, LETTERS, TEXT_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
 
 SHIFT_DIR = Conv("direction", ("forward", "back"), "any letter")
 OTHER = Conv("other", ("keep", "drop"), "a space or a digit")
@@ -87,7 +87,7 @@ class Vowels(Family):
 
 class MaskText(Family):
     name, category, levels = "mask_text", "strings", (2,)
-    generic = {2: (ON_EMPTY, SPACES)}
+    generic = {2: (ON_EMPTY,)}
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):

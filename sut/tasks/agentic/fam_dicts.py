@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from sut.tasks.agentic.family import (NEGATIVES, ON_EMPTY, BOUND, CASE, DICT_ARGS, LETTERS, PAST_WORD, PAST_WORDS, WORDS, Conv, Family, cmp_op,
+from sut.tasks.agentic.family import (ON_EMPTY, BOUND, CASE, DICT_ARGS, LETTERS, PAST_WORD, PAST_WORDS, WORDS, Conv, Family, cmp_op,
                                 fmt, ints, passes, shuffled)
 
 VALUE_BOUND = Conv("bound", ("exclusive", "inclusive"), "a value equal to the threshold")
@@ -107,7 +107,7 @@ class ClosestKey(Family):
 
 class GroupBy(Family):
     name, category, levels = "group_by", "dicts", (2,)
-    generic = {2: (ON_EMPTY, NEGATIVES)}
+    generic = {2: (ON_EMPTY,)}
 
     def space(self, level):
         return [{"level": 2, "op": op, "k": k} for op in ("%", "//") for k in range(2, 32)]

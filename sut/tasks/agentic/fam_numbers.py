@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sut.tasks.agentic.family import NEGATIVES, ON_EMPTY, BOUND, PAST_WORD, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes, shuffled
+from sut.tasks.agentic.family import ON_EMPTY, BOUND, PAST_WORD, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes, shuffled
 
 NONE_SUM = Conv("none", (0, -1, None), "a list where no element passes")
 NONE = Conv("none", (-1, None), "a list without a match")
@@ -85,7 +85,6 @@ class CountPast(Family):
 
 class FirstPast(Family):
     name, category, levels = "first_past", "early_return", (1, 2)
-    generic = {2: (NEGATIVES,)}
 
     def space(self, level):
         return [{"level": level, "dir": d, "k": k} for d in ("above", "below") for k in range(2, 42)]
@@ -131,7 +130,7 @@ class FirstPast(Family):
 
 class FindValue(Family):
     name, category, levels = "find_value", "early_return", (1, 2)
-    generic = {1: (NEGATIVES,), 2: (ON_EMPTY, NEGATIVES)}
+    generic = {2: (ON_EMPTY,)}
     difficulty = {1: 2, 2: 1}
 
     def space(self, level):
@@ -179,7 +178,6 @@ class FindValue(Family):
 
 class ClosestTo(Family):
     name, category, levels = "closest_to", "loops", (1, 2)
-    generic = {2: (NEGATIVES,)}
 
     def space(self, level):
         return [{"level": level, "k": k} for k in range(3, 63)]
@@ -223,7 +221,7 @@ class ClosestTo(Family):
 
 class Running(Family):
     name, category = "running", "lists"
-    generic = {1: (ON_EMPTY, NEGATIVES)}
+    generic = {1: (ON_EMPTY,)}
 
     def space(self, level):
         return [{"level": level, "op": op, "k": k} for op in ("total", "maximum") for k in range(1, 31)]
@@ -267,7 +265,7 @@ class Running(Family):
 
 class NeighbourGaps(Family):
     name, category, levels = "neighbour_gaps", "loops", (1, 2)
-    generic = {1: (ON_EMPTY, NEGATIVES), 2: (ON_EMPTY,)}
+    generic = {1: (ON_EMPTY,), 2: (ON_EMPTY,)}
 
     def space(self, level):
         return [{"level": level, "k": k} for k in range(1, 31)]

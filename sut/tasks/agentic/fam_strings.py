@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from sut.tasks.agentic.family import ON_EMPTY, SPACES, CASE, LETTERS, TEXT_ARGS, WORD_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
+from sut.tasks.agentic.family import ON_EMPTY, CASE, LETTERS, TEXT_ARGS, WORD_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
 
 ACR_CASE = Conv("case", ("upper", "keep"), "lower-case words")
 SEP = Conv("sep", ("", "."), "any word that is kept")
@@ -146,7 +146,7 @@ class Acronym(Family):
 
 class Truncate(Family):
     name, category, levels = "truncate", "strings", (1,)
-    generic = {1: (ON_EMPTY, SPACES)}
+    generic = {1: (ON_EMPTY,)}
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):

@@ -58,7 +58,7 @@ class Family:
     difficulty: ClassVar[dict[int, int]] = {}     # level -> difficulty 1-3 (default: the level)
     arg_pools: ClassVar[tuple[tuple[str, ...], ...]] = (INT_ARGS,)
 
-    generic: ClassVar[dict[int, tuple[Conv, ...]]] = {}   # level -> shared conventions (GENERIC) it also leaves open
+    generic: ClassVar[dict[int, tuple[Conv, ...]]] = {}   # level -> shared conventions (ON_EMPTY) it also leaves open
 
     def space(self, level: int) -> list[dict[str, Any]]:
         """Every core of ``level``: the semantic parameters (JSON-able), without names."""
@@ -89,53 +89,31 @@ class Family:
         """One random case."""
         raise NotImplementedError
 
-    # ---- the shared conventions (GENERIC) wrapped around the family's own ---------------------
+    # ---- the shared convention (ON_EMPTY) wrapped around the family's own ----------------------
 
     def convs(self, level: int) -> tuple[Conv, ...]:
         """Every convention a task of ``level`` leaves open: the family's own, then the shared ones."""
         return self.own_convs(level) + self.generic.get(level, ())
 
     def solution(self, p: dict[str, Any], c: dict[str, Any]) -> str:
-        """The family's solution with the shared conventions' lines after the ``def`` line."""
-        head, _, body = self.own_solution(p, c).partition("\n")
+        """The family's solution, with a guard after the ``def`` line when an empty input returns a sentinel."""
+        code = self.own_solution(p, c)
+        if c.get("on_empty", "result") == "result":
+            return code
+        head, _, body = code.partition("\n")
         a = p["args"][0]
-        pre = []
-        if c.get("on_empty", "result") != "result":
-            pre += [f"    if not {a}:", f"        return {c['on_empty']!r}"]
-        if c.get("negatives") == "skipped":
-            pre.append(f"    {a} = [x for x in {a} if x >= 0]")
-        if c.get("spaces") == "stripped":
-            pre.append(f"    {a} = {a}.strip()")
-        return "\n".join([head, *pre, body])
+        return "\n".join([head, f"    if not {a}:", f"        return {c['on_empty']!r}", body])
 
     def reference(self, p: dict[str, Any], c: dict[str, Any], *args: Any) -> Any:
         """Plain-Python twin of ``solution``."""
-        first, rest = args[0], args[1:]
-        if c.get("on_empty", "result") != "result" and not first:
+        if c.get("on_empty", "result") != "result" and not args[0]:
             return c["on_empty"]
-        if c.get("negatives") == "skipped":
-            first = [x for x in first if x >= 0]
-        if c.get("spaces") == "stripped":
-            first = first.strip()
-        return self.own_reference(p, c, first, *rest)
+        return self.own_reference(p, c, *args)
 
-    def generic_edge(self, name: str, p: dict[str, Any], c: dict[str, Any], rng: random.Random) -> tuple | None:
-        """A case whose expected return tells ``c[name]`` from the convention's other values, or None."""
-        cv = next(cv for cv in GENERIC if cv.name == name)
-        for _ in range(60):
-            base = self.draw(p, rng)
-            first = base[0]
-            if name == "on_empty":
-                first = type(first)()
-            elif name == "negatives":
-                first = shuffled(rng, [*first, -rng.randint(1, 9)])
-            else:
-                first = " " * rng.randint(0, 2) + first + " " * rng.randint(1, 2)
-            args = (first, *base[1:])
-            want = self.expect(p, c, [args])[0]
-            if all(not same(want, self.expect(p, {**c, name: v}, [args])[0]) for v in cv.values if v != c[name]):
-                return args
-        return None
+    def empty_case(self, p: dict[str, Any], rng: random.Random) -> tuple:
+        """A random case with its first argument (a list, text or dict) emptied: what reveals ``on_empty``."""
+        first, *rest = self.draw(p, rng)
+        return (type(first)(), *rest)
 
     def extra(self, p: dict[str, Any]) -> str:
         """A sentence after the lead, for formats the prompt must state (default none)."""
@@ -168,9 +146,9 @@ class Family:
         for args in self.own_edges(p, rng):
             if args not in inputs:
                 inputs.append(args)
-        for cv in self.generic.get(p["level"], ()):
-            args = self.generic_edge(cv.name, p, c, rng)
-            if args is not None and args not in inputs:
+        if ON_EMPTY in self.generic.get(p["level"], ()):
+            args = self.empty_case(p, rng)
+            if args not in inputs:
                 inputs.append(args)
         for _ in range(200):
             if len(inputs) >= CASES:
@@ -227,13 +205,10 @@ def passes(x: Any, k: Any, direction: str, bound: str) -> bool:
     return x < k if bound == "exclusive" else x <= k
 
 
-# Shared conventions a family may also leave open (its ``generic``), up to three open per task:
-# what an empty input returns (the computed result, or a sentinel the tests show), and whether
-# negative numbers or the spaces around a text are dropped before the work.
+# The convention families share (a family's ``generic``): what an empty input returns, the computed
+# result or a sentinel that only the failing case names. Three values, so a retry told only
+# "failed" must guess between two sentinels, while one that reads the case copies it.
 ON_EMPTY = Conv("on_empty", ("result", None, -1), "an empty input: the computed result, or the sentinel it shows")
-NEGATIVES = Conv("negatives", ("kept", "skipped"), "a negative number in the input")
-SPACES = Conv("spaces", ("kept", "stripped"), "spaces around the text")
-GENERIC = (ON_EMPTY, NEGATIVES, SPACES)
 
 BOUND = Conv("bound", ("exclusive", "inclusive"), "an element equal to the threshold")
 CASE = Conv("case", ("sensitive", "insensitive"), "an upper-case letter or word")
