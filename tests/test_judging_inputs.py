@@ -166,16 +166,23 @@ def _depth(pid: int) -> int:
     return max((1 + _depth(c) for c in _children(pid)), default=0)
 
 
-def _kill_workers(pids, stop: threading.Event, once: bool, workers: int = 2) -> None:
+def _kill_workers(pids, stop: threading.Event, once: bool, workers: int = 2,
+                  armed: threading.Event | None = None) -> None:
     """SIGKILL the sandbox workers' process groups: until ``stop``, from when all ``workers`` are up
     (not the start-up probe's, which would stop the command before it judges anything); or ``once``,
-    as soon as an idle pool's worker runs a program (an execution in flight, not an idle worker's death)."""
+    as soon as an idle pool's worker runs a program (an execution in flight, not an idle worker's death).
+    ``armed`` is set once the idle depths are taken: judging must not start before, or a worker already
+    running a program would count as idle and nothing would be killed in flight."""
     deadline = time.monotonic() + 60
     while len(pids()) < workers and time.monotonic() < deadline and not stop.is_set():
         time.sleep(0.02)
     if once:
         idle = {p: _depth(p) for p in pids()}
-        while not any(_depth(p) > idle.get(p, 1 << 30) for p in pids()) and time.monotonic() < deadline:
+        if armed is not None:
+            armed.set()
+        while not any(_depth(p) > idle.get(p, 1 << 30) for p in pids()):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
             time.sleep(0.01)
         time.sleep(0.05)
     while not stop.is_set():
@@ -189,14 +196,24 @@ def _kill_workers(pids, stop: threading.Event, once: bool, workers: int = 2) -> 
         time.sleep(0.05)
 
 
+def _kill_one_execution(pool: SandboxPool, stop: threading.Event) -> threading.Thread:
+    """Start a killer that SIGKILLs the first program ``pool`` runs from now on; returns once it is armed."""
+    armed = threading.Event()
+    killer = threading.Thread(target=_kill_workers, args=(pool.worker_pids, stop, True, 2, armed))
+    killer.start()
+    assert armed.wait(60), "the pool's workers never came up"
+    return killer
+
+
 def test_a_killed_sandbox_is_judged_again_not_scored_as_a_failure():
     items = [(f"import time\ntime.sleep(0.3)\nresult = {i}", ValueCheck(i)) for i in range(8)]
     with SandboxPool(workers=2) as pool:
         stop = threading.Event()
-        killer = threading.Thread(target=_kill_workers, args=(pool.worker_pids, stop, True))
-        killer.start()
+        killer = _kill_one_execution(pool, stop)
         verdicts = pool.verify_judged(items)
+        stop.set()
         killer.join()
+        stop.clear()
         assert all(v.passed for v in verdicts)
         killer = threading.Thread(target=_kill_workers, args=(pool.worker_pids, stop, False))
         killer.start()
@@ -280,10 +297,10 @@ def test_a_rejudged_accuracy_pass_scores_as_a_clean_run(tmp_path, caplog):
     with SandboxPool(workers=2) as pool:
         clean = score_accuracy_log(log, EVAL, pool, expected_samples=8)
         stop = threading.Event()
-        killer = threading.Thread(target=_kill_workers, args=(pool.worker_pids, stop, True))
-        killer.start()
+        killer = _kill_one_execution(pool, stop)
         with caplog.at_level("WARNING", logger="verifier.pool"):
             killed = score_accuracy_log(log, EVAL, pool, expected_samples=8)
+        stop.set()
         killer.join()
     assert any("again after sandbox errors" in r.message for r in caplog.records), "no worker was killed mid-execution"
     assert 0 < clean["pass@1"] < clean["pass@final"] < 1
@@ -308,10 +325,10 @@ def test_humaneval_rejudges_sandbox_errors_and_refuses_a_score_when_they_persist
     with SandboxPool(workers=2, timeout_s=3.0) as pool:
         clean = score_samples(samples, pool, problems)
         stop = threading.Event()
-        killer = threading.Thread(target=_kill_workers, args=(pool.worker_pids, stop, True))
-        killer.start()
+        killer = _kill_one_execution(pool, stop)
         with caplog.at_level("WARNING", logger="verifier.pool"):
             killed = score_samples(samples, pool, problems)
+        stop.set()
         killer.join()
     assert any("again after sandbox errors" in r.message for r in caplog.records), "no worker was killed mid-execution"
     assert clean["pass@1"] == killed["pass@1"] == 0.5
@@ -353,7 +370,7 @@ def test_a_read_only_results_folder_is_one_line(tmp_path):
     conf.write_text("")
     log = _log(tmp_path / "log.json", [_entry(i, t["solution"], t["id"]) for i, t in enumerate(_tasks()[:2])])
     prefix = _read_only(ro)
-    run = subprocess.run([*prefix, sys.executable, "harness/run.py", "--scenario", "Offline", "--count", "2",
+    run = subprocess.run([*prefix, sys.executable, "harness/run.py", "--suite", "basic", "--scenario", "Offline", "--count", "2",
                           "--user-conf", str(conf), "--out", str(ro / "results")],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     _one_line_error(run, 2, "pass a writable --out")
