@@ -81,14 +81,17 @@ def run(model: Any, tok: Any, pool: SandboxPool, tasks: list, cfg: AgentConfig, 
 
 
 def per_attempt(results: list[AgentResult], max_attempts: int) -> list[dict[str, float]]:
-    """Mean figures of attempt k (1-based) over the tasks that made it."""
+    """Mean figures of attempt k (1-based) over the tasks that made it. ``added``: what the retry added to each
+    task's own context (the means of ``context`` are over fewer, harder tasks at each attempt, so they need not grow)."""
     rows = []
     for k in range(max_attempts):
         xs = [r.attempts[k] for r in results if len(r.attempts) > k]
         if not xs:
             continue
         m = statistics.fmean
-        rows.append({"attempt": k + 1, "n": len(xs), "context": m(x.prompt_tokens for x in xs),
+        added = m(r.attempts[k].prompt_tokens - r.attempts[k - 1].prompt_tokens for r in results
+                  if len(r.attempts) > k) if k else 0.0
+        rows.append({"attempt": k + 1, "n": len(xs), "context": m(x.prompt_tokens for x in xs), "added": added,
                      "prefilled": m(x.prefilled_tokens for x in xs), "prefill_ms": m(x.prefill_ms for x in xs),
                      "decode_ms": m(x.decode_ms for x in xs), "verify_ms": m(x.verify_ms for x in xs),
                      "gen_tokens": m(x.gen_tokens for x in xs), "kv_bytes": m(x.kv_bytes for x in xs),

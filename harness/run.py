@@ -1,7 +1,7 @@
 """Run the nano-codegen-agent benchmark under MLPerf LoadGen.
 
-    python harness/run.py --scenario Offline                 # performance run, accuracy run, accuracy pass
-    python harness/run.py --scenario Offline --suite agentic # the agentic suite with its checkpoint and budget
+    python harness/run.py --scenario Offline                 # performance run, accuracy run, accuracy pass (agentic suite)
+    python harness/run.py --scenario Offline --suite basic   # the basic suite (one-liners) with its checkpoint and budget
     python harness/run.py --scenario Server --mode performance
     python harness/run.py --scenario SingleStream --official  # MLPerf's 600 s minimum and official seeds
     python harness/run.py --scenario Server --find-peak       # the highest target_qps meeting the bound
@@ -33,7 +33,7 @@ from harness.system_info import default_system_name  # noqa: E402
 from harness.user_conf import (OFFICIAL_LOCKED, UserConfError, drop_unread, effective_conf_text, parse_user_conf,  # noqa: E402
                                resolve, write_effective_conf)
 from sut.engine.factory import EngineOptions  # noqa: E402
-from sut.tasks.suites import DEFAULT_SUITE, check_checkpoint_fits, eval_path  # noqa: E402
+from sut.tasks.suites import RUN_SUITE, check_checkpoint_fits, eval_path  # noqa: E402
 from verifier.probe import probe  # noqa: E402
 from verifier.sandbox import SandboxUnavailable  # noqa: E402
 
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="Server: search the highest target_qps whose whole-task p99 meets the bound (harness/find_peak.py)")
     p.add_argument("--find-peak-decimals", type=int, default=1, choices=range(0, 4), metavar="{0..3}",
                    help="decimal places of the peak search's QPS precision (LoadGen's default 1)")
-    EngineOptions.add_arguments(p)
+    EngineOptions.add_arguments(p, default_suite=RUN_SUITE)
     return p.parse_args(argv)
 
 
@@ -131,7 +131,7 @@ def engine_options(args: argparse.Namespace, scenario: ScenarioConfig) -> Engine
 def prepare(args: argparse.Namespace) -> tuple[ScenarioConfig, dict[str, str], list[str], EngineOptions, ScenarioPaths]:
     """Everything checked before a run: the scenario, its settings, the engine options and the results folder
     (raises ScenarioError, UserConfError, RunError, ValueError, SandboxUnavailable or OSError)."""
-    scenario = load_scenario(args.scenario, suite=args.suite or DEFAULT_SUITE)
+    scenario = load_scenario(args.scenario, suite=args.suite)
     settings, notes = effective_settings(scenario, args.user_conf, args.official)
     opts = engine_options(args, scenario)
     if args.count is not None and not 1 <= args.count <= 1024:

@@ -26,7 +26,7 @@ def test_cost_benchmark_table_and_plots(tmp_path: Path, capsys) -> None:
     res = json.loads(out.read_text())
     rows, off = res["per_attempt"], {r["attempt"]: r for r in res["per_attempt_noreuse"]}
     assert rows[0]["attempt"] == 1 and len(rows) >= 2
-    assert all(a["context"] < b["context"] for a, b in zip(rows, rows[1:]))       # the context grows with retries
+    assert all(r["added"] > 0 for r in rows[1:] if not r["truncated"])   # each retry grows its task's context
     for r in rows[1:]:   # with reuse a retry prefills only what it adds; without, the whole transcript
         if r["attempt"] in off:
             assert r["prefilled"] < off[r["attempt"]]["prefilled"] == off[r["attempt"]]["context"]

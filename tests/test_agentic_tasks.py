@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sut.tasks.agentic import suite as S
-from sut.tasks.agentic.family import CATEGORIES, MAX_CASES, MIN_CASES
+from sut.tasks.agentic.family import CATEGORIES, MAX_CASES, MIN_CASES, ON_EMPTY
 from sut.tasks.agentic.mutate import kill_rate, mutants
 from sut.tasks.agentic.record import AgenticTask, TaskFileError, load_task_file, normalised
 from sut.tasks.basic import EVAL_PATH as BASIC_EVAL_PATH
@@ -87,6 +87,34 @@ def test_conventions_are_drawn_independently_of_the_prompt():
         for cv in fam.convs(level):
             shares = [seen[cv.name][json.dumps(v)] / 240 for v in cv.values]
             assert all(0.5 / len(cv.values) < s < 1.5 / len(cv.values) for s in shares), (fam.name, cv.name, shares)
+
+
+def test_the_shared_on_empty_convention(eval_tasks):
+    """Where a family level leaves ``on_empty`` open, every task has an empty-input case, whose expected
+    value is the sentinel when the tests hold one; the guard line is in the solution exactly then; and
+    the family's own code alone returns neither sentinel on that input (so the three values differ)."""
+    levels = [(f, lv) for f, lv in S.slots() if ON_EMPTY in f.convs(lv)]
+    assert len(levels) >= 20
+    seen = Counter()
+    for t in eval_tasks:
+        fam = S.FAMILY_BY_NAME[t.family]
+        if ON_EMPTY not in fam.convs(t.params["level"]):
+            assert "on_empty" not in t.conventions
+            continue
+        sentinel = t.conventions["on_empty"]
+        seen[json.dumps(sentinel)] += 1
+        empty = [i for i, args in enumerate(t.check.inputs) if not args[0] and isinstance(args[0], (list, str, dict))]
+        assert empty, t.id
+        a = t.params["args"][0]
+        guard = f"    if not {a}:\n        return {sentinel!r}\n"
+        body = t.solution.split("\n", 1)[1]
+        if sentinel == "result":
+            assert not any(body.startswith(f"    if not {a}:\n        return {s!r}\n") for s in (None, -1)), t.id
+            computed = t.check.expected[empty[0]]
+            assert computed is not None and computed != -1, t.id
+        else:
+            assert same(t.check.expected[empty[0]], sentinel) and body.startswith(guard), t.id
+    assert set(seen) == {'"result"', "null", "-1"}
 
 
 # ---- generator, frozen file, task files ---------------------------------------------------

@@ -115,7 +115,7 @@ def test_test04_sample_choice():
 
 
 def run_py(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "harness/run.py", *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run([sys.executable, "harness/run.py", "--suite", "basic", *args], capture_output=True, text=True, cwd=REPO)
 
 
 def test_audit_refusals(trees, tmp_path):

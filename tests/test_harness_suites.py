@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import run as run_py
 from harness.compliance import check_scenario
 from harness.mlperf_log import read_detail
 from harness.run_config import CONFIG_FILE, run_configuration
@@ -70,6 +71,8 @@ def test_the_suite_sets_the_engine_defaults_and_the_options_round_trip():
         assert (opts.suite, opts.checkpoint, opts.max_attempts, opts.max_new_tokens) == \
             (suite, want.checkpoint, want.max_attempts, want.max_new_tokens)
         assert EngineOptions.from_args(p.parse_args(opts.to_argv())) == opts    # what the LoadGen child re-parses
+    assert run_py.parse_args(["--scenario", "Offline"]).suite == "agentic"   # the main job's default suite
+    assert run_py.parse_args(["--scenario", "Offline", "--suite", "basic"]).suite == "basic"
     given = EngineOptions.from_args(p.parse_args(["--suite", "agentic", "--max-attempts", "3",
                                                   "--max-new-tokens", "99"]))
     assert (given.max_attempts, given.max_new_tokens) == (3, 99)

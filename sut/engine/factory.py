@@ -43,9 +43,9 @@ class EngineOptions:
     vllm_compile: bool = False       # --engine vllm: torch.compile vLLM's model (slower start; docs/engine.md)
 
     @staticmethod
-    def add_arguments(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--suite", default=None,
-                       help=f"task suite: {' or '.join(SUITES)} (default {DEFAULT_SUITE}); it sets the defaults of "
+    def add_arguments(p: argparse.ArgumentParser, default_suite: str = DEFAULT_SUITE) -> None:
+        p.add_argument("--suite", default=default_suite,
+                       help=f"task suite: {' or '.join(SUITES)} (default {default_suite}); it sets the defaults of "
                             "--checkpoint, --max-attempts and --max-new-tokens")
         p.add_argument("--checkpoint", type=Path, default=None,
                        help=f"checkpoint directory (default: the suite's, {per_suite('checkpoint')})")

@@ -17,7 +17,8 @@ from sut.tasks.agentic.record import SUITES, TaskFileError, load_task_file
 from sut.tasks.record import Task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SUITE = "basic"        # what harness/run.py runs without --suite
+DEFAULT_SUITE = "basic"        # what sut.evaluate, sut.train and the engine options default to without --suite
+RUN_SUITE = "agentic"          # what harness/run.py (the main job) runs without --suite
 PROJECT_FILE = "nano_codegen.json"   # sut.model.hf_format.PROJECT_FILE, without torch
 
 

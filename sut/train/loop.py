@@ -83,8 +83,8 @@ class TrainConfig:
 
 # The agentic suite's recipe: longer transcripts (so fewer, smaller batches), a 2,048-token window and
 # attempt markers instead of the retry-step embedding (an HF GPT-2 checkpoint, sut/model/hf_format.py).
-AGENTIC = dict(steps=5500, batch_size=16, train_tasks=14000, mistakes_per_task=2, val_tasks=128, val_loss_tasks=128,
-               val_max_attempts=8, val_max_new_tokens=256, eval_every=1100)
+AGENTIC = dict(steps=6000, batch_size=16, train_tasks=14000, mistakes_per_task=2, val_tasks=128, val_loss_tasks=128,
+               val_max_attempts=8, val_max_new_tokens=256, eval_every=1500)
 AGENTIC_MODEL = dict(block_size=2048, max_retries=0)
 
 

@@ -2,7 +2,7 @@
 masking characters."""
 from __future__ import annotations
 
-from sut.tasks.agentic.family import CASE, LETTERS, TEXT_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
+from sut.tasks.agentic.family import ON_EMPTY, CASE, LETTERS, TEXT_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
 
 SHIFT_DIR = Conv("direction", ("forward", "back"), "any letter")
 OTHER = Conv("other", ("keep", "drop"), "a space or a digit")
@@ -12,12 +12,13 @@ CONSONANTS = [c for c in LETTERS if c not in "aeiou"]
 
 class Caesar(Family):
     name, category, levels = "caesar", "strings", (3,)
+    generic = {3: (ON_EMPTY,)}
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
         return [{"level": 3, "k": k} for k in range(1, 26) if k != 13]   # 13 places: both directions agree
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (SHIFT_DIR, OTHER)
 
     def fn_names(self, core):
@@ -30,19 +31,19 @@ class Caesar(Family):
     def extra(self, p):
         return "Letters are lower case."
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, k = p["args"][0], p["k"]
         sign = "+" if c["direction"] == "forward" else "-"
         other = ["        else:", "            out += c"] if c["other"] == "keep" else []
         return fmt([f"def {p['fn']}({a}):", "    out = ''", f"    for c in {a}:", "        if c.isalpha():",
                     f"            out += chr((ord(c) - 97 {sign} {k}) % 26 + 97)", *other, "    return out"])
 
-    def reference(self, p, c, s):
+    def own_reference(self, p, c, s):
         k = p["k"] if c["direction"] == "forward" else -p["k"]
         return "".join(LETTERS[(LETTERS.index(ch) + k) % 26] if ch in LETTERS else (ch if c["other"] == "keep" else "")
                        for ch in s)
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         return [("",), ("xyz abc",), (rng.choice(WORDS) + " 42",), ("zebra",)]
 
     def draw(self, p, rng):
@@ -51,12 +52,13 @@ class Caesar(Family):
 
 class Vowels(Family):
     name, category, levels = "vowels", "strings", (1,)
+    generic = {1: (ON_EMPTY,)}
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
         return [{"level": 1, "extra": c} for c in CONSONANTS]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (CASE,)
 
     def fn_names(self, core):
@@ -66,17 +68,17 @@ class Vowels(Family):
         return (f"how many vowels {{a}} contains, counting '{p['extra']}' as a vowel too",
                 f"the number of letters of {{a}} that are vowels or '{p['extra']}'")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, letters = p["args"][0], "aeiou" + p["extra"]
         test = f"c in {letters!r}" if c["case"] == "sensitive" else f"c.lower() in {letters!r}"
         return fmt([f"def {p['fn']}({a}):", "    count = 0", f"    for c in {a}:", f"        if {test}:", "            count += 1",
                     "    return count"])
 
-    def reference(self, p, c, s):
+    def own_reference(self, p, c, s):
         s = s if c["case"] == "sensitive" else s.lower()
         return sum(1 for ch in s if ch in "aeiou" + p["extra"])
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         return [("",), (p["extra"] * 2 + " " + rng.choice(WORDS),), ("Apple " + p["extra"].upper(),), ("xyz",)]
 
     def draw(self, p, rng):
@@ -85,12 +87,13 @@ class Vowels(Family):
 
 class MaskText(Family):
     name, category, levels = "mask_text", "strings", (2,)
+    generic = {2: (ON_EMPTY,)}
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
         return [{"level": 2, "n": n, "mark": m} for n in range(1, 7) for m in "*#x."]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (KEEP_END,)
 
     def fn_names(self, core):
@@ -100,7 +103,7 @@ class MaskText(Family):
         return (f"{{a}} with all but {p['n']} of its characters replaced by '{p['mark']}'",
                 f"{{a}} with every character except {p['n']} of them hidden as '{p['mark']}'")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, n, m = p["args"][0], p["n"], p["mark"]
         if c["keep"] == "last":
             body = [f"        if i < len({a}) - {n}:", f"            out += {m!r}", "        else:", f"            out += {a}[i]"]
@@ -108,12 +111,12 @@ class MaskText(Family):
             body = [f"        if i < {n}:", f"            out += {a}[i]", "        else:", f"            out += {m!r}"]
         return fmt([f"def {p['fn']}({a}):", "    out = ''", f"    for i in range(len({a})):", *body, "    return out"])
 
-    def reference(self, p, c, s):
+    def own_reference(self, p, c, s):
         n, m = p["n"], p["mark"]
         hidden = max(0, len(s) - n)
         return m * hidden + s[hidden:] if c["keep"] == "last" else s[:n] + m * hidden
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         n = p["n"]
         word = "".join(rng.choice(LETTERS) for _ in range(n + 3))
         return [("",), (word[:n],), (word[: n + 1],), (word,)]

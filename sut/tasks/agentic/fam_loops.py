@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from sut.tasks.agentic.family import BOUND, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes
+from sut.tasks.agentic.family import ON_EMPTY, BOUND, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes
 
 LIMIT = Conv("bound", ("exclusive", "inclusive"), "a start value equal to the limit")
 PATH_START = Conv("start", ("included", "excluded"), "any start value: the list begins with it or not")
@@ -28,7 +28,7 @@ class GrowUntil(Family):
     def space(self, level):
         return [{"level": level, "factor": f, "limit": lim} for f in (2, 3) for lim in range(10, 60)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (LIMIT,) if level == 1 else (LIMIT, PATH_START)
 
     def fn_names(self, core):
@@ -47,7 +47,7 @@ class GrowUntil(Family):
         return (f"the values {{a}} takes while it is {verb} until it passes the limit {lim}",
                 f"the list of numbers from {{a}}, {verb} each step, until past {lim}")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, f, lim = p["args"][0], p["factor"], p["limit"]
         test = f"    while {a} {'<=' if c['bound'] == 'exclusive' else '<'} {lim}:"
         if p["level"] == 1:
@@ -56,7 +56,7 @@ class GrowUntil(Family):
         out = f"    out = [{a}]" if c["start"] == "included" else "    out = []"
         return fmt([f"def {p['fn']}({a}):", out, test, f"        {a} *= {f}", f"        out.append({a})", "    return out"])
 
-    def reference(self, p, c, n):
+    def own_reference(self, p, c, n):
         out = [n] if c.get("start") == "included" else []
         count = 0
         while n <= p["limit"] if c["bound"] == "exclusive" else n < p["limit"]:
@@ -65,7 +65,7 @@ class GrowUntil(Family):
             out.append(n)
         return count if p["level"] == 1 else out
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         lim = p["limit"]
         return [(lim,), (lim - 1,), (lim + 1,), (1,)]
 
@@ -84,7 +84,7 @@ class FizzLabels(Family):
         return [{"level": 3, "a": a, "b": b, "w1": w1, "w2": w2} for a, b in pairs for w1 in LABELS for w2 in LABELS
                 if w1 != w2]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (COUNT_FROM,) if level == 2 else (COUNT_FROM, BOTH)
 
     def fn_names(self, core):
@@ -98,7 +98,7 @@ class FizzLabels(Family):
         return (f"a list of strings for the first {{a}} numbers: {rule}, else the number as a string",
                 f"one string per number for the first {{a}} numbers: {rule}, otherwise the number written out")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a = p["args"][0]
         loop = f"    for i in range(1, {a} + 1):" if c["start"] == 1 else f"    for i in range({a}):"
         if p["level"] == 2:
@@ -114,7 +114,7 @@ class FizzLabels(Family):
         return fmt([f"def {p['fn']}({a}):", "    out = []", loop, *branches, "        else:",
                     "            out.append(str(i))", "    return out"])
 
-    def reference(self, p, c, n):
+    def own_reference(self, p, c, n):
         out = []
         for i in range(c["start"], n + c["start"]):
             if p["level"] == 2:
@@ -129,7 +129,7 @@ class FizzLabels(Family):
                 out.append(str(i))
         return out
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         m = p["k"] if p["level"] == 2 else math.lcm(p["a"], p["b"])
         return [(0,), (m,), (m + 1,), (1,)]
 
@@ -139,13 +139,14 @@ class FizzLabels(Family):
 
 class Settle(Family):
     name, category, levels = "settle", "branches", (2,)
+    generic = {2: (ON_EMPTY,)}
     arg_pools = (("ops", "moves", "log"),)
     OPS = (("in", "out"), ("add", "take"), ("put", "get"))
 
     def space(self, level):
         return [{"level": 2, "start": k, "ops": list(ops)} for ops in self.OPS for k in range(5, 55)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (OVERDRAFT,)
 
     def fn_names(self, core):
@@ -159,7 +160,7 @@ class Settle(Family):
         w_in, w_out = p["ops"]
         return f"Each item is a pair: ('{w_in}', amount) adds the amount, ('{w_out}', amount) takes it away."
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, (w_in, _w_out) = p["args"][0], p["ops"]
         if c["overdraft"] == "allow":
             take = ["        else:", "            balance -= x"]
@@ -168,7 +169,7 @@ class Settle(Family):
         return fmt([f"def {p['fn']}({a}):", f"    balance = {p['start']}", f"    for op, x in {a}:",
                     f"        if op == {w_in!r}:", "            balance += x", *take, "    return balance"])
 
-    def reference(self, p, c, ops):
+    def own_reference(self, p, c, ops):
         balance = p["start"]
         for op, x in ops:
             if op == p["ops"][0]:
@@ -177,7 +178,7 @@ class Settle(Family):
                 balance -= x
         return balance
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         w_in, w_out = p["ops"]
         k = p["start"]
         return [([],), ([(w_out, k)],), ([(w_out, k + 3)],), ([(w_in, 4), (w_out, k + 4), (w_out, 1)],)]
@@ -188,11 +189,12 @@ class Settle(Family):
 
 class LongestRun(Family):
     name, category, levels = "longest_run", "loops", (2,)
+    generic = {2: (ON_EMPTY,)}
 
     def space(self, level):
         return [{"level": 2, "dir": d, "k": k} for d in ("above", "below") for k in range(3, 33)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (BOUND,)
 
     def fn_names(self, core):
@@ -204,20 +206,20 @@ class LongestRun(Family):
         return (f"the length of the longest run of neighbouring numbers in {{a}} that {w0} {p['k']}",
                 f"the size of the longest unbroken stretch of elements of {{a}} that {w1} {p['k']}")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a = p["args"][0]
         return fmt([f"def {p['fn']}({a}):", "    best = 0", "    cur = 0", f"    for x in {a}:",
                     f"        if x {cmp_op(p['dir'], c['bound'])} {p['k']}:", "            cur += 1", "        else:",
                     "            cur = 0", "        best = max(best, cur)", "    return best"])
 
-    def reference(self, p, c, xs):
+    def own_reference(self, p, c, xs):
         best = cur = 0
         for x in xs:
             cur = cur + 1 if passes(x, p["k"], p["dir"], c["bound"]) else 0
             best = max(best, cur)
         return best
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         k, s = p["k"], 1 if p["dir"] == "above" else -1
         return [([],), ([k + s, k, k + s, k + 2 * s],), ([k + 3 * s, k - 2 * s, k + 3 * s],), ([k, k, k - s],),
                 ([k + 2 * s, k + 2 * s, k - 2 * s],)]
@@ -228,11 +230,12 @@ class LongestRun(Family):
 
 class CountPairs(Family):
     name, category, levels = "count_pairs", "loops", (2,)
+    generic = {2: (ON_EMPTY,)}
 
     def space(self, level):
         return [{"level": 2, "k": k} for k in range(4, 84, 2)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (SELF,)
 
     def fn_names(self, core):
@@ -242,17 +245,17 @@ class CountPairs(Family):
         return (f"how many pairs of positions in {{a}} hold numbers that add up to {p['k']}",
                 f"the number of index pairs in {{a}} whose elements sum to {p['k']}")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a = p["args"][0]
         rest = f"{a}[i + 1:]" if c["self"] == "no" else f"{a}[i:]"
         return fmt([f"def {p['fn']}({a}):", "    count = 0", f"    for i, x in enumerate({a}):", f"        for y in {rest}:",
                     f"            if x + y == {p['k']}:", "                count += 1", "    return count"])
 
-    def reference(self, p, c, xs):
+    def own_reference(self, p, c, xs):
         lo = 0 if c["self"] == "yes" else 1
         return sum(1 for i in range(len(xs)) for j in range(i + lo, len(xs)) if xs[i] + xs[j] == p["k"])
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         h = p["k"] // 2
         return [([],), ([h],), ([h, h],), ([h - 1, h + 1, h + 1],), ([h + 2, h - 1, h - 2],)]
 
@@ -263,11 +266,12 @@ class CountPairs(Family):
 
 class EveryNth(Family):
     name, category, levels = "every_nth", "lists", (1,)
+    generic = {1: (ON_EMPTY,)}
 
     def space(self, level):
         return [{"level": 1, "k": k, "v": v} for k in range(2, 7) for v in range(0, 10)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (NTH,)
 
     def fn_names(self, core):
@@ -278,17 +282,17 @@ class EveryNth(Family):
         return (f"{{a}} with every {nth} number replaced by {p['v']}",
                 f"a copy of {{a}} in which every {nth} element becomes {p['v']}")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, k = p["args"][0], p["k"]
         test = f"(i + 1) % {k} == 0" if c["base"] == "first_is_1" else f"i % {k} == 0"
         return fmt([f"def {p['fn']}({a}):", "    out = []", f"    for i in range(len({a})):", f"        if {test}:",
                     f"            out.append({p['v']})", "        else:", f"            out.append({a}[i])", "    return out"])
 
-    def reference(self, p, c, xs):
+    def own_reference(self, p, c, xs):
         off = 1 if c["base"] == "first_is_1" else 0
         return [p["v"] if (i + off) % p["k"] == 0 else x for i, x in enumerate(xs)]
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         k = p["k"]
         return [([],), (ints(rng, 10, 40, 2 * k + 1, 2 * k + 1),), (ints(rng, 10, 40, k - 1, k - 1),)]
 
@@ -303,7 +307,7 @@ class Pad(Family):
     def space(self, level):
         return [{"level": 1, "width": w, "fill": f} for w in range(3, 10) for f in "0*._#"]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (SIDE,)
 
     def fn_names(self, core):
@@ -313,16 +317,16 @@ class Pad(Family):
         return (f"{{a}} as a string padded with '{p['fill']}' to {p['width']} characters",
                 f"the text of {{a}}, filled out with '{p['fill']}' to a width of {p['width']}")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, f = p["args"][0], p["fill"]
         grow = f"        s = {f!r} + s" if c["side"] == "left" else f"        s = s + {f!r}"
         return fmt([f"def {p['fn']}({a}):", f"    s = str({a})", f"    while len(s) < {p['width']}:", grow, "    return s"])
 
-    def reference(self, p, c, n):
+    def own_reference(self, p, c, n):
         s = str(n)
         return s.rjust(p["width"], p["fill"]) if c["side"] == "left" else s.ljust(p["width"], p["fill"])
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         w = p["width"]
         return [(rng.randint(1, 9),), (10 ** (w - 1),), (10 ** w,), (10 ** (w - 2) + 7,)]
 
@@ -332,11 +336,12 @@ class Pad(Family):
 
 class Rotate(Family):
     name, category, levels = "rotate", "lists", (1,)
+    generic = {1: (ON_EMPTY,)}
 
     def space(self, level):
         return [{"level": 1, "k": k} for k in range(1, 31)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (DIRECTION,)
 
     def fn_names(self, core):
@@ -345,19 +350,19 @@ class Rotate(Family):
     def whats(self, p):
         return (f"{{a}} rotated by {p['k']} places", f"the elements of {{a}} shifted round by {p['k']} positions")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a = p["args"][0]
         out = f"{a}[n:] + {a}[:n]" if c["direction"] == "left" else f"{a}[-n:] + {a}[:-n]"
         return fmt([f"def {p['fn']}({a}):", f"    if not {a}:", "        return []", f"    n = {p['k']} % len({a})",
                     f"    return {out}"])
 
-    def reference(self, p, c, xs):
+    def own_reference(self, p, c, xs):
         if not xs:
             return []
         n = p["k"] % len(xs)
         return xs[n:] + xs[:n] if c["direction"] == "left" else xs[len(xs) - n:] + xs[:len(xs) - n]
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         sizes = [m for m in range(3, 9) if p["k"] % m and 2 * (p["k"] % m) != m]
         return [([],), (rng.sample(range(30), rng.choice(sizes)),), ([rng.randint(0, 29)],)]
 

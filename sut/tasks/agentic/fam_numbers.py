@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sut.tasks.agentic.family import BOUND, PAST_WORD, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes, shuffled
+from sut.tasks.agentic.family import ON_EMPTY, BOUND, PAST_WORD, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes, shuffled
 
 NONE_SUM = Conv("none", (0, -1, None), "a list where no element passes")
 NONE = Conv("none", (-1, None), "a list without a match")
@@ -38,11 +38,12 @@ def _near(p: dict[str, Any]) -> list[int]:
 
 class CountPast(Family):
     name, category, levels = "count_past", "accumulators", (1, 2)
+    generic = {1: (ON_EMPTY,)}
 
     def space(self, level):
         return [{"level": level, "dir": d, "k": k} for d in ("above", "below") for k in range(2, 42)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (BOUND,) if level == 1 else (BOUND, NONE_SUM)
 
     def fn_names(self, core):
@@ -57,7 +58,7 @@ class CountPast(Family):
             return (f"how many numbers in {{a}} {w0} {p['k']}", f"the count of elements of {{a}} that {w1} {p['k']}")
         return (f"the sum of the numbers in {{a}} that {w0} {p['k']}", f"the total of the elements of {{a}} that {w1} {p['k']}")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, op, k = p["args"][0], cmp_op(p["dir"], c["bound"]), p["k"]
         if p["level"] == 1:
             return fmt([f"def {p['fn']}({a}):", "    count = 0", f"    for x in {a}:", f"        if x {op} {k}:",
@@ -69,13 +70,13 @@ class CountPast(Family):
                     f"        if x {op} {k}:", "            total += x", "            found = True",
                     "    if not found:", f"        return {_ret(c['none'])}", "    return total"])
 
-    def reference(self, p, c, xs):
+    def own_reference(self, p, c, xs):
         hits = [x for x in xs if passes(x, p["k"], p["dir"], c["bound"])]
         if p["level"] == 1:
             return len(hits)
         return sum(hits) if hits else c["none"]
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         return [([],), (shuffled(rng, _near(p)),), (_no_match(p),), ([p["k"], p["k"]],)]
 
     def draw(self, p, rng):
@@ -88,7 +89,7 @@ class FirstPast(Family):
     def space(self, level):
         return [{"level": level, "dir": d, "k": k} for d in ("above", "below") for k in range(2, 42)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (BOUND, NONE)
 
     def fn_names(self, core):
@@ -104,7 +105,7 @@ class FirstPast(Family):
         return (f"the position of the first number in {{a}} that {w0} {p['k']}",
                 f"the index of the earliest element of {{a}} that {w1} {p['k']}")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, op, k = p["args"][0], cmp_op(p["dir"], c["bound"]), p["k"]
         if p["level"] == 1:
             body = [f"    for x in {a}:", f"        if x {op} {k}:", "            return x"]
@@ -112,13 +113,13 @@ class FirstPast(Family):
             body = [f"    for i in range(len({a})):", f"        if {a}[i] {op} {k}:", "            return i"]
         return fmt([f"def {p['fn']}({a}):", *body, f"    return {_ret(c['none'])}"])
 
-    def reference(self, p, c, xs):
+    def own_reference(self, p, c, xs):
         for i, x in enumerate(xs):
             if passes(x, p["k"], p["dir"], c["bound"]):
                 return x if p["level"] == 1 else i
         return c["none"]
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         k = p["k"]
         first, last = ([k + 5, k - 1], [k - 1, k + 2]) if p["dir"] == "above" else ([k - 1, k + 5], [k + 1, k - 2])
         return [([],), (_near(p),), (_no_match(p),), (first,), (last,)]
@@ -129,12 +130,13 @@ class FirstPast(Family):
 
 class FindValue(Family):
     name, category, levels = "find_value", "early_return", (1, 2)
+    generic = {2: (ON_EMPTY,)}
     difficulty = {1: 2, 2: 1}
 
     def space(self, level):
         return [{"level": level, "k": k} for k in range(0, 50)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (TIE, NONE) if level == 1 else (BASE,)
 
     def fn_names(self, core):
@@ -145,7 +147,7 @@ class FindValue(Family):
             return (f"the position of {p['k']} in {{a}}", f"the index where {p['k']} appears in {{a}}")
         return (f"the positions of {p['k']} in {{a}}", f"the list of indexes where {p['k']} appears in {{a}}")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, k, head = p["args"][0], p["k"], f"def {p['fn']}({p['args'][0]}):"
         loop = [f"    for i in range(len({a})):", f"        if {a}[i] == {k}:"]
         if p["level"] == 2:
@@ -155,7 +157,7 @@ class FindValue(Family):
             return fmt([head, *loop, "            return i", f"    return {_ret(c['none'])}"])
         return fmt([head, f"    found = {_ret(c['none'])}", *loop, "            found = i", "    return found"])
 
-    def reference(self, p, c, xs):
+    def own_reference(self, p, c, xs):
         hits = [i for i, x in enumerate(xs) if x == p["k"]]
         if p["level"] == 2:
             return [i + c["base"] for i in hits]
@@ -166,7 +168,7 @@ class FindValue(Family):
     def _other(self, p, rng):
         return rng.choice([v for v in range(max(0, p["k"] - 5), p["k"] + 6) if v != p["k"]])
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         k, o = p["k"], lambda: self._other(p, rng)
         return [([],), ([o(), o()],), ([o(), k, o(), k],), ([k],), ([k, o(), k + 1],)]
 
@@ -180,7 +182,7 @@ class ClosestTo(Family):
     def space(self, level):
         return [{"level": level, "k": k} for k in range(3, 63)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (TIE, EMPTY)
 
     def fn_names(self, core):
@@ -192,7 +194,7 @@ class ClosestTo(Family):
             return (f"the number in {{a}} closest to {k}", f"the element of {{a}} nearest to {k}")
         return (f"the position of the number in {{a}} closest to {k}", f"the index of the element of {{a}} nearest to {k}")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, k, op = p["args"][0], p["k"], "<" if c["tie"] == "first" else "<="
         head = [f"def {p['fn']}({a}):", f"    if not {a}:", f"        return {_ret(c['empty'])}"]
         if p["level"] == 1:
@@ -201,7 +203,7 @@ class ClosestTo(Family):
         return fmt([*head, "    best = 0", f"    for i in range(len({a})):",
                     f"        if abs({a}[i] - {k}) {op} abs({a}[best] - {k}):", "            best = i", "    return best"])
 
-    def reference(self, p, c, xs):
+    def own_reference(self, p, c, xs):
         if not xs:
             return c["empty"]
         dist = [abs(x - p["k"]) for x in xs]
@@ -209,7 +211,7 @@ class ClosestTo(Family):
         i = idx[0] if c["tie"] == "first" else idx[-1]
         return xs[i] if p["level"] == 1 else i
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         k, d = p["k"], rng.randint(1, 3)
         return [([],), ([k - d, k + d],), ([k + 9, k + d, k - d],), ([k + 1],), ([k + 4, k - 2, k + 1],)]
 
@@ -219,11 +221,12 @@ class ClosestTo(Family):
 
 class Running(Family):
     name, category = "running", "lists"
+    generic = {1: (ON_EMPTY,)}
 
     def space(self, level):
         return [{"level": level, "op": op, "k": k} for op in ("total", "maximum") for k in range(1, 31)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (START,)
 
     def fn_names(self, core):
@@ -236,14 +239,14 @@ class Running(Family):
             return (f"the running totals of {{a}}, starting from {k}", f"the list of cumulative sums of {{a}}, counting from {k}")
         return (f"the running maximum of {{a}}, starting from {k}", f"the list of the largest number so far in {{a}}, starting from {k}")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a = p["args"][0]
         step = "        cur += x" if p["op"] == "total" else "        cur = max(cur, x)"
         out = "    out = []" if c["start"] == "excluded" else "    out = [cur]"
         return fmt([f"def {p['fn']}({a}):", f"    cur = {p['k']}", out, f"    for x in {a}:", step, "        out.append(cur)",
                     "    return out"])
 
-    def reference(self, p, c, xs):
+    def own_reference(self, p, c, xs):
         cur, out = p["k"], []
         if c["start"] == "included":
             out.append(cur)
@@ -252,7 +255,7 @@ class Running(Family):
             out.append(cur)
         return out
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         k = p["k"]
         return [([],), ([k - 1],), ([k - 1, k + 2, k],), ([0, k + 1, 1],)]
 
@@ -262,11 +265,12 @@ class Running(Family):
 
 class NeighbourGaps(Family):
     name, category, levels = "neighbour_gaps", "loops", (1, 2)
+    generic = {1: (ON_EMPTY,), 2: (ON_EMPTY,)}
 
     def space(self, level):
         return [{"level": level, "k": k} for k in range(1, 31)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (STEP_BOUND,) if level == 1 else (ORDER, STEP_BOUND)
 
     def fn_names(self, core):
@@ -280,7 +284,7 @@ class NeighbourGaps(Family):
         return (f"the differences between neighbours in {{a}} whose size passes the threshold {k}",
                 f"the steps between neighbouring elements of {{a}} that clear the mark {k} in size")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, k, op = p["args"][0], p["k"], cmp_op("above", c["bound"])
         loop = f"    for i in range(len({a}) - 1):"
         if p["level"] == 1:
@@ -290,14 +294,14 @@ class NeighbourGaps(Family):
         return fmt([f"def {p['fn']}({a}):", "    out = []", loop, f"        d = {diff}", f"        if abs(d) {op} {k}:",
                     "            out.append(d)", "    return out"])
 
-    def reference(self, p, c, xs):
+    def own_reference(self, p, c, xs):
         diffs = [xs[i + 1] - xs[i] for i in range(len(xs) - 1)]
         if c.get("order") == "prev_minus_next":
             diffs = [-d for d in diffs]
         big = [d for d in diffs if passes(abs(d), p["k"], "above", c["bound"])]
         return len(big) if p["level"] == 1 else big
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         k, b = p["k"], rng.randint(0, 9)
         return [([],), ([b],), ([b, b + k, b],), ([b, b + k + 2],), ([b, b + k - 1, b + 2 * k],)]
 
@@ -311,7 +315,7 @@ class MeanPast(Family):
     def space(self, level):
         return [{"level": level, "dir": d, "k": k} for d in ("above", "below") for k in range(4, 44)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (BOUND, ROUNDING, MEAN_EMPTY)
 
     def fn_names(self, core):
@@ -323,20 +327,20 @@ class MeanPast(Family):
         return (f"the average of the numbers in {{a}} that {w0} {p['k']}, as a whole number",
                 f"the mean of the elements of {{a}} that {w1} {p['k']}, as an integer")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, op, k = p["args"][0], cmp_op(p["dir"], c["bound"]), p["k"]
         result = "total // count" if c["rounding"] == "floor" else "round(total / count)"
         return fmt([f"def {p['fn']}({a}):", "    total = 0", "    count = 0", f"    for x in {a}:", f"        if x {op} {k}:",
                     "            total += x", "            count += 1", "    if not count:",
                     f"        return {_ret(c['empty'])}", f"    return {result}"])
 
-    def reference(self, p, c, xs):
+    def own_reference(self, p, c, xs):
         hits = [x for x in xs if passes(x, p["k"], p["dir"], c["bound"])]
         if not hits:
             return c["empty"]
         return sum(hits) // len(hits) if c["rounding"] == "floor" else round(sum(hits) / len(hits))
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         k = p["k"]
         frac = [k + 1, k + 2, k + 2] if p["dir"] == "above" else [k - 1, k - 1, k - 2]
         one = [k + 3, k - 1] if p["dir"] == "above" else [k - 3, k + 1]
@@ -354,7 +358,7 @@ class RangeSum(Family):
     def space(self, level):
         return [{"level": level, "op": op, "k": k} for op in ("sum", "count") for k in range(2, 32)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (LO, HI)
 
     def fn_names(self, core):
@@ -369,7 +373,7 @@ class RangeSum(Family):
         return (f"how many multiples of {k} lie from {{a}} to {{b}}",
                 f"the count of numbers between {{a}} and {{b}} that are divisible by {k}")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, b = p["args"]
         lo = a if c["lo"] == "inclusive" else f"{a} + 1"
         hi = f"{b} + 1" if c["hi"] == "inclusive" else b
@@ -377,13 +381,13 @@ class RangeSum(Family):
         return fmt([f"def {p['fn']}({a}, {b}):", f"    {var} = 0", f"    for n in range({lo}, {hi}):",
                     f"        if n % {p['k']} == 0:", f"            {var} += {step}", f"    return {var}"])
 
-    def reference(self, p, c, lo, hi):
+    def own_reference(self, p, c, lo, hi):
         start = lo if c["lo"] == "inclusive" else lo + 1
         stop = hi + 1 if c["hi"] == "inclusive" else hi
         hits = [n for n in range(start, stop) if n % p["k"] == 0]
         return sum(hits) if p["op"] == "sum" else len(hits)
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         k, m = p["k"], rng.randint(1, 3)
         n = m + rng.randint(1, 3)
         return [(m * k, n * k), (m * k + 1, n * k - 1), (m * k - 1, n * k + 1), (n * k, m * k), (k, k)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from sut.tasks.agentic.family import CASE, LETTERS, TEXT_ARGS, WORD_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
+from sut.tasks.agentic.family import ON_EMPTY, CASE, LETTERS, TEXT_ARGS, WORD_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
 
 ACR_CASE = Conv("case", ("upper", "keep"), "lower-case words")
 SEP = Conv("sep", ("", "."), "any word that is kept")
@@ -45,6 +45,7 @@ def _tie_plan(c: str, direction: str) -> tuple[int, list[int]] | None:
 
 class CountLetter(Family):
     name, category, levels = "count_letter", "strings", (1, 2)
+    generic = {1: (ON_EMPTY,), 2: (ON_EMPTY,)}
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
@@ -52,7 +53,7 @@ class CountLetter(Family):
             return [{"level": 1, "letter": c} for c in LETTERS]
         return [{"level": 2, "letter": c, "where": w} for c in LETTERS for w in ("start", "end")]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (CASE,)
 
     def fn_names(self, core):
@@ -68,7 +69,7 @@ class CountLetter(Family):
         verb = "start" if p["where"] == "start" else "end"
         return (f"how many words in {{a}} {verb} with '{c}'", f"the number of words of {{a}} that {verb} with the letter '{c}'")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, ch = p["args"][0], p["letter"]
         if p["level"] == 1:
             test = f"c == {ch!r}" if c["case"] == "sensitive" else f"c.lower() == {ch!r}"
@@ -79,7 +80,7 @@ class CountLetter(Family):
         return fmt([f"def {p['fn']}({a}):", "    count = 0", f"    for w in {a}.split():", f"        if {word}.{method}({ch!r}):",
                     "            count += 1", "    return count"])
 
-    def reference(self, p, c, s):
+    def own_reference(self, p, c, s):
         if c["case"] == "insensitive":
             s = s.lower()
         if p["level"] == 1:
@@ -94,7 +95,7 @@ class CountLetter(Family):
             return w[:i] + ch + w[i + 1:]
         return ch + w[1:] if p["where"] == "start" else w[:-1] + ch
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         other = [w for w in WORDS if p["letter"] not in w]
         return [("",), (_with(rng, [self._word(p, rng), self._word(p, rng, True)]),),
                 (" ".join(rng.sample(other, 3)),), (self._word(p, rng, True),)]
@@ -106,12 +107,13 @@ class CountLetter(Family):
 
 class Acronym(Family):
     name, category, levels = "acronym", "strings", (2,)
+    generic = {2: (ON_EMPTY,)}
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
         return [{"level": 2, "skip": w} for w in WORDS]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (ACR_CASE, SEP)
 
     def fn_names(self, core):
@@ -121,21 +123,21 @@ class Acronym(Family):
         return (f"the first letters of the words in {{a}}, skipping the word '{p['skip']}'",
                 f"an acronym of {{a}} made from its words other than '{p['skip']}'")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a = p["args"][0]
         letter = "w[0].upper()" if c["case"] == "upper" else "w[0]"
         add = f"{letter} + {c['sep']!r}" if c["sep"] else letter
         return fmt([f"def {p['fn']}({a}):", "    out = ''", f"    for w in {a}.split():", f"        if w != {p['skip']!r}:",
                     f"            out += {add}", "    return out"])
 
-    def reference(self, p, c, s):
+    def own_reference(self, p, c, s):
         out = ""
         for w in s.split():
             if w != p["skip"]:
                 out += (w[0].upper() if c["case"] == "upper" else w[0]) + c["sep"]
         return out
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         return [("",), (p["skip"],), (_with(rng, [p["skip"]]),), (_with(rng, [p["skip"], p["skip"]]),)]
 
     def draw(self, p, rng):
@@ -144,12 +146,13 @@ class Acronym(Family):
 
 class Truncate(Family):
     name, category, levels = "truncate", "strings", (1,)
+    generic = {1: (ON_EMPTY,)}
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
         return [{"level": 1, "n": n, "mark": m} for n in range(6, 31) for m in ("...", "~", ">>")]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (MARKER,)
 
     def fn_names(self, core):
@@ -159,12 +162,12 @@ class Truncate(Family):
         return (f"{{a}} cut to {p['n']} characters, with '{p['mark']}' at the end when it was cut",
                 f"{{a}} shortened to {p['n']} characters, marking a cut with '{p['mark']}'")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, n, m = p["args"][0], p["n"], p["mark"]
         keep = n - len(m) if c["marker"] == "counted" else n
         return fmt([f"def {p['fn']}({a}):", f"    if len({a}) <= {n}:", f"        return {a}", f"    return {a}[:{keep}] + {m!r}"])
 
-    def reference(self, p, c, s):
+    def own_reference(self, p, c, s):
         n, m = p["n"], p["mark"]
         if len(s) <= n:
             return s
@@ -173,7 +176,7 @@ class Truncate(Family):
     def _of_len(self, rng, n):
         return (words_text(rng, 8, 10) + " " + words_text(rng, 8, 10))[:n]
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         n = p["n"]
         return [("",), (self._of_len(rng, n),), (self._of_len(rng, n + 1),), (self._of_len(rng, n - 1),),
                 (self._of_len(rng, n + 7),)]
@@ -184,12 +187,13 @@ class Truncate(Family):
 
 class Censor(Family):
     name, category, levels = "censor", "strings", (2,)
+    generic = {2: (ON_EMPTY,)}
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
         return [{"level": 2, "word": w} for w in LONG_WORDS]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (CASE, STARS)
 
     def fn_names(self, core):
@@ -198,21 +202,21 @@ class Censor(Family):
     def whats(self, p):
         return (f"{{a}} with every '{p['word']}' replaced by stars", f"{{a}} where the word '{p['word']}' is hidden behind stars")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a = p["args"][0]
         test = f"w == {p['word']!r}" if c["case"] == "sensitive" else f"w.lower() == {p['word']!r}"
         stars = "'*' * len(w)" if c["stars"] == "same_length" else "'***'"
         return fmt([f"def {p['fn']}({a}):", "    out = []", f"    for w in {a}.split():", f"        if {test}:",
                     f"            out.append({stars})", "        else:", "            out.append(w)", "    return ' '.join(out)"])
 
-    def reference(self, p, c, s):
+    def own_reference(self, p, c, s):
         out = []
         for w in s.split():
             hit = (w if c["case"] == "sensitive" else w.lower()) == p["word"]
             out.append(("*" * len(w) if c["stars"] == "same_length" else "***") if hit else w)
         return " ".join(out)
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         w = p["word"]
         return [("",), (w,), (_with(rng, [w.capitalize()]),), (_with(rng, [w, w.upper()]),)]
 
@@ -227,7 +231,7 @@ class LongestWord(Family):
     def space(self, level):
         return [{"level": 2, "letter": c, "dir": d} for d in ("longest", "shortest") for c in LETTERS if _tie_plan(c, d)]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (TIE, EMPTY_STR)
 
     def fn_names(self, core):
@@ -238,14 +242,14 @@ class LongestWord(Family):
         return (f"the {p['dir']} word in {{a}} that contains the letter '{p['letter']}'",
                 f"the {p['dir']} of the words of {{a}} with a '{p['letter']}' in it")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a = p["args"][0]
         op = (">" if c["tie"] == "first" else ">=") if p["dir"] == "longest" else ("<" if c["tie"] == "first" else "<=")
         tail = ["    return best"] if c["empty"] is None else ["    if best is None:", "        return ''", "    return best"]
         return fmt([f"def {p['fn']}({a}):", "    best = None", f"    for w in {a}.split():", f"        if {p['letter']!r} in w:",
                     f"            if best is None or len(w) {op} len(best):", "                best = w", *tail])
 
-    def reference(self, p, c, s):
+    def own_reference(self, p, c, s):
         words = [w for w in s.split() if p["letter"] in w]
         if not words:
             return c["empty"]
@@ -253,7 +257,7 @@ class LongestWord(Family):
         same = [w for w in words if len(w) == target]
         return same[0] if c["tie"] == "first" else same[-1]
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         by_len = _letter_words(p["letter"])
         n, odd_lens = _tie_plan(p["letter"], p["dir"])
         pair = rng.sample(by_len[n], 2)
@@ -269,12 +273,13 @@ class LongestWord(Family):
 
 class TitleCase(Family):
     name, category, levels = "title_case", "strings", (1,)
+    generic = {1: (ON_EMPTY,)}
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
         return [{"level": 1, "skip": w} for w in WORDS]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (REST,)
 
     def fn_names(self, core):
@@ -284,20 +289,20 @@ class TitleCase(Family):
         return (f"{{a}} with the first letter of every word except '{p['skip']}' in capitals",
                 f"{{a}} where each word other than '{p['skip']}' starts with a capital letter")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a = p["args"][0]
         rest = "w[1:]" if c["rest"] == "keep" else "w[1:].lower()"
         return fmt([f"def {p['fn']}({a}):", "    out = []", f"    for w in {a}.split():", f"        if w == {p['skip']!r}:",
                     "            out.append(w)", "        else:", f"            out.append(w[0].upper() + {rest})",
                     "    return ' '.join(out)"])
 
-    def reference(self, p, c, s):
+    def own_reference(self, p, c, s):
         out = []
         for w in s.split():
             out.append(w if w == p["skip"] else w[0].upper() + (w[1:] if c["rest"] == "keep" else w[1:].lower()))
         return " ".join(out)
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         return [("",), (p["skip"],), (_with(rng, [p["skip"], "hELlo"]),), (mixed_case(rng, rng.choice(LONG_WORDS), 0.0),)]
 
     def draw(self, p, rng):
@@ -307,12 +312,13 @@ class TitleCase(Family):
 
 class PrefixWords(Family):
     name, category, levels = "prefix_words", "strings", (1,)
+    generic = {1: (ON_EMPTY,)}
     arg_pools = (WORD_ARGS,)
 
     def space(self, level):
         return [{"level": 1, "prefix": w} for w in WORDS]
 
-    def convs(self, level):
+    def own_convs(self, level):
         return (JOINER,)
 
     def fn_names(self, core):
@@ -322,15 +328,15 @@ class PrefixWords(Family):
         return (f"the words of {{a}}, each starting with '{p['prefix']}' (added where missing)",
                 f"{{a}} with '{p['prefix']}' put in front of every word that does not already start with it")
 
-    def solution(self, p, c):
+    def own_solution(self, p, c):
         a, w = p["args"][0], p["prefix"]
         return fmt([f"def {p['fn']}({a}):", "    out = []", f"    for w in {a}:", f"        if w.startswith({w!r}):",
                     "            out.append(w)", "        else:", f"            out.append({w + c['joiner']!r} + w)", "    return out"])
 
-    def reference(self, p, c, words):
+    def own_reference(self, p, c, words):
         return [w if w.startswith(p["prefix"]) else p["prefix"] + c["joiner"] + w for w in words]
 
-    def edges(self, p, rng):
+    def own_edges(self, p, rng):
         return [([],), ([rng.choice(WORDS)],), ([p["prefix"] + rng.choice(WORDS), rng.choice(WORDS)],)]
 
     def draw(self, p, rng):

@@ -58,11 +58,14 @@ class Family:
     difficulty: ClassVar[dict[int, int]] = {}     # level -> difficulty 1-3 (default: the level)
     arg_pools: ClassVar[tuple[tuple[str, ...], ...]] = (INT_ARGS,)
 
+    generic: ClassVar[dict[int, tuple[Conv, ...]]] = {}   # level -> shared conventions (ON_EMPTY) it also leaves open
+
     def space(self, level: int) -> list[dict[str, Any]]:
         """Every core of ``level``: the semantic parameters (JSON-able), without names."""
         raise NotImplementedError
 
-    def convs(self, level: int) -> tuple[Conv, ...]:
+    def own_convs(self, level: int) -> tuple[Conv, ...]:
+        """The family's own open conventions (``convs`` adds the shared ones)."""
         raise NotImplementedError
 
     def fn_names(self, core: dict[str, Any]) -> tuple[str, ...]:
@@ -72,19 +75,45 @@ class Family:
         """Paraphrases of what the function returns ({a}, {b} are the parameter names)."""
         raise NotImplementedError
 
-    def solution(self, p: dict[str, Any], c: dict[str, Any]) -> str:
+    def own_solution(self, p: dict[str, Any], c: dict[str, Any]) -> str:
         raise NotImplementedError
 
-    def reference(self, p: dict[str, Any], c: dict[str, Any], *args: Any) -> Any:
+    def own_reference(self, p: dict[str, Any], c: dict[str, Any], *args: Any) -> Any:
         raise NotImplementedError
 
-    def edges(self, p: dict[str, Any], rng: random.Random) -> list[tuple]:
-        """Cases that reveal every convention and pin the constants (values next to each bound)."""
+    def own_edges(self, p: dict[str, Any], rng: random.Random) -> list[tuple]:
+        """Cases that reveal the family's own conventions and pin the constants (values next to each bound)."""
         raise NotImplementedError
 
     def draw(self, p: dict[str, Any], rng: random.Random) -> tuple:
         """One random case."""
         raise NotImplementedError
+
+    # ---- the shared convention (ON_EMPTY) wrapped around the family's own ----------------------
+
+    def convs(self, level: int) -> tuple[Conv, ...]:
+        """Every convention a task of ``level`` leaves open: the family's own, then the shared ones."""
+        return self.own_convs(level) + self.generic.get(level, ())
+
+    def solution(self, p: dict[str, Any], c: dict[str, Any]) -> str:
+        """The family's solution, with a guard after the ``def`` line when an empty input returns a sentinel."""
+        code = self.own_solution(p, c)
+        if c.get("on_empty", "result") == "result":
+            return code
+        head, _, body = code.partition("\n")
+        a = p["args"][0]
+        return "\n".join([head, f"    if not {a}:", f"        return {c['on_empty']!r}", body])
+
+    def reference(self, p: dict[str, Any], c: dict[str, Any], *args: Any) -> Any:
+        """Plain-Python twin of ``solution``."""
+        if c.get("on_empty", "result") != "result" and not args[0]:
+            return c["on_empty"]
+        return self.own_reference(p, c, *args)
+
+    def empty_case(self, p: dict[str, Any], rng: random.Random) -> tuple:
+        """A random case with its first argument (a list, text or dict) emptied: what reveals ``on_empty``."""
+        first, *rest = self.draw(p, rng)
+        return (type(first)(), *rest)
 
     def extra(self, p: dict[str, Any]) -> str:
         """A sentence after the lead, for formats the prompt must state (default none)."""
@@ -114,7 +143,11 @@ class Family:
         Raises FamilyBug unless, for every open convention and every other value of it, some case's
         expected return changes: the cases reveal each convention by construction."""
         inputs: list[tuple] = []
-        for args in self.edges(p, rng):
+        for args in self.own_edges(p, rng):
+            if args not in inputs:
+                inputs.append(args)
+        if ON_EMPTY in self.generic.get(p["level"], ()):
+            args = self.empty_case(p, rng)
             if args not in inputs:
                 inputs.append(args)
         for _ in range(200):
@@ -171,6 +204,11 @@ def passes(x: Any, k: Any, direction: str, bound: str) -> bool:
         return x > k if bound == "exclusive" else x >= k
     return x < k if bound == "exclusive" else x <= k
 
+
+# The convention families share (a family's ``generic``): what an empty input returns, the computed
+# result or a sentinel that only the failing case names. Three values, so a retry told only
+# "failed" must guess between two sentinels, while one that reads the case copies it.
+ON_EMPTY = Conv("on_empty", ("result", None, -1), "an empty input: the computed result, or the sentinel it shows")
 
 BOUND = Conv("bound", ("exclusive", "inclusive"), "an element equal to the threshold")
 CASE = Conv("case", ("sensitive", "insensitive"), "an upper-case letter or word")

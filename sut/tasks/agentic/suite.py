@@ -39,7 +39,7 @@ EVAL_SHARE, VAL_SHARE = 0.2, 0.1   # of each slot's cores, by hash rank
 EVAL_PATH = Path(__file__).resolve().parents[1] / "data" / "agentic_eval_tasks.jsonl"
 EVAL_SIZE = 1024
 EVAL_SEED = 17
-EVAL_SHA256 = "f322ee729ec54aca66926c6fa5cdcbefe5dad1c3128754d9d43d8f9867862aeb"
+EVAL_SHA256 = "f579cbe4754c83291991b0232eafdbd9dc3ddd7dcc22c2763f39b2f0979a03a6"
 ID_DIGITS = {"train": 7, "val": 5, "eval": 4}
 
 
