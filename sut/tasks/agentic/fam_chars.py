@@ -2,7 +2,7 @@
 masking characters."""
 from __future__ import annotations
 
-from sut.tasks.agentic.family import ON_EMPTY, CASE, LETTERS, TEXT_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
+from sut.tasks.agentic.family import CASE, LETTERS, TEXT_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
 
 SHIFT_DIR = Conv("direction", ("forward", "back"), "any letter")
 OTHER = Conv("other", ("keep", "drop"), "a space or a digit")
@@ -12,7 +12,7 @@ CONSONANTS = [c for c in LETTERS if c not in "aeiou"]
 
 class Caesar(Family):
     name, category, levels = "caesar", "strings", (3,)
-    generic = {3: (ON_EMPTY,)}
+    on_empty_levels = (3,)
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
@@ -52,7 +52,7 @@ class Caesar(Family):
 
 class Vowels(Family):
     name, category, levels = "vowels", "strings", (1,)
-    generic = {1: (ON_EMPTY,)}
+    on_empty_levels = (1,)
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
@@ -87,7 +87,7 @@ class Vowels(Family):
 
 class MaskText(Family):
     name, category, levels = "mask_text", "strings", (2,)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):

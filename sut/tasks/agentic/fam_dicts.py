@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from sut.tasks.agentic.family import (ON_EMPTY, BOUND, CASE, DICT_ARGS, LETTERS, PAST_WORD, PAST_WORDS, WORDS, Conv, Family, cmp_op,
+from sut.tasks.agentic.family import (BOUND, CASE, DICT_ARGS, LETTERS, PAST_WORD, PAST_WORDS, WORDS, Conv, Family, cmp_op,
                                 fmt, ints, passes, shuffled)
 
 VALUE_BOUND = Conv("bound", ("exclusive", "inclusive"), "a value equal to the threshold")
@@ -27,7 +27,7 @@ def _dict(rng: random.Random, values: list[int]) -> dict[str, int]:
 
 class InvertPast(Family):
     name, category, levels = "invert_past", "dicts", (2,)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
     arg_pools = (DICT_ARGS,)
 
     def space(self, level):
@@ -107,7 +107,7 @@ class ClosestKey(Family):
 
 class GroupBy(Family):
     name, category, levels = "group_by", "dicts", (2,)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
 
     def space(self, level):
         return [{"level": 2, "op": op, "k": k} for op in ("%", "//") for k in range(2, 32)]
@@ -149,7 +149,7 @@ class GroupBy(Family):
 
 class Restock(Family):
     name, category, levels = "restock", "dicts", (3,)
-    generic = {3: (ON_EMPTY,)}
+    on_empty_levels = (3,)
     arg_pools = (("stock", "counts", "store"), ("sold", "sales", "orders"))
 
     def space(self, level):
@@ -194,7 +194,7 @@ class Restock(Family):
 
 class LetterCounts(Family):
     name, category, levels = "letter_counts", "dicts", (2,)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
     arg_pools = (("s", "text", "line"),)
 
     def space(self, level):
@@ -233,7 +233,7 @@ class LetterCounts(Family):
 
 class WordFreq(Family):
     name, category, levels = "word_freq", "dicts", (2,)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
     arg_pools = (("s", "text", "line"),)
 
     def space(self, level):
@@ -273,7 +273,7 @@ class WordFreq(Family):
 
 class UniquePast(Family):
     name, category, levels = "unique_past", "lists", (2,)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
 
     def space(self, level):
         return [{"level": 2, "dir": d, "k": k} for d in ("above", "below") for k in range(2, 32)]
@@ -317,7 +317,7 @@ class UniquePast(Family):
 
 class Grades(Family):
     name, category, levels = "grades", "branches", (3,)
-    generic = {3: (ON_EMPTY,)}
+    on_empty_levels = (3,)
     arg_pools = (("scores", "marks", "points"),)
 
     def space(self, level):

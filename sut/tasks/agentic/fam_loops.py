@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from sut.tasks.agentic.family import ON_EMPTY, BOUND, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes
+from sut.tasks.agentic.family import BOUND, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes
 
 LIMIT = Conv("bound", ("exclusive", "inclusive"), "a start value equal to the limit")
 PATH_START = Conv("start", ("included", "excluded"), "any start value: the list begins with it or not")
@@ -139,7 +139,7 @@ class FizzLabels(Family):
 
 class Settle(Family):
     name, category, levels = "settle", "branches", (2,)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
     arg_pools = (("ops", "moves", "log"),)
     OPS = (("in", "out"), ("add", "take"), ("put", "get"))
 
@@ -189,7 +189,7 @@ class Settle(Family):
 
 class LongestRun(Family):
     name, category, levels = "longest_run", "loops", (2,)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
 
     def space(self, level):
         return [{"level": 2, "dir": d, "k": k} for d in ("above", "below") for k in range(3, 33)]
@@ -230,7 +230,7 @@ class LongestRun(Family):
 
 class CountPairs(Family):
     name, category, levels = "count_pairs", "loops", (2,)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
 
     def space(self, level):
         return [{"level": 2, "k": k} for k in range(4, 84, 2)]
@@ -266,7 +266,7 @@ class CountPairs(Family):
 
 class EveryNth(Family):
     name, category, levels = "every_nth", "lists", (1,)
-    generic = {1: (ON_EMPTY,)}
+    on_empty_levels = (1,)
 
     def space(self, level):
         return [{"level": 1, "k": k, "v": v} for k in range(2, 7) for v in range(0, 10)]
@@ -336,7 +336,7 @@ class Pad(Family):
 
 class Rotate(Family):
     name, category, levels = "rotate", "lists", (1,)
-    generic = {1: (ON_EMPTY,)}
+    on_empty_levels = (1,)
 
     def space(self, level):
         return [{"level": 1, "k": k} for k in range(1, 31)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sut.tasks.agentic.family import ON_EMPTY, BOUND, PAST_WORD, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes, shuffled
+from sut.tasks.agentic.family import BOUND, PAST_WORD, PAST_WORDS, Conv, Family, cmp_op, fmt, ints, passes, shuffled
 
 NONE_SUM = Conv("none", (0, -1, None), "a list where no element passes")
 NONE = Conv("none", (-1, None), "a list without a match")
@@ -38,7 +38,7 @@ def _near(p: dict[str, Any]) -> list[int]:
 
 class CountPast(Family):
     name, category, levels = "count_past", "accumulators", (1, 2)
-    generic = {1: (ON_EMPTY,)}
+    on_empty_levels = (1,)
 
     def space(self, level):
         return [{"level": level, "dir": d, "k": k} for d in ("above", "below") for k in range(2, 42)]
@@ -130,7 +130,7 @@ class FirstPast(Family):
 
 class FindValue(Family):
     name, category, levels = "find_value", "early_return", (1, 2)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
     difficulty = {1: 2, 2: 1}
 
     def space(self, level):
@@ -221,7 +221,7 @@ class ClosestTo(Family):
 
 class Running(Family):
     name, category = "running", "lists"
-    generic = {1: (ON_EMPTY,)}
+    on_empty_levels = (1,)
 
     def space(self, level):
         return [{"level": level, "op": op, "k": k} for op in ("total", "maximum") for k in range(1, 31)]
@@ -265,7 +265,7 @@ class Running(Family):
 
 class NeighbourGaps(Family):
     name, category, levels = "neighbour_gaps", "loops", (1, 2)
-    generic = {1: (ON_EMPTY,), 2: (ON_EMPTY,)}
+    on_empty_levels = (1, 2)
 
     def space(self, level):
         return [{"level": level, "k": k} for k in range(1, 31)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from sut.tasks.agentic.family import ON_EMPTY, CASE, LETTERS, TEXT_ARGS, WORD_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
+from sut.tasks.agentic.family import CASE, LETTERS, TEXT_ARGS, WORD_ARGS, WORDS, Conv, Family, fmt, mixed_case, words_text
 
 ACR_CASE = Conv("case", ("upper", "keep"), "lower-case words")
 SEP = Conv("sep", ("", "."), "any word that is kept")
@@ -45,7 +45,7 @@ def _tie_plan(c: str, direction: str) -> tuple[int, list[int]] | None:
 
 class CountLetter(Family):
     name, category, levels = "count_letter", "strings", (1, 2)
-    generic = {1: (ON_EMPTY,), 2: (ON_EMPTY,)}
+    on_empty_levels = (1, 2)
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
@@ -107,7 +107,7 @@ class CountLetter(Family):
 
 class Acronym(Family):
     name, category, levels = "acronym", "strings", (2,)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
@@ -146,7 +146,7 @@ class Acronym(Family):
 
 class Truncate(Family):
     name, category, levels = "truncate", "strings", (1,)
-    generic = {1: (ON_EMPTY,)}
+    on_empty_levels = (1,)
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
@@ -187,7 +187,7 @@ class Truncate(Family):
 
 class Censor(Family):
     name, category, levels = "censor", "strings", (2,)
-    generic = {2: (ON_EMPTY,)}
+    on_empty_levels = (2,)
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
@@ -273,7 +273,7 @@ class LongestWord(Family):
 
 class TitleCase(Family):
     name, category, levels = "title_case", "strings", (1,)
-    generic = {1: (ON_EMPTY,)}
+    on_empty_levels = (1,)
     arg_pools = (TEXT_ARGS,)
 
     def space(self, level):
@@ -312,7 +312,7 @@ class TitleCase(Family):
 
 class PrefixWords(Family):
     name, category, levels = "prefix_words", "strings", (1,)
-    generic = {1: (ON_EMPTY,)}
+    on_empty_levels = (1,)
     arg_pools = (WORD_ARGS,)
 
     def space(self, level):

@@ -58,7 +58,7 @@ class Family:
     difficulty: ClassVar[dict[int, int]] = {}     # level -> difficulty 1-3 (default: the level)
     arg_pools: ClassVar[tuple[tuple[str, ...], ...]] = (INT_ARGS,)
 
-    generic: ClassVar[dict[int, tuple[Conv, ...]]] = {}   # level -> shared conventions (ON_EMPTY) it also leaves open
+    on_empty_levels: ClassVar[tuple[int, ...]] = ()   # levels that also leave the shared ON_EMPTY open
 
     def space(self, level: int) -> list[dict[str, Any]]:
         """Every core of ``level``: the semantic parameters (JSON-able), without names."""
@@ -92,8 +92,8 @@ class Family:
     # ---- the shared convention (ON_EMPTY) wrapped around the family's own ----------------------
 
     def convs(self, level: int) -> tuple[Conv, ...]:
-        """Every convention a task of ``level`` leaves open: the family's own, then the shared ones."""
-        return self.own_convs(level) + self.generic.get(level, ())
+        """Every convention a task of ``level`` leaves open: the family's own, then ON_EMPTY where the level takes it."""
+        return self.own_convs(level) + ((ON_EMPTY,) if level in self.on_empty_levels else ())
 
     def solution(self, p: dict[str, Any], c: dict[str, Any]) -> str:
         """The family's solution, with a guard after the ``def`` line when an empty input returns a sentinel."""
@@ -146,7 +146,7 @@ class Family:
         for args in self.own_edges(p, rng):
             if args not in inputs:
                 inputs.append(args)
-        if ON_EMPTY in self.generic.get(p["level"], ()):
+        if p["level"] in self.on_empty_levels:
             args = self.empty_case(p, rng)
             if args not in inputs:
                 inputs.append(args)
@@ -205,7 +205,7 @@ def passes(x: Any, k: Any, direction: str, bound: str) -> bool:
     return x < k if bound == "exclusive" else x <= k
 
 
-# The convention families share (a family's ``generic``): what an empty input returns, the computed
+# The convention families share (a family's ``on_empty_levels``): what an empty input returns, the computed
 # result or a sentinel that only the failing case names. Three values, so a retry told only
 # "failed" must guess between two sentinels, while one that reads the case copies it.
 ON_EMPTY = Conv("on_empty", ("result", None, -1), "an empty input: the computed result, or the sentinel it shows")

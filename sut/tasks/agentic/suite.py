@@ -14,6 +14,7 @@ normalised solution is in the frozen evaluation file (it never fires for the fro
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import json
@@ -227,6 +228,8 @@ def stats_table(budget: int = 8) -> str:
     by = lambda key: " / ".join(str(sum(key(t) == k for t in tasks)) for k in (1, 2, 3))  # noqa: E731
     rows = [("tasks per difficulty 1 / 2 / 3", by(lambda t: t.difficulty)),
             ("open conventions per task: 1 / 2 / 3", by(lambda t: len(t.conventions))),
+            ("tasks by joint convention values (values: tasks)",
+             ", ".join(f"{j}: {n}" for j, n in sorted(collections.Counter(joint).items()))),
             ("solution lines: mean (min-max)", f"{mean(lines):.2f} ({min(lines)}-{max(lines)})"),
             ("solution characters: mean (max)", f"{mean(chars):.0f} ({max(chars)})"),
             ("prompt words: mean (max)", f"{mean(words):.1f} ({max(words)})"),
